@@ -1,0 +1,61 @@
+"""The FastAPI application: clients in the lifespan, middleware, error handlers, routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.deps import AppState
+from api.errors import install_error_handlers
+from api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from api.routes import agents, health, jobs
+from shared.crypto import SecretBox
+from shared.db import create_engine, create_sessionmaker
+from shared.egress import EgressPolicy
+from shared.logging import configure_logging
+from shared.queue import create_redis
+from shared.settings import Settings, get_settings
+
+DESCRIPTION = """Outrider takes web jobs for AI agents and data pipelines over HTTP, queues them
+in Redis and runs them on horizontally scaled workers, recording every job and attempt in
+the database. Authenticate with `Authorization: Bearer <api key>` (`outrider keys create`).
+Errors always look like `{"error": {"code", "message", "details"}}`."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API for these settings (default: from the environment)."""
+    settings = settings or get_settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        redis = create_redis(settings.resolved_redis_url, patient=False)
+        app.state.outrider = AppState(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            redis=redis,
+            policy=EgressPolicy.from_settings(settings),
+            box=SecretBox(settings.resolved_secret_key()),
+        )
+        try:
+            yield
+        finally:
+            await redis.aclose(close_connection_pool=True)
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Outrider",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    for module in (health, agents, jobs):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,67 @@
+"""Request dependencies: the app's clients, and the caller's identity from the API key."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated
+
+from arq.connections import ArqRedis
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.crypto import SecretBox
+from shared.egress import EgressPolicy
+from shared.errors import Unauthorized
+from shared.repositories.owner import find_owner_by_key
+from shared.settings import Settings
+
+
+@dataclass
+class AppState:
+    """Clients created once per API process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: ArqRedis
+    policy: EgressPolicy
+    box: SecretBox
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling."""
+
+    owner_id: uuid.UUID
+    owner_name: str
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.outrider
+    return state
+
+
+bearer = HTTPBearer(auto_error=False, description="An API key from `outrider keys create`.")
+
+
+async def get_principal(
+    state: Annotated[AppState, Depends(get_state)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """The owner of the presented key; 401 for a missing, unknown or revoked key."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("Send `Authorization: Bearer <api key>`.")
+    key = credentials.credentials
+    if len(key) > 200 or not key.isascii():
+        raise Unauthorized("Invalid API key.")
+    async with state.sessionmaker() as session:
+        owner = await find_owner_by_key(session, key)
+    if owner is None:
+        raise Unauthorized("Invalid API key.")
+    return Principal(owner_id=owner.id, owner_name=owner.name)
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,130 @@
+"""One JSON error shape for everything, and the OpenAPI declarations of those errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.schemas import ErrorBody
+from shared.errors import AppError, ServiceUnavailable
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+_DESCRIPTIONS = {
+    400: "Malformed request (invalid JSON, bad cursor).",
+    401: "Missing or invalid API key.",
+    404: "No such object (or it belongs to another owner).",
+    409: "Conflict with the object's state.",
+    413: "Request body too large.",
+    415: "Body is not JSON.",
+    422: "The request is well-formed JSON but invalid.",
+    503: "A backing service is unavailable; retry after the Retry-After delay.",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the given error statuses (401 and 503 are always possible)."""
+    statuses = sorted({401, 503, *codes})
+    return {s: {"model": ErrorBody, "description": _DESCRIPTIONS[s]} for s in statuses}
+
+
+def _render(exc: AppError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+
+
+def _validation_code(errors: list[dict[str, Any]]) -> str:
+    types = {str(err.get("type")) for err in errors}
+    if "json_invalid" in types:
+        return "invalid_json"
+    if "union_tag_invalid" in types:
+        return "unknown_kind"
+    return "validation_error"
+
+
+def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:
+    out = []
+    for err in errors:
+        out.append(
+            {
+                "loc": [str(part) for part in err.get("loc", ())],
+                "msg": str(err.get("msg", ""))[:500],
+                "type": str(err.get("type", "")),
+            }
+        )
+    return out[:50]
+
+
+async def _on_app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    headers = None
+    if isinstance(exc, ServiceUnavailable):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+    return _render(exc, headers)
+
+
+async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _jsonable_errors(exc.errors())
+    code = _validation_code(errors)
+    status = 400 if code == "invalid_json" else 422
+    message = "The body is not valid JSON." if status == 400 else "The request is invalid."
+    body = {"error": {"code": code, "message": message, "details": errors}}
+    return JSONResponse(body, status_code=status)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {
+        400: "bad_request",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+    }
+    code = codes.get(exc.status_code, f"http_{exc.status_code}")
+    body = {"error": {"code": code, "message": str(exc.detail), "details": None}}
+    return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _on_outage(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("api.dependency_unavailable", error=repr(exc)[:300], path=request.url.path)
+    err = ServiceUnavailable("A backing service (database or Redis) is unavailable. Retry later.")
+    return _render(err, {"Retry-After": str(err.retry_after_s)})
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return await _on_outage(request, exc)
+    log.exception("api.unhandled_error", path=request.url.path)
+    body = {"error": {"code": "internal_error", "message": "Internal error.", "details": None}}
+    return JSONResponse(body, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers; the order matters only for readability."""
+    app.add_exception_handler(AppError, _on_app_error)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    for exc_type in OUTAGE_ERRORS:
+        app.add_exception_handler(exc_type, _on_outage)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,137 @@
+"""Jobs: submit (one or a batch), read, list, attempts, cancel, retry."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+
+from api.deps import PrincipalDep, StateDep
+from api.errors import error_responses
+from api.schemas import (
+    AttemptList,
+    AttemptOut,
+    BatchIn,
+    BatchOut,
+    JobList,
+    JobOut,
+    JobStatusName,
+)
+from api.services.jobs import enqueue_jobs, submit_batch, submit_one
+from shared.repositories import job as jobs
+from shared.specs import JOB_KINDS, JobSpec
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Repeat a request safely: the same key returns the original job.",
+    ),
+]
+
+
+@router.post(
+    "", status_code=202, response_model=JobOut, responses=error_responses(400, 409, 413, 422)
+)
+async def submit_job(
+    spec: JobSpec,
+    state: StateDep,
+    principal: PrincipalDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> JobOut:
+    """Queue a job. The row is written before the job is enqueued, so an accepted job is
+    never lost; with `Idempotency-Key`, a repeat returns the original job (a different body
+    under the same key is a 409)."""
+    job, created = await submit_one(state, principal, spec, idempotency_key)
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return JobOut.model_validate(job)
+
+
+@router.post(
+    "/batch",
+    status_code=202,
+    response_model=BatchOut,
+    responses=error_responses(400, 413, 422),
+)
+async def submit_jobs(body: BatchIn, state: StateDep, principal: PrincipalDep) -> BatchOut:
+    """Queue up to 1,000 jobs in one transaction; all or none. Answers in the given order."""
+    created = await submit_batch(state, principal, body.jobs)
+    return BatchOut(jobs=[JobOut.model_validate(job) for job in created])
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@router.get("", response_model=JobList, responses=error_responses(400, 422))
+async def list_jobs(
+    state: StateDep,
+    principal: PrincipalDep,
+    status: JobStatusName | None = None,
+    kind: Annotated[str | None, Query(max_length=32)] = None,
+    agent_id: uuid.UUID | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> JobList:
+    """The caller's jobs, newest first; follow `next_cursor` for the next page."""
+    if kind is not None and kind not in JOB_KINDS:
+        return JobList(items=[], next_cursor=None)
+    filters = jobs.JobFilters(
+        status=status,
+        kind=kind,
+        agent_id=agent_id,
+        created_after=_utc(created_after),
+        created_before=_utc(created_before),
+    )
+    async with state.sessionmaker() as session:
+        rows, next_cursor = await jobs.list_jobs(
+            session, principal.owner_id, filters, cursor, limit
+        )
+    return JobList(items=[JobOut.model_validate(j) for j in rows], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobOut, responses=error_responses(404, 422))
+async def get_job(job_id: uuid.UUID, state: StateDep, principal: PrincipalDep) -> JobOut:
+    async with state.sessionmaker() as session:
+        job = await jobs.get_job(session, principal.owner_id, job_id)
+    return JobOut.model_validate(job)
+
+
+@router.get("/{job_id}/attempts", response_model=AttemptList, responses=error_responses(404, 422))
+async def get_attempts(job_id: uuid.UUID, state: StateDep, principal: PrincipalDep) -> AttemptList:
+    """Every attempt: worker, start, end, outcome and error code."""
+    async with state.sessionmaker() as session:
+        job = await jobs.get_job(session, principal.owner_id, job_id)
+        attempts = await jobs.list_attempts(session, job)
+    return AttemptList(items=[AttemptOut.model_validate(a) for a in attempts])
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut, responses=error_responses(404, 409, 422))
+async def cancel_job(job_id: uuid.UUID, state: StateDep, principal: PrincipalDep) -> JobOut:
+    """Cancel a queued or running job; a running one stops within about a second."""
+    async with state.sessionmaker.begin() as session:
+        job = await jobs.get_job(session, principal.owner_id, job_id)
+        job = await jobs.cancel_job(session, job)
+    return JobOut.model_validate(job)
+
+
+@router.post("/{job_id}/retry", response_model=JobOut, responses=error_responses(404, 409, 422))
+async def retry_job(job_id: uuid.UUID, state: StateDep, principal: PrincipalDep) -> JobOut:
+    """Queue a failed or cancelled job again, with a fresh attempt budget."""
+    async with state.sessionmaker.begin() as session:
+        job = await jobs.get_job(session, principal.owner_id, job_id)
+        job = await jobs.retry_job(session, job)
+    await enqueue_jobs(state, [job])
+    return JobOut.model_validate(job)

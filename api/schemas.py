@@ -1,0 +1,150 @@
+"""Request and response bodies of the HTTP API (job specs live in shared/specs.py)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.specs import HEADER_NAME, JobSpec, RequestModel
+
+DomainList = list[Annotated[str, Field(min_length=1, max_length=253)]]
+SecretName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, machine-readable error code.")
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """Every error response has this shape."""
+
+    error: ErrorDetail
+
+
+class AgentProfile(RequestModel):
+    headers: dict[Annotated[str, Field(pattern=HEADER_NAME, max_length=100)], str] | None = Field(
+        default=None, max_length=64
+    )
+    user_agent: str | None = Field(default=None, max_length=500)
+    timeout_s: float | None = Field(default=None, gt=0, le=86400)
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    backoff_base_s: float | None = Field(default=None, gt=0, le=3600)
+    backoff_max_s: float | None = Field(default=None, gt=0, le=86400)
+    host_rate_per_s: float | None = Field(default=None, gt=0, le=10000)
+    host_concurrency: int | None = Field(default=None, ge=1, le=1000)
+    allowed_domains: DomainList | None = Field(default=None, max_length=1000)
+    blocked_domains: DomainList | None = Field(default=None, max_length=1000)
+
+
+class AgentCreate(AgentProfile):
+    """A new agent. `secrets` are write-only: encrypted at rest, never returned."""
+
+    name: str = Field(min_length=1, max_length=200)
+    secrets: dict[SecretName, Annotated[str, Field(max_length=10000)]] = Field(
+        default_factory=dict, max_length=100
+    )
+
+
+class AgentUpdate(AgentProfile):
+    """A partial update. A secret set to null is removed."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    secrets: dict[SecretName, Annotated[str, Field(max_length=10000)] | None] | None = Field(
+        default=None, max_length=100
+    )
+
+
+class AgentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    is_default: bool
+    headers: dict[str, str]
+    user_agent: str | None
+    timeout_s: float | None
+    max_attempts: int | None
+    backoff_base_s: float | None
+    backoff_max_s: float | None
+    host_rate_per_s: float | None
+    host_concurrency: int | None
+    allowed_domains: list[str]
+    blocked_domains: list[str]
+    secret_names: list[str] = Field(
+        description="Names of the agent's secrets (values are never shown)."
+    )
+    created_at: datetime
+    updated_at: datetime
+
+
+class AgentList(BaseModel):
+    items: list[AgentOut]
+    next_cursor: str | None
+
+
+class JobErrorOut(BaseModel):
+    code: str
+    message: str
+    retryable: bool
+    details: Any = None
+
+
+JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    kind: str
+    status: JobStatusName
+    input: dict[str, Any]
+    result: dict[str, Any] | None
+    error: JobErrorOut | None
+    attempts: int
+    max_attempts: int
+    timeout_s: float
+    agent_id: uuid.UUID
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobList(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None
+
+
+class BatchIn(RequestModel):
+    jobs: list[JobSpec] = Field(min_length=1, max_length=1000)
+
+
+class BatchOut(BaseModel):
+    jobs: list[JobOut]
+
+
+class AttemptOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    number: int
+    worker_id: str
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: Literal[
+        "running", "succeeded", "failed", "retrying", "cancelled", "interrupted", "lost"
+    ]
+    error_code: str | None
+
+
+class AttemptList(BaseModel):
+    items: list[AttemptOut]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(default_factory=dict)

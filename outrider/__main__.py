@@ -1,0 +1,5 @@
+"""`python -m outrider` runs the CLI."""
+
+from outrider.cli import app
+
+app()

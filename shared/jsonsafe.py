@@ -1,0 +1,59 @@
+"""JSON values PostgreSQL's JSONB can hold: no NUL, no lone surrogates, 64-bit integers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_SAFE_INT = 2**63 - 1
+
+
+def find_bad_value(value: Any, path: str = "$") -> str | None:
+    """Where a submitted JSON value holds what we refuse to store, or None."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{path}: NUL characters are not allowed"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{path}: lone surrogate characters are not allowed"
+    elif isinstance(value, bool):
+        return None
+    elif isinstance(value, int):
+        if abs(value) > MAX_SAFE_INT:
+            return f"{path}: integers must fit in 64 bits"
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return f"{path}: numbers must be finite"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            problem = find_bad_value(key, path) or find_bad_value(item, f"{path}.{key}")
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            problem = find_bad_value(item, f"{path}[{index}]")
+            if problem:
+                return problem
+    return None
+
+
+def _scrub_str(text: str) -> str:
+    text = text.replace("\x00", "\ufffd")
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def scrub(value: Any) -> Any:
+    """A copy of a result that can be stored: bad characters replaced, huge numbers as text."""
+    if isinstance(value, str):
+        return _scrub_str(value)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if abs(value) <= MAX_SAFE_INT else str(value)
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {_scrub_str(str(k)): scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(item) for item in value]
+    return _scrub_str(str(value))

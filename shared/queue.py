@@ -1,0 +1,138 @@
+"""The queue seam: the only place outside worker/ that knows arq's Redis layout.
+
+Redis carries job ids only (JSON-serialized, never pickled); the `job` row is the truth.
+Enqueueing is idempotent: a job id already queued or running in arq is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from arq.connections import ArqRedis
+from arq.constants import default_queue_name, in_progress_key_prefix, job_key_prefix
+from redis.asyncio import ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+JOB_FUNCTION = "run_job"
+"""The single arq function every job runs through (worker/runner.py)."""
+
+JOB_EXPIRES_MS = 7 * 24 * 3600 * 1000
+
+# Enqueue one job unless arq already holds it. KEYS: job key, queue; ARGV: id, payload, score, ttl.
+_ENQUEUE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"""
+
+# Make an orphaned job (its worker died) runnable now. KEYS: job, in-progress, queue.
+_REQUEUE_LUA = """
+redis.call('DEL', KEYS[2])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+end
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+return 1
+"""
+
+
+def queue_key(queue: str) -> str:
+    """The arq queue (a sorted set) for one of our queue names."""
+    return f"{default_queue_name}:{queue}"
+
+
+def serialize(data: dict[str, Any]) -> bytes:
+    """arq job serializer: JSON, so Redis never holds a pickle."""
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def deserialize(data: bytes) -> dict[str, Any]:
+    """arq job deserializer."""
+    value: dict[str, Any] = json.loads(data)
+    return value
+
+
+def create_redis(url: str, *, patient: bool, max_connections: int = 100) -> ArqRedis:
+    """A client that connects lazily. Patient clients (workers) retry forever through an
+    outage; impatient ones (the API) fail fast so a request can answer 503."""
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), -1 if patient else 1)
+    pool = ConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        socket_connect_timeout=2.0 if patient else 1.0,
+        socket_timeout=None if patient else 5.0,
+        socket_keepalive=True,
+        health_check_interval=15,
+        retry=retry,
+        retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
+    )
+    return ArqRedis(
+        connection_pool=pool,
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        default_queue_name=queue_key("default"),
+    )
+
+
+def _payload(job_id: str) -> str:
+    now_ms = int(time.time() * 1000)
+    return serialize({"t": 1, "f": JOB_FUNCTION, "a": [job_id], "k": {}, "et": now_ms}).decode()
+
+
+async def enqueue_many(
+    redis: ArqRedis, jobs: Iterable[tuple[str, str]], *, defer_s: float = 0.0
+) -> None:
+    """Enqueue (job id, queue) pairs in one pipelined round trip; ids already in arq are skipped."""
+    score = int((time.time() + defer_s) * 1000)
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id, queue in jobs:
+            pipe.eval(
+                _ENQUEUE_LUA,
+                2,
+                job_key_prefix + job_id,
+                queue_key(queue),
+                job_id,
+                _payload(job_id),
+                str(score),
+                str(JOB_EXPIRES_MS),
+            )
+        await pipe.execute()
+
+
+async def enqueue(redis: ArqRedis, job_id: str, queue: str, *, defer_s: float = 0.0) -> None:
+    """Enqueue one job id."""
+    await enqueue_many(redis, [(job_id, queue)], defer_s=defer_s)
+
+
+async def requeue_now(redis: ArqRedis, jobs: Sequence[tuple[str, str]]) -> None:
+    """Make orphaned jobs runnable at once, even if arq still marks them in progress."""
+    score = int(time.time() * 1000)
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id, queue in jobs:
+            pipe.eval(
+                _REQUEUE_LUA,
+                3,
+                job_key_prefix + job_id,
+                in_progress_key_prefix + job_id,
+                queue_key(queue),
+                job_id,
+                _payload(job_id),
+                str(score),
+                str(JOB_EXPIRES_MS),
+            )
+        await pipe.execute()
+
+
+async def queue_depth(redis: ArqRedis, queue: str) -> int:
+    """How many job ids the queue holds (ready, deferred and running)."""
+    count: int = await redis.zcard(queue_key(queue))
+    return count

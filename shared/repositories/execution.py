@@ -1,0 +1,206 @@
+"""Jobs as workers see them: claim with fencing, record outcomes, leases, reconciliation.
+
+Every write after the claim names the claim's `fence`, so a worker presumed dead can never
+overwrite what a newer attempt wrote.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.models import Agent, AttemptOutcome, Job, JobAttempt, JobStatus, utcnow
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job this worker now runs, under fence `fence`."""
+
+    job: Job
+    agent: Agent
+    fence: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an attempt ended with."""
+
+    status: JobStatus
+    attempt_outcome: AttemptOutcome
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    run_after: datetime | None = None
+    refund_attempt: bool = False
+
+
+async def claim_job(
+    session: AsyncSession, job_id: uuid.UUID, worker_id: str, lease_s: float
+) -> Claim | None:
+    """Move a queued job to running for this worker; None if it is not claimable."""
+    now = utcnow()
+    job = await session.scalar(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+        .values(
+            status=JobStatus.RUNNING,
+            attempts=Job.attempts + 1,
+            fence=Job.fence + 1,
+            worker_id=worker_id,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            started_at=case((Job.started_at.is_(None), now), else_=Job.started_at),
+        )
+        .returning(Job)
+        .execution_options(synchronize_session=False)
+    )
+    if job is None:
+        return None
+    agent = await session.scalar(select(Agent).where(Agent.id == job.agent_id))
+    assert agent is not None  # jobs reference agents by foreign key; agents are never hard-deleted
+    session.add(
+        JobAttempt(
+            job_id=job.id, fence=job.fence, number=job.attempts, worker_id=worker_id, started_at=now
+        )
+    )
+    await session.flush()
+    return Claim(job=job, agent=agent, fence=job.fence)
+
+
+async def record_outcome(
+    session: AsyncSession, job_id: uuid.UUID, fence: int, outcome: Outcome
+) -> bool:
+    """Write an attempt's outcome if the claim still holds; False if it was fenced out."""
+    now = utcnow()
+    terminal = outcome.status != JobStatus.QUEUED
+    values: dict[str, Any] = {
+        "status": outcome.status,
+        "result": outcome.result,
+        "error": outcome.error,
+        "worker_id": None,
+        "lease_expires_at": None,
+        "finished_at": now if terminal else None,
+    }
+    if outcome.run_after is not None:
+        values["run_after"] = outcome.run_after
+    if outcome.refund_attempt:
+        values["attempts"] = Job.attempts - 1
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.fence == fence, Job.status == JobStatus.RUNNING)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        return False
+    await _close_attempt(session, job_id, fence, outcome.attempt_outcome, outcome.error)
+    return True
+
+
+async def record_cancelled(session: AsyncSession, job_id: uuid.UUID, fence: int) -> None:
+    """Close the attempt of a job the user cancelled while it ran."""
+    error = {"code": "cancelled", "message": "Cancelled by the user."}
+    await _close_attempt(session, job_id, fence, AttemptOutcome.CANCELLED, error)
+
+
+async def _close_attempt(
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    fence: int,
+    outcome: AttemptOutcome,
+    error: dict[str, Any] | None,
+) -> None:
+    await session.execute(
+        update(JobAttempt)
+        .where(JobAttempt.job_id == job_id, JobAttempt.fence == fence)
+        .values(
+            outcome=outcome,
+            finished_at=utcnow(),
+            error_code=error.get("code") if error else None,
+            error_message=str(error.get("message", ""))[:2000] if error else None,
+        )
+    )
+
+
+async def renew_leases(session: AsyncSession, worker_id: str, lease_s: float) -> None:
+    """Extend the leases of every job this worker runs."""
+    await session.execute(
+        update(Job)
+        .where(Job.worker_id == worker_id, Job.status == JobStatus.RUNNING)
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+    )
+
+
+async def stale_claims(
+    session: AsyncSession, running: Sequence[tuple[uuid.UUID, int]]
+) -> set[uuid.UUID]:
+    """Of the (job id, fence) pairs this worker runs, those no longer its to run
+    (cancelled by the user, or reclaimed after its lease expired)."""
+    if not running:
+        return set()
+    rows = await session.execute(
+        select(Job.id).where(
+            tuple_(Job.id, Job.fence).in_(list(running)), Job.status == JobStatus.RUNNING
+        )
+    )
+    still_ours = {row[0] for row in rows}
+    return {job_id for job_id, _ in running if job_id not in still_ours}
+
+
+async def find_orphans(
+    session: AsyncSession, limit: int
+) -> list[tuple[uuid.UUID, int, str | None]]:
+    """Running jobs whose worker stopped renewing the lease: (id, fence, worker id)."""
+    rows = await session.execute(
+        select(Job.id, Job.fence, Job.worker_id)
+        .where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < utcnow())
+        .limit(limit)
+    )
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+async def release_orphan(session: AsyncSession, job_id: uuid.UUID, fence: int) -> str | None:
+    """Requeue (or fail, if out of attempts) a job whose worker died; returns its queue
+    if it should be run again."""
+    job = await session.scalar(
+        select(Job).where(Job.id == job_id, Job.fence == fence, Job.status == JobStatus.RUNNING)
+    )
+    if job is None:
+        return None
+    error = {
+        "code": "worker_lost",
+        "message": "The worker running this job stopped responding.",
+        "retryable": True,
+    }
+    exhausted = job.attempts >= job.max_attempts
+    outcome = Outcome(
+        status=JobStatus.FAILED if exhausted else JobStatus.QUEUED,
+        attempt_outcome=AttemptOutcome.LOST,
+        error=error if exhausted else None,
+        run_after=utcnow(),
+    )
+    written = await record_outcome(session, job_id, fence, outcome)
+    if written and not exhausted:
+        await _close_attempt(session, job_id, fence, AttemptOutcome.LOST, error)
+        return job.queue
+    return None
+
+
+async def find_unenqueued(
+    session: AsyncSession,
+    older_than: datetime,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[tuple[uuid.UUID, str, datetime]]:
+    """Queued jobs due for longer than the grace period: their enqueue may have been lost."""
+    stmt = select(Job.id, Job.queue, Job.run_after).where(
+        Job.status == JobStatus.QUEUED, Job.run_after < older_than
+    )
+    if after is not None:
+        stmt = stmt.where(tuple_(Job.run_after, Job.id) > tuple_(*after))
+    rows = await session.execute(stmt.order_by(Job.run_after, Job.id).limit(limit))
+    return [(row[0], row[1], row[2]) for row in rows]

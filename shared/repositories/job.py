@@ -1,0 +1,143 @@
+"""Jobs as the API sees them: insert, read, list, cancel, retry. Owner-scoped throughout."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.errors import InvalidState, NotFound
+from shared.models import Job, JobAttempt, JobStatus, utcnow
+from shared.repositories.pagination import after_cursor, encode_cursor
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    """Filters of a job listing; None means any."""
+
+    status: str | None = None
+    kind: str | None = None
+    agent_id: uuid.UUID | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+async def insert_jobs(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[Job]:
+    """Insert queued jobs (one flush for the lot) and return them in order."""
+    now = utcnow()
+    jobs = [
+        Job(
+            id=uuid.uuid4(),
+            status=JobStatus.QUEUED,
+            attempts=0,
+            fence=0,
+            created_at=now,
+            run_after=now,
+            **row,
+        )
+        for row in rows
+    ]
+    session.add_all(jobs)
+    await session.flush()
+    return jobs
+
+
+async def find_by_idempotency_key(
+    session: AsyncSession, owner_id: uuid.UUID, key: str
+) -> Job | None:
+    """The job an earlier request with this Idempotency-Key created."""
+    return await session.scalar(
+        select(Job).where(Job.owner_id == owner_id, Job.idempotency_key == key)
+    )
+
+
+async def get_job(
+    session: AsyncSession, owner_id: uuid.UUID, job_id: uuid.UUID, *, for_update: bool = False
+) -> Job:
+    """The owner's job; NotFound for a missing or foreign one alike."""
+    stmt = select(Job).where(Job.id == job_id, Job.owner_id == owner_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    job = await session.scalar(stmt)
+    if job is None:
+        raise NotFound("Job not found.")
+    return job
+
+
+async def list_jobs(
+    session: AsyncSession,
+    owner_id: uuid.UUID,
+    filters: JobFilters,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Job], str | None]:
+    """One page of the owner's jobs, newest first."""
+    stmt = select(Job).where(Job.owner_id == owner_id)
+    if filters.status:
+        stmt = stmt.where(Job.status == filters.status)
+    if filters.kind:
+        stmt = stmt.where(Job.kind == filters.kind)
+    if filters.agent_id:
+        stmt = stmt.where(Job.agent_id == filters.agent_id)
+    if filters.created_after:
+        stmt = stmt.where(Job.created_at > filters.created_after)
+    if filters.created_before:
+        stmt = stmt.where(Job.created_at < filters.created_before)
+    rows = list(
+        (await session.scalars(after_cursor(stmt, Job.created_at, Job.id, cursor, limit))).all()
+    )
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+    return rows, next_cursor
+
+
+async def list_attempts(session: AsyncSession, job: Job) -> list[JobAttempt]:
+    """The job's attempts, oldest first."""
+    rows = await session.scalars(
+        select(JobAttempt).where(JobAttempt.job_id == job.id).order_by(JobAttempt.fence)
+    )
+    return list(rows.all())
+
+
+async def cancel_job(session: AsyncSession, job: Job) -> Job:
+    """Cancel a queued or running job; a running one is stopped by its worker's watch."""
+    now = utcnow()
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+        .values(status=JobStatus.CANCELLED, finished_at=now, lease_expires_at=None)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise InvalidState(f"A {job.status} job cannot be cancelled.")
+    await session.refresh(job)
+    return job
+
+
+async def retry_job(session: AsyncSession, job: Job) -> Job:
+    """Send a failed or cancelled job round again with a fresh attempt budget."""
+    now = utcnow()
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status.in_([JobStatus.FAILED, JobStatus.CANCELLED]))
+        .values(
+            status=JobStatus.QUEUED,
+            attempts=0,
+            error=None,
+            result=None,
+            run_after=now,
+            finished_at=None,
+            worker_id=None,
+            lease_expires_at=None,
+        )
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise InvalidState(f"A {job.status} job cannot be retried; only failed or cancelled.")
+    await session.refresh(job)
+    return job

@@ -1,0 +1,151 @@
+"""The `http` job: one call to an external HTTP API, through the egress policy."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+from multidict import CIMultiDict
+
+from shared.domains import domain_allowed
+from shared.specs import HttpInput
+from worker.engines.base import EngineContext
+from worker.retry import JobError, is_retryable_status, parse_retry_after, with_quick_retries
+
+MAX_REDIRECTS = 10
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+SENSITIVE_HEADERS = ("authorization", "cookie", "proxy-authorization")
+
+
+def _check_destination(ctx: EngineContext, url: str) -> str:
+    url = ctx.policy.check_url(url)
+    if not domain_allowed(url, ctx.agent.allowed_domains, ctx.agent.blocked_domains):
+        raise JobError(
+            "domain_not_allowed", "The agent's domain rules forbid this host.", retryable=False
+        )
+    return url
+
+
+def _headers(ctx: EngineContext, spec: HttpInput) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict(ctx.agent.headers or {})
+    headers.update(spec.headers)
+    if ctx.agent.user_agent:
+        headers["User-Agent"] = ctx.agent.user_agent
+    if spec.auth is not None:
+        value = ctx.secrets.get(spec.auth.secret)
+        if value is None:
+            raise JobError(
+                "secret_not_found",
+                f"The agent has no secret named {spec.auth.secret!r}.",
+                retryable=False,
+            )
+        if spec.auth.scheme == "bearer":
+            headers["Authorization"] = f"Bearer {value}"
+        else:
+            headers[spec.auth.header] = value
+    return headers
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
+    body = await response.content.read(cap + 1)
+    if len(body) > cap:
+        return body[:cap], True
+    return body, False
+
+
+def _decode_body(raw: bytes, content_type: str, charset: str | None) -> Any:
+    text = raw.decode(charset or "utf-8", errors="replace").replace("\x00", "\ufffd")
+    if "json" in content_type:
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
+
+
+def _follow(method: str, status: int, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    # 303, and 301/302 after a POST, turn into a GET without a body (what browsers do).
+    if status == 303 or (status in (301, 302) and method == "POST"):
+        return ("HEAD" if method == "HEAD" else "GET"), {}
+    return method, body
+
+
+async def _exchange(ctx: EngineContext, spec: HttpInput, timeout_s: float) -> dict[str, Any]:
+    headers = _headers(ctx, spec)
+    method: str = spec.method
+    url = _check_destination(ctx, spec.url)
+    body: dict[str, Any] = {}
+    if spec.json_body is not None:
+        body["json"] = spec.json_body
+    elif spec.text is not None:
+        body["data"] = spec.text.encode()
+    params: dict[str, Any] | None = dict(spec.params) or None
+    started = time.monotonic()
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    for _hop in range(MAX_REDIRECTS + 1):
+        async with ctx.http.request(
+            method,
+            url,
+            headers=headers,
+            params=params,
+            allow_redirects=False,
+            timeout=timeout,
+            **body,
+        ) as response:
+            location = response.headers.get("Location")
+            if response.status in REDIRECT_STATUSES and location:
+                next_url = _check_destination(ctx, urljoin(str(response.url), location))
+                if urlsplit(next_url).netloc != urlsplit(str(response.url)).netloc:
+                    for name in SENSITIVE_HEADERS:  # never hand our credentials to another host
+                        headers.popall(name, None)
+                method, body = _follow(method, response.status, body)
+                url, params = next_url, None
+                continue
+            raw, truncated = await _read_capped(response, ctx.settings.result_max_bytes)
+            return _result(spec, response, raw, truncated, started)
+    raise JobError("too_many_redirects", f"More than {MAX_REDIRECTS} redirects.", retryable=False)
+
+
+def _result(
+    spec: HttpInput,
+    response: aiohttp.ClientResponse,
+    raw: bytes,
+    truncated: bool,
+    started: float,
+) -> dict[str, Any]:
+    status = response.status
+    expected = spec.expected_status
+    ok = status in expected if expected else 200 <= status < 300
+    if not ok:
+        retryable = is_retryable_status(status)
+        code = f"http_{status // 100}xx" if not retryable else f"http_{status}"
+        raise JobError(
+            code,
+            f"The server answered {status}.",
+            retryable=retryable,
+            retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
+            details={"status": status},
+        )
+    headers: dict[str, str] = {}
+    for name, value in response.headers.items():
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return {
+        "status": status,
+        "headers": headers,
+        "body": _decode_body(raw, response.content_type or "", response.charset),
+        "body_bytes": len(raw),
+        "body_truncated": truncated,
+        "final_url": str(response.url),
+        "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
+    }
+
+
+async def run_http(ctx: EngineContext) -> dict[str, Any]:
+    """Run an `http` job. Safe to repeat only if the called API is: the job may run more than
+    once when a worker dies mid-call. Transient failures raise a retryable JobError."""
+    spec = HttpInput.model_validate(ctx.job.input)
+    timeout_s = min(spec.timeout_s or ctx.agent.timeout_s or ctx.job.timeout_s, ctx.job.timeout_s)
+    return await with_quick_retries(lambda: _exchange(ctx, spec, timeout_s))

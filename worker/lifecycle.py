@@ -1,0 +1,154 @@
+"""Background loops of a worker process: liveness, lease renewal, cancel watch, reconciler.
+
+Leases live in the job rows (they survive a Redis restart); the liveness key in Redis says which
+workers are up. The reconciler runs in every worker but only one at a time does the work (a
+Redis lock); everything it does is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from datetime import datetime, timedelta
+
+from redis.exceptions import LockError, RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from shared.logging import get_logger
+from shared.models import utcnow
+from shared.queue import enqueue_many, requeue_now
+from shared.repositories.execution import (
+    find_orphans,
+    find_unenqueued,
+    release_orphan,
+    renew_leases,
+    stale_claims,
+)
+from worker.state import WorkerState
+
+log = get_logger(__name__)
+
+CANCEL_WATCH_S = 0.5
+LIVENESS_PREFIX = "outrider:worker:"
+RECONCILE_LOCK = "outrider:lock:reconciler"
+RECONCILE_BATCH = 1000
+REDIS_WAIT_S = 2.0
+LOOP_ERRORS = (SQLAlchemyError, RedisError, OSError, TimeoutError)
+
+
+def liveness_key(worker_id: str) -> str:
+    """The Redis key that says this worker is alive."""
+    return LIVENESS_PREFIX + worker_id
+
+
+async def _publish_liveness(state: WorkerState, started_at: str) -> None:
+    info = {
+        "worker_id": state.worker_id,
+        "queue": state.queue,
+        "concurrency": state.settings.worker_concurrency,
+        "running": len(state.running),
+        "started_at": started_at,
+        "heartbeat_at": utcnow().isoformat(),
+    }
+    ttl_ms = int(state.settings.worker_heartbeat_s * 3 * 1000)
+    # Bounded: a Redis outage must not stop the lease renewals in PostgreSQL.
+    await asyncio.wait_for(
+        state.redis.set(liveness_key(state.worker_id), json.dumps(info), px=ttl_ms), REDIS_WAIT_S
+    )
+
+
+async def _watch_cancels(state: WorkerState) -> None:
+    pairs = [(job_id, run.fence) for job_id, run in state.running.items()]
+    if not pairs:
+        return
+    async with state.sessionmaker() as session:
+        gone = await stale_claims(session, pairs)
+    for job_id in gone:
+        run = state.running.get(job_id)
+        if run is not None and not run.task.done():
+            run.cancelled_by_user = True
+            run.task.cancel()
+
+
+async def heartbeat_loop(state: WorkerState) -> None:
+    """Renew leases and liveness every heartbeat; watch for cancels twice a second."""
+    started_at = utcnow().isoformat()
+    last_beat = 0.0
+    while True:
+        try:
+            await _watch_cancels(state)
+            if time.monotonic() - last_beat >= state.settings.worker_heartbeat_s:
+                if state.running:
+                    async with state.sessionmaker.begin() as session:
+                        await renew_leases(session, state.worker_id, state.settings.worker_lease_s)
+                await _publish_liveness(state, started_at)
+                last_beat = time.monotonic()
+        except LOOP_ERRORS as exc:
+            log.warning("worker.heartbeat_failed", error=str(exc)[:200])
+        await asyncio.sleep(CANCEL_WATCH_S)
+
+
+async def remove_liveness(state: WorkerState) -> None:
+    """On graceful shutdown: remove only this worker's own entry."""
+    with contextlib.suppress(*LOOP_ERRORS):
+        await asyncio.wait_for(state.redis.delete(liveness_key(state.worker_id)), 2)
+
+
+class Reconciler:
+    """Repairs what a crash can leave behind: jobs whose worker died, enqueues that were lost."""
+
+    def __init__(self, state: WorkerState) -> None:
+        self.state = state
+        self._position: tuple[datetime, uuid.UUID] | None = None
+
+    async def run_once(self) -> tuple[int, int]:
+        """One pass; returns (orphans requeued, lost enqueues repaired or confirmed)."""
+        return await self._orphans(), await self._unenqueued()
+
+    async def _orphans(self) -> int:
+        state = self.state
+        async with state.sessionmaker() as session:
+            orphans = await find_orphans(session, RECONCILE_BATCH)
+        requeue: list[tuple[str, str]] = []
+        for job_id, fence, worker_id in orphans:
+            if worker_id and await state.redis.exists(liveness_key(worker_id)):
+                continue  # alive but could not renew (a database blip): let it finish
+            async with state.sessionmaker.begin() as session:
+                queue = await release_orphan(session, job_id, fence)
+            if queue is not None:
+                requeue.append((str(job_id), queue))
+                log.warning("job.orphan_requeued", job_id=str(job_id), fence=fence)
+        if requeue:
+            await requeue_now(state.redis, requeue)
+        return len(requeue)
+
+    async def _unenqueued(self) -> int:
+        state = self.state
+        older_than = utcnow() - timedelta(seconds=state.settings.enqueue_grace_s)
+        async with state.sessionmaker() as session:
+            rows = await find_unenqueued(session, older_than, self._position, RECONCILE_BATCH)
+        if rows:
+            await enqueue_many(state.redis, [(str(job_id), queue) for job_id, queue, _ in rows])
+        # Walk the backlog a batch per pass, then start over.
+        last = rows[-1] if len(rows) == RECONCILE_BATCH else None
+        self._position = (last[2], last[0]) if last else None
+        return len(rows)
+
+    async def loop(self) -> None:
+        """Reconcile every interval, in one worker at a time."""
+        interval = self.state.settings.reconcile_interval_s
+        while True:
+            try:
+                lock = self.state.redis.lock(RECONCILE_LOCK, timeout=max(interval * 5, 30))
+                if await asyncio.wait_for(lock.acquire(blocking=False), REDIS_WAIT_S):
+                    try:
+                        await self.run_once()
+                    finally:
+                        with contextlib.suppress(LockError):
+                            await lock.release()
+            except LOOP_ERRORS as exc:
+                log.warning("reconciler.failed", error=str(exc)[:200])
+            await asyncio.sleep(interval)

@@ -1,0 +1,122 @@
+"""The worker process: arq settings, the registered jobs, and a supervised run loop.
+
+`serve()` owns the lifecycle arq leaves open: it keeps the worker up through Redis outages
+(restarting arq's poll loop), and on SIGTERM/SIGINT stops taking jobs, lets running ones finish
+for `worker_shutdown_grace_s`, then interrupts the rest, which go back to the queue without
+using up an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from arq import Worker
+from arq.typing import WorkerCoroutine
+
+from shared.logging import get_logger
+from shared.queue import JOB_FUNCTION, deserialize, queue_key, serialize
+from shared.settings import Settings
+from worker.lifecycle import Reconciler, heartbeat_loop, remove_liveness
+from worker.runner import run_job
+from worker.state import WorkerState
+
+log = get_logger(__name__)
+
+# Every arq function, in one explicit list. Periodic work runs as background loops.
+FUNCTIONS: list[WorkerCoroutine] = [run_job]
+BACKGROUND_LOOPS: list[Callable[[WorkerState], Awaitable[None]]] = [
+    heartbeat_loop,
+    lambda state: Reconciler(state).loop(),
+]
+RESTART_DELAY_S = 1.0
+
+assert run_job.__name__ == JOB_FUNCTION
+
+
+def build_worker(state: WorkerState, concurrency: int) -> Worker:
+    """An arq Worker for the state's queue. Signals are ours, not arq's."""
+    settings = state.settings
+    return Worker(
+        functions=FUNCTIONS,
+        queue_name=queue_key(state.queue),
+        redis_pool=state.redis,
+        ctx={"state": state},
+        max_jobs=concurrency,
+        job_timeout=settings.job_max_timeout_s + 120,
+        keep_result=0,  # results live in PostgreSQL; a kept result would block re-enqueue
+        max_tries=1_000_000,  # attempts are counted in the job row, not by arq
+        poll_delay=settings.worker_poll_delay_s,
+        handle_signals=False,
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        health_check_interval=max(int(settings.worker_heartbeat_s), 1),
+        log_results=False,
+    )
+
+
+async def _drain(worker: Worker, grace_s: float) -> None:
+    worker.allow_pick_jobs = False
+    tasks = [t for t in worker.tasks.values() if not t.done()]
+    log.info("worker.draining", running=len(tasks), grace_s=grace_s)
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=10)
+
+
+async def serve(
+    settings: Settings, queue: str, concurrency: int, stop: asyncio.Event | None = None
+) -> None:
+    """Run a worker until `stop` is set (by default: until SIGTERM or SIGINT)."""
+    state = WorkerState.create(settings, queue)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    loops: list[asyncio.Task[None]] = [
+        asyncio.ensure_future(fn(state)) for fn in BACKGROUND_LOOPS
+    ]
+    log.info("worker.started", worker_id=state.worker_id, queue=queue, concurrency=concurrency)
+    worker = build_worker(state, concurrency)
+    try:
+        while not stop.is_set():
+            main = asyncio.create_task(worker.async_run())
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({main, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if stop.is_set():
+                main.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await main
+                break
+            exc = main.exception()
+            log.warning("worker.poll_loop_restarting", error=repr(exc)[:200])
+            await asyncio.sleep(RESTART_DELAY_S)
+        await _drain(worker, settings.worker_shutdown_grace_s)
+    finally:
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        await remove_liveness(state)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(state.redis.delete(worker.health_check_key), 2)
+        await state.close()
+        log.info("worker.stopped", worker_id=state.worker_id)
+
+
+def run(settings: Settings, queue: str, concurrency: int, uvloop: bool = True) -> None:
+    """Blocking entry point for the CLI."""
+    runner: Any = asyncio.run
+    if uvloop:
+        with contextlib.suppress(ImportError):
+            import uvloop as _uvloop
+
+            runner = _uvloop.run
+    runner(serve(settings, queue, concurrency))

@@ -1,0 +1,135 @@
+"""The retry policy: which failures are worth another try, and how long to wait.
+
+Two levels. tenacity retries quickly inside one attempt (a reset connection, a 503 that says
+"retry after 1 s"); arq's `Retry` defers the job across runs with exponential backoff and
+jitter. Only timeouts, connection errors and 408/425/429/5xx are retried; other 4xx never.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import aiohttp
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from shared.errors import EgressBlocked
+
+T = TypeVar("T")
+
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504, 507, 509, 520, 521, 522, 524})
+QUICK_RETRY_MAX_WAIT_S = 2.0
+RETRY_AFTER_MAX_S = 3600.0
+
+
+class JobError(Exception):
+    """A failure with a stable code; `retryable` decides between backoff and `failed`."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after_s: float | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+        self.details = details
+
+    def as_dict(self) -> dict[str, Any]:
+        """The job's `error` field."""
+        error: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "retryable": self.retryable,
+        }
+        if self.details:
+            error["details"] = self.details
+        return error
+
+
+def is_retryable_status(status: int) -> bool:
+    """408, 425, 429 and most 5xx are transient; every other status is an answer."""
+    return status in RETRYABLE_STATUS or (500 <= status <= 599 and status != 501)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), RETRY_AFTER_MAX_S)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    delta = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(delta, 0.0), RETRY_AFTER_MAX_S)
+
+
+def backoff_s(attempt: int, base_s: float, cap_s: float, retry_after_s: float | None) -> float:
+    """Exponential backoff with jitter for the given attempt (1-based); never sooner than
+    the server's Retry-After."""
+    exp: float = min(cap_s, base_s * 2.0 ** max(attempt - 1, 0))
+    delay = exp * random.uniform(0.5, 1.0)
+    if retry_after_s is not None:
+        delay = max(delay, retry_after_s)
+    return delay
+
+
+def classify(exc: BaseException) -> JobError:
+    """Turn whatever an engine raised into a JobError."""
+    if isinstance(exc, JobError):
+        return exc
+    if isinstance(exc, EgressBlocked):
+        return JobError(exc.code, str(exc), retryable=False)
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return JobError("timeout", "The request timed out.", retryable=True)
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return JobError("too_many_redirects", "Too many redirects.", retryable=False)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return JobError("invalid_url", f"Invalid URL: {exc}", retryable=False)
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return JobError("dns_not_found", "The host name could not be resolved.", retryable=False)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return JobError("tls_error", f"TLS failed: {exc}", retryable=False)
+    if isinstance(exc, aiohttp.ClientError | ConnectionError | OSError):
+        return JobError("connection_error", f"Connection failed: {exc}", retryable=True)
+    return JobError("internal_error", f"{type(exc).__name__}: {exc}", retryable=True)
+
+
+def _quick_wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, JobError) and exc.retry_after_s is not None:
+        return exc.retry_after_s
+    return random.uniform(0.1, 0.5)
+
+
+def _worth_quick_retry(exc: BaseException) -> bool:
+    error = classify(exc)
+    return error.retryable and (error.retry_after_s or 0) <= QUICK_RETRY_MAX_WAIT_S
+
+
+async def with_quick_retries(call: Callable[[], Awaitable[T]], attempts: int = 2) -> T:
+    """Run `call`, retrying a transient failure once or twice at once inside this attempt."""
+    async for attempt in AsyncRetrying(
+        stop=stop_after_attempt(attempts),
+        wait=_quick_wait,
+        retry=retry_if_exception(_worth_quick_retry),
+        reraise=True,
+    ):
+        with attempt:
+            return await call()
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,166 @@
+"""The one arq entry point every job runs through: claim, execute, record, retry."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from arq import Retry
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from shared.jsonsafe import scrub
+from shared.logging import get_logger
+from shared.models import AttemptOutcome, JobStatus, utcnow
+from shared.repositories.execution import (
+    Claim,
+    Outcome,
+    claim_job,
+    record_cancelled,
+    record_outcome,
+)
+from worker.engines.base import Engine, EngineContext
+from worker.engines.call import run_http
+from worker.retry import JobError, backoff_s, classify
+from worker.state import Running, WorkerState
+
+log = get_logger(__name__)
+
+ENGINES: dict[str, Engine] = {"http": run_http}
+DB_ERRORS = (OperationalError, InterfaceError, DBAPIError, OSError)
+DB_UNAVAILABLE_DEFER_S = 3.0
+OUTCOME_WRITE_PATIENCE_S = 90.0
+
+
+async def _write_outcome(state: WorkerState, claim: Claim, outcome: Outcome) -> bool:
+    # PostgreSQL may be restarting: keep trying for a while rather than lose the result.
+    async for attempt in AsyncRetrying(
+        stop=stop_after_delay(OUTCOME_WRITE_PATIENCE_S),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        retry=retry_if_exception_type(DB_ERRORS),
+        reraise=True,
+    ):
+        with attempt:
+            async with state.sessionmaker.begin() as session:
+                return await record_outcome(session, claim.job.id, claim.fence, outcome)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _failure_outcome(state: WorkerState, claim: Claim, error: JobError) -> Outcome:
+    job, agent = claim.job, claim.agent
+    if error.retryable and job.attempts < job.max_attempts:
+        delay = backoff_s(
+            job.attempts,
+            agent.backoff_base_s or state.settings.backoff_base_s,
+            agent.backoff_max_s or state.settings.backoff_max_s,
+            error.retry_after_s,
+        )
+        return Outcome(
+            status=JobStatus.QUEUED,
+            attempt_outcome=AttemptOutcome.RETRYING,
+            error=error.as_dict(),
+            run_after=utcnow() + timedelta(seconds=delay),
+        )
+    return Outcome(
+        status=JobStatus.FAILED, attempt_outcome=AttemptOutcome.FAILED, error=error.as_dict()
+    )
+
+
+async def _execute(state: WorkerState, claim: Claim) -> dict[str, Any]:
+    ctx = EngineContext(
+        job=claim.job,
+        agent=claim.agent,
+        secrets=state.box.open(claim.agent.secrets_ciphertext),
+        settings=state.settings,
+        policy=state.policy,
+        http=state.http,
+    )
+    try:
+        async with asyncio.timeout(claim.job.timeout_s):
+            return await ENGINES[claim.job.kind](ctx)
+    except TimeoutError as exc:
+        if isinstance(exc, JobError):  # pragma: no cover - JobError is not a TimeoutError
+            raise
+        raise JobError(
+            "timeout", f"The job exceeded its {claim.job.timeout_s:g} s timeout.", retryable=True
+        ) from exc
+
+
+async def _claim(state: WorkerState, job_id: uuid.UUID) -> Claim | None:
+    try:
+        async with state.sessionmaker.begin() as session:
+            return await claim_job(session, job_id, state.worker_id, state.settings.worker_lease_s)
+    except DB_ERRORS as exc:
+        log.warning("job.claim_failed", error=str(exc)[:200])
+        raise Retry(defer=DB_UNAVAILABLE_DEFER_S) from exc
+
+
+async def run_job(ctx: dict[str, Any], job_id: str) -> None:
+    """Run one attempt of a job.
+
+    Idempotency: the claim only succeeds for a `queued` row, so a duplicate delivery is a no-op;
+    every later write is fenced on the claim. Retries: a transient failure puts the row back to
+    `queued` with a backoff and raises arq's `Retry`; a shutdown puts it back without using up an
+    attempt; a user's cancel stops the engine within a second or two.
+    """
+    state: WorkerState = ctx["state"]
+    claim = await _claim(state, uuid.UUID(job_id))
+    if claim is None:
+        return
+    structlog.contextvars.bind_contextvars(job_id=job_id, attempt=claim.job.attempts)
+    try:
+        await _run_claimed(state, claim)
+    finally:
+        state.running.pop(claim.job.id, None)
+        structlog.contextvars.unbind_contextvars("job_id", "attempt")
+
+
+async def _run_claimed(state: WorkerState, claim: Claim) -> None:
+    log.info("job.claimed", kind=claim.job.kind)
+    task: asyncio.Task[Any] = asyncio.create_task(_execute(state, claim))
+    running = Running(fence=claim.fence, task=task)
+    state.running[claim.job.id] = running
+    try:
+        result = await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if running.cancelled_by_user and not (current and current.cancelling()):
+            async with state.sessionmaker.begin() as session:
+                await record_cancelled(session, claim.job.id, claim.fence)
+            log.info("job.cancelled")
+            return
+        # Shutdown: give the job back without using up the attempt, then let arq requeue it.
+        outcome = Outcome(
+            status=JobStatus.QUEUED,
+            attempt_outcome=AttemptOutcome.INTERRUPTED,
+            run_after=utcnow(),
+            refund_attempt=True,
+        )
+        await asyncio.shield(_write_outcome(state, claim, outcome))
+        log.info("job.interrupted")
+        raise
+    except Exception as exc:
+        error = classify(exc)
+        if error.code == "internal_error":
+            log.exception("job.crashed")
+        outcome = _failure_outcome(state, claim, error)
+        if await _write_outcome(state, claim, outcome) and outcome.status == JobStatus.QUEUED:
+            assert outcome.run_after is not None
+            delay = max((outcome.run_after - utcnow()).total_seconds(), 0.0)
+            log.info("job.retrying", code=error.code, defer_s=round(delay, 2))
+            raise Retry(defer=delay) from exc
+        log.info("job.failed", code=error.code)
+        return
+    written = await _write_outcome(
+        state,
+        claim,
+        Outcome(
+            status=JobStatus.SUCCEEDED,
+            attempt_outcome=AttemptOutcome.SUCCEEDED,
+            result=scrub(result),
+        ),
+    )
+    log.info("job.succeeded" if written else "job.result_discarded")
