@@ -69,6 +69,14 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(help="Jobs at once [default: OUTRIDER_WORKER_CONCURRENCY]")
     ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Do not run: exit 1 unless a worker of this queue on this host has a fresh "
+            "heartbeat (for container healthchecks).",
+        ),
+    ] = False,
 ) -> None:
     """Run a worker for one queue. SIGTERM drains running jobs, then requeues the rest."""
     from shared.logging import configure_logging
@@ -79,8 +87,29 @@ def worker(
         typer.echo(f"Unknown queue {queue!r}; choose from: {', '.join(QUEUES)}.", err=True)
         raise typer.Exit(2)
     settings = get_settings()
+    if check:
+        alive = asyncio.run(_local_worker_alive(settings, queue))
+        typer.echo("healthy" if alive else "no fresh heartbeat", err=True)
+        raise typer.Exit(0 if alive else 1)
     configure_logging(settings)
     run(settings, queue, concurrency or settings.worker_concurrency)
+
+
+async def _local_worker_alive(settings: Settings, queue: str) -> bool:
+    import socket
+
+    from redis.asyncio import Redis
+
+    from shared.liveness import live_workers
+
+    redis = Redis.from_url(settings.resolved_redis_url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        workers = await live_workers(redis, f"{socket.gethostname()}:")
+    except Exception:  # unreachable Redis: not healthy
+        return False
+    finally:
+        await redis.aclose()
+    return any(w.get("queue") == queue for w in workers)
 
 
 async def _create_key(settings: Settings, owner_name: str) -> str:

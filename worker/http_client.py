@@ -1,12 +1,4 @@
-"""The one way workers make outbound HTTP requests: aiohttp bound to the egress policy.
-
-Every session from `create_session` enforces `shared.egress` twice: a client middleware
-runs `policy.check_url` on every request, including each redirect hop aiohttp follows,
-and `GuardedConnector` runs `policy.check_ip` on every resolved address right before
-connecting, so DNS rebinding cannot reach a forbidden address. Both raise
-`shared.errors.EgressBlocked` out of `session.request(...)` unwrapped. Passing
-`middlewares=()` to a request drops the URL check only; the connector always applies.
-"""
+"""Outbound HTTP for workers: aiohttp sessions that obey the egress policy."""
 
 from __future__ import annotations
 
@@ -106,6 +98,11 @@ def create_session(
 ) -> aiohttp.ClientSession:
     """A ClientSession whose every request obeys `policy`; call it inside a running loop.
 
+    The policy is enforced twice: a client middleware runs `policy.check_url` on every
+    request, including each redirect hop aiohttp follows, and `GuardedConnector` runs
+    `policy.check_ip` on every resolved address right before connecting (DNS rebinding
+    cannot slip through). Both raise EgressBlocked out of `session.request(...)`, unwrapped.
+    `middlewares=()` on a request drops the URL check only; the connector always applies.
     Proxy environment variables are ignored (trust_env=False) and cookies are never
     stored, so one job's cookies cannot leak into another's. Responses are decompressed:
     callers must cap how much they read. Redirects may be left to aiohttp (each hop is
@@ -138,8 +135,9 @@ async def request_following_redirects(
 
     Returns the final response (its `.history` holds the hops); release it, e.g.
     `async with await request_following_redirects(...) as resp:`. Raises EgressBlocked for
-    a forbidden hop and aiohttp.TooManyRedirects past the limit. aiohttp drops
-    credentials and cookies on a cross-origin hop and turns 303 (and POST 301/302) into GET.
+    a forbidden hop and aiohttp.TooManyRedirects past the limit (with 0, a 3xx comes back
+    as is). aiohttp drops credentials and cookies on a cross-origin hop and turns 303 (and
+    POST 301/302) into GET.
     """
     checked = policy.check_url(url)
     return await session.request(

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from redis.exceptions import LockError, RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from shared.liveness import liveness_key
 from shared.logging import get_logger
 from shared.models import utcnow
 from shared.queue import enqueue_many, requeue_now
@@ -32,16 +33,10 @@ from worker.state import WorkerState
 log = get_logger(__name__)
 
 CANCEL_WATCH_S = 0.5
-LIVENESS_PREFIX = "outrider:worker:"
 RECONCILE_LOCK = "outrider:lock:reconciler"
 RECONCILE_BATCH = 1000
 REDIS_WAIT_S = 2.0
 LOOP_ERRORS = (SQLAlchemyError, RedisError, OSError, TimeoutError)
-
-
-def liveness_key(worker_id: str) -> str:
-    """The Redis key that says this worker is alive."""
-    return LIVENESS_PREFIX + worker_id
 
 
 async def _publish_liveness(state: WorkerState, started_at: str) -> None:
