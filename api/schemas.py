@@ -136,7 +136,7 @@ class AttemptOut(BaseModel):
     started_at: datetime
     finished_at: datetime | None
     outcome: Literal[
-        "running", "succeeded", "failed", "retrying", "cancelled", "interrupted", "lost"
+        "running", "succeeded", "failed", "retrying", "cancelled", "interrupted", "lost", "deferred"
     ]
     error_code: str | None
 

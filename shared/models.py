@@ -84,6 +84,7 @@ class AttemptOutcome(StrEnum):
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
     LOST = "lost"
+    DEFERRED = "deferred"
 
 
 class Owner(Base):

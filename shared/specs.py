@@ -68,6 +68,99 @@ class HttpInput(StrictModel):
         return self
 
 
+Format = Literal["markdown", "text", "html", "raw_html", "links", "metadata"]
+
+
+def _default_formats() -> list[Format]:
+    return ["markdown"]
+
+
+class ExtractRule(StrictModel):
+    """One field of a CSS-selector extraction schema."""
+
+    selector: str = Field(min_length=1, max_length=500)
+    attr: str | None = Field(default=None, max_length=100, description="Attribute, else text.")
+    all: bool = Field(default=False, description="Every match as a list, else the first.")
+
+
+class FetchInput(StrictModel):
+    """Input of a `fetch` job: GET a page with aiohttp and turn it into LLM-ready output."""
+
+    url: str = Field(min_length=1, max_length=2048)
+    formats: list[Format] = Field(default_factory=_default_formats, min_length=1, max_length=6)
+    extract: dict[Annotated[str, Field(max_length=100)], str | ExtractRule] | None = Field(
+        default=None, max_length=100
+    )
+    headers: dict[Annotated[str, Field(pattern=HEADER_NAME, max_length=100)], str] = Field(
+        default_factory=dict, max_length=64
+    )
+    timeout_s: float | None = Field(default=None, gt=0, le=3600)
+
+
+class WaitFor(StrictModel):
+    """What a render waits for after load: exactly one of the three."""
+
+    selector: str | None = Field(default=None, min_length=1, max_length=500)
+    ms: int | None = Field(default=None, ge=0, le=60_000)
+    network_idle: bool | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> WaitFor:
+        given = [v for v in (self.selector, self.ms, self.network_idle) if v not in (None, False)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of `selector`, `ms` or `network_idle: true`")
+        return self
+
+
+class Action(StrictModel):
+    """One bounded browser action."""
+
+    type: Literal["click", "fill", "press", "scroll", "wait"]
+    selector: str | None = Field(default=None, min_length=1, max_length=500)
+    value: str | None = Field(default=None, max_length=10_000, description="Text for `fill`.")
+    key: str | None = Field(default=None, max_length=50, description="Key for `press`.")
+    ms: int | None = Field(default=None, ge=0, le=60_000, description="Pause for `wait`.")
+    y: int | None = Field(default=None, ge=-100_000, le=100_000, description="Pixels to scroll.")
+
+    @model_validator(mode="after")
+    def _needs(self) -> Action:
+        required = {"click": ["selector"], "fill": ["selector", "value"], "press": ["key"]}
+        required["wait"] = ["ms"]
+        missing = [f for f in required.get(self.type, []) if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"`{self.type}` needs {', '.join(missing)}")
+        return self
+
+
+class Screenshot(StrictModel):
+    full_page: bool = False
+
+
+class RenderInput(FetchInput):
+    """Input of a `render` job: load the page in Chromium, then extract from the DOM."""
+
+    wait_for: WaitFor | None = None
+    actions: list[Action] = Field(default_factory=list, max_length=50)
+    screenshot: Screenshot | None = None
+    block_resources: list[Literal["image", "font", "media"]] = Field(
+        default_factory=list, max_length=3
+    )
+
+    @model_validator(mode="after")
+    def _bounded_waiting(self) -> RenderInput:
+        waited = sum(a.ms or 0 for a in self.actions if a.type == "wait")
+        waited += self.wait_for.ms or 0 if self.wait_for else 0
+        if waited > 60_000:
+            raise ValueError("actions and wait_for may wait at most 60 s in all")
+        return self
+
+
+class ScrapeInput(RenderInput):
+    """Input of a `scrape` job: fetch, and escalate to the browser when the page needs it."""
+
+    render: Literal["auto", "http", "browser"] = "auto"
+
+
 class JobSpecBase(RequestModel):
     agent_id: uuid.UUID | None = None
     max_attempts: int | None = Field(default=None, ge=1, le=100)
@@ -81,14 +174,44 @@ class HttpJobSpec(JobSpecBase):
     input: HttpInput
 
 
-JobSpec = Annotated[HttpJobSpec, Field(discriminator="kind")]
-JOB_KINDS: dict[str, str] = {"http": "default"}
-"""Every job kind and the queue that runs it."""
+class FetchJobSpec(JobSpecBase):
+    """Fetch a page over HTTP and extract it."""
 
+    kind: Literal["fetch"]
+    input: FetchInput
+
+
+class RenderJobSpec(JobSpecBase):
+    """Render a page in a browser and extract it."""
+
+    kind: Literal["render"]
+    input: RenderInput
+
+
+class ScrapeJobSpec(JobSpecBase):
+    """Fetch or render, whichever the page needs."""
+
+    kind: Literal["scrape"]
+    input: ScrapeInput
+
+
+AnyJobSpec = HttpJobSpec | FetchJobSpec | RenderJobSpec | ScrapeJobSpec
+JobSpec = Annotated[AnyJobSpec, Field(discriminator="kind")]
+
+INPUT_MODELS: dict[str, type[StrictModel]] = {
+    "http": HttpInput,
+    "fetch": FetchInput,
+    "render": RenderInput,
+    "scrape": ScrapeInput,
+}
+"""Every job kind and its input model (the worker re-validates stored input with it)."""
+
+JOB_KINDS = tuple(INPUT_MODELS)
 QUEUES = ("default", "browser")
 
 
-def input_model_for(kind: str) -> type[StrictModel]:
-    """The input model of a kind (the worker re-validates stored input with it)."""
-    models: dict[str, type[StrictModel]] = {"http": HttpInput}
-    return models[kind]
+def queue_for(spec: AnyJobSpec) -> str:
+    """The queue that runs a job: the browser queue for anything that needs Chromium."""
+    if spec.kind == "render" or (spec.kind == "scrape" and spec.input.render == "browser"):
+        return "browser"
+    return "default"

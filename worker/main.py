@@ -80,9 +80,7 @@ async def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-    loops: list[asyncio.Task[None]] = [
-        asyncio.ensure_future(fn(state)) for fn in BACKGROUND_LOOPS
-    ]
+    loops: list[asyncio.Task[None]] = [asyncio.ensure_future(fn(state)) for fn in BACKGROUND_LOOPS]
     log.info("worker.started", worker_id=state.worker_id, queue=queue, concurrency=concurrency)
     worker = build_worker(state, concurrency)
     try:

@@ -26,6 +26,16 @@ QUICK_RETRY_MAX_WAIT_S = 2.0
 RETRY_AFTER_MAX_S = 3600.0
 
 
+class Deferred(Exception):
+    """Not now, through no fault of the job (e.g. waiting for a per-host slot): run it again
+    after `delay_s` without using up an attempt."""
+
+    def __init__(self, delay_s: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s
+        self.reason = reason
+
+
 class JobError(Exception):
     """A failure with a stable code; `retryable` decides between backoff and `failed`."""
 

@@ -24,7 +24,7 @@ from shared.repositories.execution import (
 )
 from worker.engines.base import Engine, EngineContext
 from worker.engines.call import run_http
-from worker.retry import JobError, backoff_s, classify
+from worker.retry import Deferred, JobError, backoff_s, classify
 from worker.state import Running, WorkerState
 
 log = get_logger(__name__)
@@ -78,9 +78,14 @@ async def _execute(state: WorkerState, claim: Claim) -> dict[str, Any]:
         policy=state.policy,
         http=state.http,
     )
+    engine = ENGINES.get(claim.job.kind)
+    if engine is None:
+        raise JobError(
+            "kind_not_supported", f"No engine for {claim.job.kind!r} jobs.", retryable=False
+        )
     try:
         async with asyncio.timeout(claim.job.timeout_s):
-            return await ENGINES[claim.job.kind](ctx)
+            return await engine(ctx)
     except TimeoutError as exc:
         if isinstance(exc, JobError):  # pragma: no cover - JobError is not a TimeoutError
             raise
@@ -142,6 +147,17 @@ async def _run_claimed(state: WorkerState, claim: Claim) -> None:
         await asyncio.shield(_write_outcome(state, claim, outcome))
         log.info("job.interrupted")
         raise
+    except Deferred as deferral:
+        outcome = Outcome(
+            status=JobStatus.QUEUED,
+            attempt_outcome=AttemptOutcome.DEFERRED,
+            run_after=utcnow() + timedelta(seconds=deferral.delay_s),
+            refund_attempt=True,
+        )
+        if await _write_outcome(state, claim, outcome):
+            log.info("job.deferred", reason=deferral.reason, defer_s=round(deferral.delay_s, 2))
+            raise Retry(defer=deferral.delay_s) from deferral
+        return
     except Exception as exc:
         error = classify(exc)
         if error.code == "internal_error":

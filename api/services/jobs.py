@@ -26,11 +26,11 @@ from shared.models import Agent, Job
 from shared.queue import enqueue_many
 from shared.repositories.agent import get_agent, get_default_agent
 from shared.repositories.job import find_by_idempotency_key, insert_jobs
-from shared.specs import JOB_KINDS, HttpJobSpec
+from shared.specs import AnyJobSpec, queue_for
 
 log = get_logger(__name__)
 
-AnySpec = HttpJobSpec
+AnySpec = AnyJobSpec
 
 
 def request_hash(spec: AnySpec) -> str:
@@ -83,7 +83,7 @@ def _row(state: AppState, principal: Principal, spec: AnySpec, agent: Agent) -> 
         "owner_id": principal.owner_id,
         "agent_id": agent.id,
         "kind": spec.kind,
-        "queue": JOB_KINDS[spec.kind],
+        "queue": queue_for(spec),
         "input": input_data,
         "max_attempts": min(max_attempts, settings.job_max_attempts_limit),
         "timeout_s": timeout_s,
