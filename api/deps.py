@@ -38,7 +38,7 @@ class Principal:
     owner_name: str
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:  # async: no threadpool hop
     state: AppState = request.app.state.outrider
     return state
 

@@ -47,7 +47,8 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         json_serializer=_json_dumps,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
+        # No pre-ping (a round trip per checkout): a connection broken by a server restart
+        # fails once, which invalidates the whole pool; callers answer 503 or retry.
         pool_recycle=1800,
         connect_args={"timeout": 5, "command_timeout": 30},
     )

@@ -6,6 +6,7 @@ Enqueueing is idempotent: a job id already queued or running in arq is left alon
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -17,6 +18,7 @@ from redis.asyncio import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 JOB_FUNCTION = "run_job"
@@ -88,24 +90,40 @@ def _payload(job_id: str) -> str:
     return serialize({"t": 1, "f": JOB_FUNCTION, "a": [job_id], "k": {}, "et": now_ms}).decode()
 
 
+async def _run_script(
+    redis: ArqRedis, script: str, calls: Sequence[tuple[list[str], list[str]]]
+) -> None:
+    """EVALSHA each (keys, args) in one pipelined round trip; load the script if Redis lost it
+    (a restart), then run the whole batch again (the scripts are idempotent)."""
+    sha = hashlib.sha1(script.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+    for _ in range(2):
+        async with redis.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.evalsha(sha, len(keys), *keys, *args)
+            results = await pipe.execute(raise_on_error=False)
+        errors = [r for r in results if isinstance(r, Exception)]
+        if not errors:
+            return
+        if not all(isinstance(e, NoScriptError) for e in errors):
+            raise errors[0]
+        await redis.script_load(script)
+    raise RuntimeError("Redis keeps forgetting the enqueue script")
+
+
 async def enqueue_many(
     redis: ArqRedis, jobs: Iterable[tuple[str, str]], *, defer_s: float = 0.0
 ) -> None:
     """Enqueue (job id, queue) pairs in one pipelined round trip; ids already in arq are skipped."""
-    score = int((time.time() + defer_s) * 1000)
-    async with redis.pipeline(transaction=False) as pipe:
-        for job_id, queue in jobs:
-            pipe.eval(
-                _ENQUEUE_LUA,
-                2,
-                job_key_prefix + job_id,
-                queue_key(queue),
-                job_id,
-                _payload(job_id),
-                str(score),
-                str(JOB_EXPIRES_MS),
-            )
-        await pipe.execute()
+    score = str(int((time.time() + defer_s) * 1000))
+    calls = [
+        (
+            [job_key_prefix + job_id, queue_key(queue)],
+            [job_id, _payload(job_id), score, str(JOB_EXPIRES_MS)],
+        )
+        for job_id, queue in jobs
+    ]
+    if calls:
+        await _run_script(redis, _ENQUEUE_LUA, calls)
 
 
 async def enqueue(redis: ArqRedis, job_id: str, queue: str, *, defer_s: float = 0.0) -> None:
@@ -115,21 +133,16 @@ async def enqueue(redis: ArqRedis, job_id: str, queue: str, *, defer_s: float = 
 
 async def requeue_now(redis: ArqRedis, jobs: Sequence[tuple[str, str]]) -> None:
     """Make orphaned jobs runnable at once, even if arq still marks them in progress."""
-    score = int(time.time() * 1000)
-    async with redis.pipeline(transaction=False) as pipe:
-        for job_id, queue in jobs:
-            pipe.eval(
-                _REQUEUE_LUA,
-                3,
-                job_key_prefix + job_id,
-                in_progress_key_prefix + job_id,
-                queue_key(queue),
-                job_id,
-                _payload(job_id),
-                str(score),
-                str(JOB_EXPIRES_MS),
-            )
-        await pipe.execute()
+    score = str(int(time.time() * 1000))
+    calls = [
+        (
+            [job_key_prefix + job_id, in_progress_key_prefix + job_id, queue_key(queue)],
+            [job_id, _payload(job_id), score, str(JOB_EXPIRES_MS)],
+        )
+        for job_id, queue in jobs
+    ]
+    if calls:
+        await _run_script(redis, _REQUEUE_LUA, calls)
 
 
 async def queue_depth(redis: ArqRedis, queue: str) -> int:

@@ -38,12 +38,12 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     max_request_bytes: int = 2 * 1024 * 1024
-    db_pool_size: int = 10
-    db_max_overflow: int = 20
+    db_pool_size: int = 20
+    db_max_overflow: int = 10
 
     worker_concurrency: int = 50
     worker_shutdown_grace_s: float = 20.0
-    worker_poll_delay_s: float = 0.05
+    worker_poll_delay_s: float = 0.01
     worker_heartbeat_s: float = 2.0
     worker_lease_s: float = 10.0
     reconcile_interval_s: float = 2.0

@@ -14,6 +14,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
 from arq import Worker
 from arq.typing import WorkerCoroutine
 
@@ -70,11 +71,24 @@ async def _drain(worker: Worker, grace_s: float) -> None:
             await asyncio.wait(pending, timeout=10)
 
 
+def _reap_failed_tasks(worker: Worker) -> int:
+    # arq re-raises a failed job task (its own Redis calls failed in an outage) from the poll
+    # loop, one per poll; reap them all now, or each would cost another restart after Redis
+    # is back. The rows are the truth: the reconciler repairs what those tasks left undone.
+    failed = 0
+    for job_id, task in list(worker.tasks.items()):
+        if task.done():
+            del worker.tasks[job_id]
+            failed += not task.cancelled() and task.exception() is not None
+    return failed
+
+
 async def serve(
     settings: Settings, queue: str, concurrency: int, stop: asyncio.Event | None = None
 ) -> None:
     """Run a worker until `stop` is set (by default: until SIGTERM or SIGINT)."""
     state = WorkerState.create(settings, queue)
+    structlog.contextvars.bind_contextvars(worker_id=state.worker_id)
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -95,7 +109,11 @@ async def serve(
                     await main
                 break
             exc = main.exception()
-            log.warning("worker.poll_loop_restarting", error=repr(exc)[:200])
+            log.warning(
+                "worker.poll_loop_restarting",
+                error=repr(exc)[:200],
+                failed_tasks=_reap_failed_tasks(worker),
+            )
             await asyncio.sleep(RESTART_DELAY_S)
         await _drain(worker, settings.worker_shutdown_grace_s)
     finally:
