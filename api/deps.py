@@ -6,7 +6,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
-from arq.connections import ArqRedis
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -14,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.crypto import SecretBox
 from shared.egress import EgressPolicy
 from shared.errors import Unauthorized
+from shared.queue import QueueClient
 from shared.repositories.owner import find_owner_by_key
 from shared.settings import Settings
 
@@ -25,7 +25,7 @@ class AppState:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
-    redis: ArqRedis
+    redis: QueueClient
     policy: EgressPolicy
     box: SecretBox
 

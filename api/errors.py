@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 MAX_SAFE_INT = 2**63 - 1
+# pydantic refuses to serialize much deeper values (and Python recursion is finite).
+MAX_DEPTH = 100
 
 
-def find_bad_value(value: Any, path: str = "$") -> str | None:
+def find_bad_value(value: Any, path: str = "$", depth: int = 0) -> str | None:
     """Where a submitted JSON value holds what we refuse to store, or None."""
+    if depth > MAX_DEPTH:
+        return f"{path}: values may nest at most {MAX_DEPTH} levels deep"
     if isinstance(value, str):
         if "\x00" in value:
             return f"{path}: NUL characters are not allowed"
@@ -26,12 +31,12 @@ def find_bad_value(value: Any, path: str = "$") -> str | None:
             return f"{path}: numbers must be finite"
     elif isinstance(value, dict):
         for key, item in value.items():
-            problem = find_bad_value(key, path) or find_bad_value(item, f"{path}.{key}")
+            problem = find_bad_value(key, path) or find_bad_value(item, f"{path}.{key}", depth + 1)
             if problem:
                 return problem
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            problem = find_bad_value(item, f"{path}[{index}]")
+            problem = find_bad_value(item, f"{path}[{index}]", depth + 1)
             if problem:
                 return problem
     return None
@@ -42,8 +47,9 @@ def _scrub_str(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def scrub(value: Any) -> Any:
-    """A copy of a result that can be stored: bad characters replaced, huge numbers as text."""
+def scrub(value: Any, depth: int = 0) -> Any:
+    """A copy of a result that can be stored: bad characters replaced, huge numbers as text,
+    anything nested deeper than MAX_DEPTH flattened to its JSON text."""
     if isinstance(value, str):
         return _scrub_str(value)
     if isinstance(value, bool) or value is None:
@@ -52,8 +58,10 @@ def scrub(value: Any) -> Any:
         return value if abs(value) <= MAX_SAFE_INT else str(value)
     if isinstance(value, float):
         return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict | list | tuple) and depth >= MAX_DEPTH:
+        return _scrub_str(json.dumps(value, default=str)[:100_000])
     if isinstance(value, dict):
-        return {_scrub_str(str(k)): scrub(v) for k, v in value.items()}
+        return {_scrub_str(str(k)): scrub(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [scrub(item) for item in value]
+        return [scrub(item, depth + 1) for item in value]
     return _scrub_str(str(value))

@@ -21,6 +21,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+QueueClient = ArqRedis
+"""The Redis client type callers outside this seam may name."""
+
 JOB_FUNCTION = "run_job"
 """The single arq function every job runs through (worker/runner.py)."""
 

@@ -20,6 +20,7 @@ from api.schemas import (
     JobStatusName,
 )
 from api.services.jobs import enqueue_jobs, submit_batch, submit_one
+from shared.errors import ValidationFailed
 from shared.repositories import job as jobs
 from shared.specs import JOB_KINDS, JobSpec
 
@@ -67,10 +68,15 @@ async def submit_jobs(body: BatchIn, state: StateDep, principal: PrincipalDep) -
     return BatchOut(jobs=[JobOut.model_validate(job) for job in created])
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def _utc(value: datetime | None, name: str) -> datetime | None:
     if value is None:
         return None
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        loc = ["query", name]
+        problem = {"loc": loc, "msg": "Datetime out of range", "type": "datetime_range"}
+        raise ValidationFailed(f"`{name}` is out of range.", details=[problem]) from exc
 
 
 @router.get("", response_model=JobList, responses=error_responses(400, 422))
@@ -92,8 +98,8 @@ async def list_jobs(
         status=status,
         kind=kind,
         agent_id=agent_id,
-        created_after=_utc(created_after),
-        created_before=_utc(created_before),
+        created_after=_utc(created_after, "created_after"),
+        created_before=_utc(created_before, "created_before"),
     )
     async with state.sessionmaker() as session:
         rows, next_cursor = await jobs.list_jobs(

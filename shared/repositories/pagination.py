@@ -32,7 +32,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         if when.tzinfo is None:
             raise ValueError("naive timestamp")
         return when.astimezone(UTC), uuid.UUID(row_id)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidCursor("The cursor is malformed; use a `next_cursor` from a list.") from exc
 
 

@@ -1,0 +1,203 @@
+"""The OpenAPI document: declared error responses, and a schemathesis run against the app.
+
+The schemathesis run is synchronous: schemathesis drives the ASGI app from its own event-loop
+thread and runs the app's lifespan there (so the engine and Redis client live on that loop).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import httpx
+import hypothesis
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase
+from schemathesis.checks import not_a_server_error
+from schemathesis.core import NOT_SET
+from schemathesis.core.result import Ok
+from schemathesis.python.asgi import shutdown_lifespans
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from shared.settings import Settings
+from tests.helpers import http_job
+
+HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
+# Not `negative_data_rejection`: the API is lenient where pydantic is (a query datetime may
+# be a Unix timestamp, `created_after=12`), which that check counts as accepting bad data.
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+MAX_EXAMPLES = 25
+
+
+async def openapi(client: httpx.AsyncClient) -> dict[str, Any]:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    spec: dict[str, Any] = response.json()
+    return spec
+
+
+async def test_v1_routes_declare_their_errors(client: httpx.AsyncClient) -> None:
+    spec = await openapi(client)
+    operations = [
+        (method, path, operation)
+        for path, item in spec["paths"].items()
+        if path.startswith("/v1/")
+        for method, operation in item.items()
+        if method in HTTP_METHODS
+    ]
+    assert len(operations) >= 12, [op[:2] for op in operations]
+    for method, path, operation in operations:
+        responses = operation["responses"]
+        where = f"{method.upper()} {path}"
+        assert "401" in responses, where
+        assert "503" in responses, where
+        assert "422" in responses or "400" in responses, where
+        for status, response in responses.items():
+            if status.startswith(("4", "5")):
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (where, status)
+        assert operation.get("security"), f"{where} does not declare its bearer auth"
+
+
+async def test_error_body_schema_is_the_documented_shape(client: httpx.AsyncClient) -> None:
+    schemas = (await openapi(client))["components"]["schemas"]
+    error_body = schemas["ErrorBody"]
+    assert error_body["required"] == ["error"]
+    detail = schemas[error_body["properties"]["error"]["$ref"].rsplit("/", 1)[1]]
+    assert set(detail["properties"]) == {"code", "message", "details"}
+    assert set(detail["required"]) >= {"code", "message"}
+
+
+def fuzz(
+    operation: Any,
+    mode: schemathesis.GenerationMode,
+    headers: dict[str, str],
+    statuses: Counter[tuple[str, int]],
+) -> None:
+    """Run generated cases of one operation through the checks (raises on the first failure)."""
+
+    @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
+    @hypothesis.settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+    )
+    def run(case: Any) -> None:
+        response = case.call_and_validate(headers=headers, checks=CHECKS)
+        statuses[operation.label, response.status_code] += 1
+
+    run()
+
+
+class Caller:
+    """Calls one operation with given data and validates the answer against the schema."""
+
+    def __init__(self, schema: Any, headers: dict[str, str]) -> None:
+        self.schema = schema
+        self.headers = headers
+
+    def __call__(
+        self, method: str, path: str, status: int, body: Any = None, **path_parameters: str
+    ) -> Any:
+        operation = self.schema[path][method]
+        case = operation.Case(
+            path_parameters=path_parameters or None,
+            body=body if body is not None else NOT_SET,
+            media_type="application/json" if body is not None else None,
+        )
+        response = case.call_and_validate(headers=self.headers, checks=CHECKS)
+        assert response.status_code == status, (method, path, response.text)
+        return response.json() if response.content else None
+
+
+def walk_success_paths(call: Caller) -> None:
+    """Every operation's success answer conforms (fuzzing rarely produces valid jobs)."""
+    url = "http://127.0.0.1:9/x"
+    job = call("POST", "/v1/jobs", 202, http_job(url, method="POST", json={"a": [1, None]}))
+    call("GET", "/v1/jobs/{job_id}", 200, job_id=job["id"])
+    call("GET", "/v1/jobs/{job_id}/attempts", 200, job_id=job["id"])
+    call("POST", "/v1/jobs/{job_id}/cancel", 200, job_id=job["id"])
+    call("POST", "/v1/jobs/{job_id}/retry", 200, job_id=job["id"])
+    call("POST", "/v1/jobs/{job_id}/cancel", 200, job_id=job["id"])
+    call("POST", "/v1/jobs/{job_id}/cancel", 409, job_id=job["id"])
+    call("POST", "/v1/jobs/batch", 202, {"jobs": [http_job(url), http_job(url)]})
+    call("GET", "/v1/jobs", 200)
+    agent_body = {
+        "name": "st-agent",
+        "headers": {"X-A": "1"},
+        "user_agent": "ua",
+        "timeout_s": 5,
+        "max_attempts": 2,
+        "backoff_base_s": 0.5,
+        "backoff_max_s": 10,
+        "host_rate_per_s": 3,
+        "host_concurrency": 2,
+        "allowed_domains": ["example.com"],
+        "blocked_domains": ["bad.example.com"],
+        "secrets": {"TOKEN": "value"},
+    }
+    agent = call("POST", "/v1/agents", 201, agent_body)
+    call("POST", "/v1/agents", 409, agent_body)
+    call("GET", "/v1/agents/{agent_id}", 200, agent_id=agent["id"])
+    call("PATCH", "/v1/agents/{agent_id}", 200, {"user_agent": None}, agent_id=agent["id"])
+    call("GET", "/v1/agents", 200)
+    call("DELETE", "/v1/agents/{agent_id}", 204, agent_id=agent["id"])
+    call("GET", "/v1/agents/{agent_id}", 404, agent_id=agent["id"])
+
+
+def test_schemathesis_finds_no_server_errors_or_schema_violations(
+    settings: Settings, auth: dict[str, str]
+) -> None:
+    from api.app import create_app
+
+    app = create_app(settings)
+    # Unknown query parameters are ignored (not refused), as in most HTTP APIs: do not send them.
+    config = schemathesis.Config.from_dict(
+        {"generation": {"allow-extra-parameters": False, "with-security-parameters": False}}
+    )
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
+    failures: list[str] = []
+    statuses: Counter[tuple[str, int]] = Counter()
+    try:
+        walk_success_paths(Caller(schema, auth))
+        results = list(schema.get_all_operations())
+        assert all(isinstance(result, Ok) for result in results), results
+        operations = [result.ok() for result in results if isinstance(result, Ok)]
+        assert len(operations) >= 14
+        for operation in operations:
+            for mode in (
+                schemathesis.GenerationMode.POSITIVE,
+                schemathesis.GenerationMode.NEGATIVE,
+            ):
+                try:
+                    fuzz(operation, mode, auth, statuses)
+                except hypothesis.errors.Unsatisfiable:
+                    continue  # no parameters and no body: nothing to make invalid
+                except (Exception, BaseExceptionGroup) as exc:  # collect all, then report
+                    failures.append(f"{operation.label} [{mode.value}]: {exc}")
+    finally:
+        shutdown_lifespans()
+    if failures:
+        pytest.fail("\n\n".join(failures), pytrace=False)
+    # The run reached the app as an authenticated owner, and got past validation.
+    assert not any(status == 401 for _, status in statuses), statuses
+    assert statuses["GET /v1/jobs", 200] > 0, statuses
+    assert statuses["GET /v1/agents", 200] > 0, statuses
+    assert statuses["POST /v1/agents", 201] > 0, statuses
+    assert any(status == 422 for _, status in statuses), statuses
