@@ -22,7 +22,6 @@ from shared.errors import EgressBlocked
 T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504, 507, 509, 520, 521, 522, 524})
-QUICK_RETRY_MAX_WAIT_S = 2.0
 RETRY_AFTER_MAX_S = 3600.0
 
 
@@ -121,15 +120,15 @@ def classify(exc: BaseException) -> JobError:
 
 
 def _quick_wait(state: RetryCallState) -> float:
-    exc = state.outcome.exception() if state.outcome else None
-    if isinstance(exc, JobError) and exc.retry_after_s is not None:
-        return exc.retry_after_s
     return random.uniform(0.1, 0.5)
 
 
 def _worth_quick_retry(exc: BaseException) -> bool:
+    if not isinstance(exc, Exception):
+        return False  # a cancel (user, shutdown, job timeout) must stop the call, not repeat it
     error = classify(exc)
-    return error.retryable and (error.retry_after_s or 0) <= QUICK_RETRY_MAX_WAIT_S
+    # A 429/503 that says when to come back goes to the runner, which slows the whole host.
+    return error.retryable and error.retry_after_s is None
 
 
 async def with_quick_retries(call: Callable[[], Awaitable[T]], attempts: int = 2) -> T:

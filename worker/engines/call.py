@@ -83,6 +83,9 @@ async def _exchange(ctx: EngineContext, spec: HttpInput, timeout_s: float) -> di
     elif spec.text is not None:
         body["data"] = spec.text.encode()
     params: dict[str, Any] | None = dict(spec.params) or None
+    sensitive: tuple[str, ...] = SENSITIVE_HEADERS
+    if spec.auth is not None and spec.auth.scheme == "header":
+        sensitive += (spec.auth.header,)  # it carries a secret, whatever its name
     started = time.monotonic()
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     for _hop in range(MAX_REDIRECTS + 1):
@@ -99,7 +102,7 @@ async def _exchange(ctx: EngineContext, spec: HttpInput, timeout_s: float) -> di
             if response.status in REDIRECT_STATUSES and location:
                 next_url = _check_destination(ctx, urljoin(str(response.url), location))
                 if urlsplit(next_url).netloc != urlsplit(str(response.url)).netloc:
-                    for name in SENSITIVE_HEADERS:  # never hand our credentials to another host
+                    for name in sensitive:  # never hand our credentials to another host
                         headers.popall(name, None)
                 method, body = _follow(method, response.status, body)
                 url, params = next_url, None
@@ -148,4 +151,16 @@ async def run_http(ctx: EngineContext) -> dict[str, Any]:
     once when a worker dies mid-call. Transient failures raise a retryable JobError."""
     spec = HttpInput.model_validate(ctx.job.input)
     timeout_s = min(spec.timeout_s or ctx.agent.timeout_s or ctx.job.timeout_s, ctx.job.timeout_s)
-    return await with_quick_retries(lambda: _exchange(ctx, spec, timeout_s))
+    deadline = time.monotonic() + ctx.job.timeout_s
+
+    async def call() -> dict[str, Any]:
+        # The job's timeout bounds all calls together: a quick retry gets only what is left.
+        # (aiohttp's own timeout can swallow the runner's timeout cancel when both expire at once.)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise JobError(
+                "timeout", f"The job exceeded its {ctx.job.timeout_s:g} s timeout.", retryable=True
+            )
+        return await _exchange(ctx, spec, min(timeout_s, remaining))
+
+    return await with_quick_retries(call)
