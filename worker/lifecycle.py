@@ -12,6 +12,7 @@ import contextlib
 import json
 import time
 import uuid
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
 
 from redis.exceptions import LockError, RedisError
@@ -45,6 +46,7 @@ async def _publish_liveness(state: WorkerState, started_at: str) -> None:
         "queue": state.queue,
         "concurrency": state.settings.worker_concurrency,
         "running": len(state.running),
+        "jobs": [str(job_id) for job_id in state.running],
         "started_at": started_at,
         "heartbeat_at": utcnow().isoformat(),
     }
@@ -73,17 +75,29 @@ async def heartbeat_loop(state: WorkerState) -> None:
     started_at = utcnow().isoformat()
     last_beat = 0.0
     while True:
-        try:
-            await _watch_cancels(state)
-            if time.monotonic() - last_beat >= state.settings.worker_heartbeat_s:
-                if state.running:
-                    async with state.sessionmaker.begin() as session:
-                        await renew_leases(session, state.worker_id, state.settings.worker_lease_s)
-                await _publish_liveness(state, started_at)
-                last_beat = time.monotonic()
-        except LOOP_ERRORS as exc:
-            log.warning("worker.heartbeat_failed", error=str(exc)[:200])
+        await _guarded(_watch_cancels(state))
+        if time.monotonic() - last_beat >= state.settings.worker_heartbeat_s:
+            if state.running:
+                await _guarded(_renew_leases(state))
+            # Even when the database is down: liveness is what tells the reconciler that this
+            # worker's expired leases are a database blip, not a dead worker.
+            await _guarded(_publish_liveness(state, started_at))
+            last_beat = time.monotonic()
         await asyncio.sleep(CANCEL_WATCH_S)
+
+
+async def _renew_leases(state: WorkerState) -> None:
+    async with state.sessionmaker.begin() as session:
+        await renew_leases(
+            session, state.worker_id, state.settings.worker_lease_s, list(state.running)
+        )
+
+
+async def _guarded(step: Awaitable[None]) -> None:
+    try:
+        await step
+    except LOOP_ERRORS as exc:
+        log.warning("worker.heartbeat_failed", error=str(exc)[:200])
 
 
 async def remove_liveness(state: WorkerState) -> None:
@@ -109,7 +123,7 @@ class Reconciler:
             orphans = await find_orphans(session, RECONCILE_BATCH)
         requeue: list[tuple[str, str]] = []
         for job_id, fence, worker_id in orphans:
-            if worker_id and await state.redis.exists(liveness_key(worker_id)):
+            if worker_id and await self._runs(worker_id, job_id):
                 continue  # alive but could not renew (a database blip): let it finish
             async with state.sessionmaker.begin() as session:
                 queue = await release_orphan(session, job_id, fence)
@@ -119,6 +133,15 @@ class Reconciler:
         if requeue:
             await requeue_now(state.redis, requeue)
         return len(requeue)
+
+    async def _runs(self, worker_id: str, job_id: uuid.UUID) -> bool:
+        """Whether a live worker runs this job. A live worker that does not list it holds a
+        claim that it never got to run (the commit went through, the reply was lost)."""
+        raw = await self.state.redis.get(liveness_key(worker_id))
+        if raw is None:
+            return False
+        jobs = json.loads(raw).get("jobs")
+        return jobs is None or str(job_id) in jobs  # no list: a worker that predates it
 
     async def _unenqueued(self) -> int:
         state = self.state
@@ -137,7 +160,7 @@ class Reconciler:
         interval = self.state.settings.reconcile_interval_s
         while True:
             try:
-                lock = self.state.redis.lock(RECONCILE_LOCK, timeout=max(interval * 5, 30))
+                lock = self.state.redis.lock(RECONCILE_LOCK, timeout=max(interval * 5, 5))
                 if await asyncio.wait_for(lock.acquire(blocking=False), REDIS_WAIT_S):
                     try:
                         await self.run_once()

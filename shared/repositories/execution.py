@@ -126,13 +126,18 @@ async def _close_attempt(
     )
 
 
-async def renew_leases(session: AsyncSession, worker_id: str, lease_s: float) -> None:
-    """Extend the leases of every job this worker runs."""
-    await session.execute(
-        update(Job)
-        .where(Job.worker_id == worker_id, Job.status == JobStatus.RUNNING)
-        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
-    )
+async def renew_leases(
+    session: AsyncSession,
+    worker_id: str,
+    lease_s: float,
+    job_ids: Sequence[uuid.UUID] | None = None,
+) -> None:
+    """Extend the leases of the jobs this worker runs (`job_ids`; None: all it holds). A claim
+    whose commit the worker never saw confirmed is held but not run: it must not be renewed."""
+    stmt = update(Job).where(Job.worker_id == worker_id, Job.status == JobStatus.RUNNING)
+    if job_ids is not None:
+        stmt = stmt.where(Job.id.in_(list(job_ids)))
+    await session.execute(stmt.values(lease_expires_at=utcnow() + timedelta(seconds=lease_s)))
 
 
 async def stale_claims(
