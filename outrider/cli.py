@@ -1,4 +1,5 @@
-"""The `outrider` command: run the API, workers or everything; migrate; manage API keys."""
+"""The `outrider` command: run the API, workers or everything; migrate; manage API keys; list
+schedules."""
 
 from __future__ import annotations
 
@@ -171,6 +172,19 @@ def keys_revoke(
         typer.echo("No active key matched.", err=True)
         raise typer.Exit(1)
     typer.echo("Revoked.", err=True)
+
+
+@app.command()
+def schedules(
+    owner: Annotated[str | None, typer.Option(help="Only this owner's schedules.")] = None,
+    count: Annotated[
+        int, typer.Option(min=1, max=20, help="How many next fire times to show.")
+    ] = 3,
+) -> None:
+    """List schedules and their next fire times (UTC), by owner."""
+    from outrider.schedules import render_schedules
+
+    typer.echo(asyncio.run(render_schedules(get_settings(), owner, count)))
 
 
 @app.command()

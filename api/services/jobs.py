@@ -13,20 +13,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import AppState, Principal
-from shared.domains import domain_allowed
-from shared.errors import (
-    EgressBlocked,
-    IdempotencyConflict,
-    InvalidUrl,
-    NotFound,
-    ValidationFailed,
-)
+from shared.errors import IdempotencyConflict
 from shared.logging import get_logger
 from shared.models import Agent, Job
 from shared.queue import enqueue_many
-from shared.repositories.agent import get_agent, get_default_agent
 from shared.repositories.job import find_by_idempotency_key, insert_jobs
-from shared.specs import AnyJobSpec, queue_for
+from shared.services.jobs import check_destination, job_row, resolve_agent
+from shared.specs import AnyJobSpec
 
 log = get_logger(__name__)
 
@@ -42,52 +35,15 @@ def request_hash(spec: AnySpec) -> str:
 async def _agent_for(
     session: AsyncSession, principal: Principal, agent_id: uuid.UUID | None, cache: dict[Any, Agent]
 ) -> Agent:
-    if agent_id not in cache:
-        if agent_id is None:
-            cache[None] = await get_default_agent(session, principal.owner_id)
-        else:
-            try:
-                cache[agent_id] = await get_agent(session, principal.owner_id, agent_id)
-            except NotFound as exc:
-                raise ValidationFailed("No such agent.", code="agent_not_found") from exc
-    return cache[agent_id]
+    return await resolve_agent(session, principal.owner_id, agent_id, cache)
 
 
 def _check_url(state: AppState, agent: Agent, url: str, index: int | None) -> None:
-    where = {"index": index} if index is not None else None
-    try:
-        state.policy.check_url(url)
-    except EgressBlocked as exc:
-        raise InvalidUrl(str(exc), details={**(where or {}), "reason": exc.code}) from exc
-    if not domain_allowed(url, agent.allowed_domains, agent.blocked_domains):
-        raise ValidationFailed(
-            "The agent's domain rules forbid this host.", code="domain_not_allowed", details=where
-        )
+    check_destination(state.policy, agent, url, index)
 
 
 def _row(state: AppState, principal: Principal, spec: AnySpec, agent: Agent) -> dict[str, Any]:
-    settings = state.settings
-    timeout_s = spec.timeout_s or agent.timeout_s or settings.job_default_timeout_s
-    if timeout_s > settings.job_max_timeout_s:
-        raise ValidationFailed(
-            f"timeout_s may be at most {settings.job_max_timeout_s:g} s.", code="timeout_too_long"
-        )
-    max_attempts = spec.max_attempts or agent.max_attempts or settings.job_default_max_attempts
-    input_data = spec.input.model_dump(mode="json", by_alias=True, exclude_none=True)
-    if len(json.dumps(input_data)) > settings.job_input_max_bytes:
-        raise ValidationFailed(
-            f"A job's input may be at most {settings.job_input_max_bytes} bytes.",
-            code="input_too_large",
-        )
-    return {
-        "owner_id": principal.owner_id,
-        "agent_id": agent.id,
-        "kind": spec.kind,
-        "queue": queue_for(spec),
-        "input": input_data,
-        "max_attempts": min(max_attempts, settings.job_max_attempts_limit),
-        "timeout_s": timeout_s,
-    }
+    return job_row(state.settings, principal.owner_id, spec, agent)
 
 
 async def enqueue_jobs(state: AppState, jobs: Sequence[Job]) -> None:

@@ -27,9 +27,12 @@ class JobFilters:
     created_before: datetime | None = None
 
 
-async def insert_jobs(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[Job]:
-    """Insert queued jobs (one flush for the lot) and return them in order."""
-    now = utcnow()
+async def insert_jobs(
+    session: AsyncSession, rows: Sequence[dict[str, Any]], *, now: datetime | None = None
+) -> list[Job]:
+    """Insert queued jobs (one flush for the lot) and return them in order; `now` (default:
+    this host's clock) is their creation time."""
+    now = now or utcnow()
     jobs = [
         Job(
             id=uuid.uuid4(),

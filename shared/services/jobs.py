@@ -1,0 +1,95 @@
+"""Turning a job spec into a job row: resolve the agent, check the destination, apply limits.
+
+Shared by the API (`POST /v1/jobs`) and the scheduler (jobs fired from a schedule's template).
+Nothing here commits or inserts: the caller's transaction does (shared/repositories/job.py).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.domains import domain_allowed
+from shared.egress import EgressPolicy
+from shared.errors import EgressBlocked, InvalidUrl, NotFound, ValidationFailed
+from shared.models import Agent
+from shared.repositories.agent import get_agent, get_default_agent
+from shared.settings import Settings
+from shared.specs import AnyJobSpec, queue_for
+
+
+async def resolve_agent(
+    session: AsyncSession,
+    owner_id: uuid.UUID,
+    agent_id: uuid.UUID | None,
+    cache: dict[Any, Agent] | None = None,
+) -> Agent:
+    """The named agent of this owner, or its default; 422 `agent_not_found` for a missing or
+    foreign one. `cache` spares repeated look-ups across a batch."""
+    cache = {} if cache is None else cache
+    if agent_id not in cache:
+        if agent_id is None:
+            cache[None] = await get_default_agent(session, owner_id)
+        else:
+            try:
+                cache[agent_id] = await get_agent(session, owner_id, agent_id)
+            except NotFound as exc:
+                raise ValidationFailed("No such agent.", code="agent_not_found") from exc
+    return cache[agent_id]
+
+
+def check_destination(policy: EgressPolicy, agent: Agent, url: str, index: int | None) -> None:
+    """422 `invalid_url` if the egress policy refuses the URL, `domain_not_allowed` if the
+    agent's domain rules do; `index` names the spec of a batch in the error details."""
+    where = {"index": index} if index is not None else None
+    try:
+        policy.check_url(url)
+    except EgressBlocked as exc:
+        raise InvalidUrl(str(exc), details={**(where or {}), "reason": exc.code}) from exc
+    if not domain_allowed(url, agent.allowed_domains, agent.blocked_domains):
+        raise ValidationFailed(
+            "The agent's domain rules forbid this host.", code="domain_not_allowed", details=where
+        )
+
+
+def job_row(
+    settings: Settings, owner_id: uuid.UUID, spec: AnyJobSpec, agent: Agent
+) -> dict[str, Any]:
+    """The columns of a new job: timeouts and attempts from spec, agent or settings, capped."""
+    timeout_s = spec.timeout_s or agent.timeout_s or settings.job_default_timeout_s
+    if timeout_s > settings.job_max_timeout_s:
+        raise ValidationFailed(
+            f"timeout_s may be at most {settings.job_max_timeout_s:g} s.", code="timeout_too_long"
+        )
+    max_attempts = spec.max_attempts or agent.max_attempts or settings.job_default_max_attempts
+    input_data = spec.input.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if len(json.dumps(input_data)) > settings.job_input_max_bytes:
+        raise ValidationFailed(
+            f"A job's input may be at most {settings.job_input_max_bytes} bytes.",
+            code="input_too_large",
+        )
+    return {
+        "owner_id": owner_id,
+        "agent_id": agent.id,
+        "kind": spec.kind,
+        "queue": queue_for(spec),
+        "input": input_data,
+        "max_attempts": min(max_attempts, settings.job_max_attempts_limit),
+        "timeout_s": timeout_s,
+    }
+
+
+async def prepare_job_row(
+    session: AsyncSession,
+    settings: Settings,
+    policy: EgressPolicy,
+    owner_id: uuid.UUID,
+    spec: AnyJobSpec,
+) -> dict[str, Any]:
+    """Everything a submission checks, for one spec: agent, destination, limits."""
+    agent = await resolve_agent(session, owner_id, spec.agent_id)
+    check_destination(policy, agent, spec.input.url, None)
+    return job_row(settings, owner_id, spec, agent)
