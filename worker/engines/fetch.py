@@ -1,0 +1,232 @@
+"""The `fetch` job: GET a page with aiohttp and turn it into LLM-ready formats.
+
+The download stays on the event loop, the parsing goes to the parse pool. Decisions:
+- Redirects are followed by hand (at most 10): each hop is checked against the egress policy
+  and the agent's domain rules before it is requested; credentials are dropped on a hop to
+  another host.
+- The body is read in chunks and the download stops as soon as the DECOMPRESSED size passes
+  the cap (`fetch_max_bytes`, default 10 MiB): `response_too_large`. aiohttp inflates at most
+  a bounded amount per read, so a gzip bomb costs no more memory than the cap.
+- The media type is checked before the body is read: HTML, XHTML, XML (`*/xml`, `*+xml`),
+  JSON (`*/json`, `*+json`) and `text/plain`; anything else is `unsupported_content_type`. A
+  response without a Content-Type is sniffed (markup, JSON, else text; binary is refused).
+- Errors: timeout, connection_error and http_408/425/429/5xx are retryable (Retry-After
+  honoured); dns_not_found, tls_error, http_4xx, blocked_destination, response_too_large,
+  unsupported_content_type, too_many_redirects and invalid_extract are not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+from multidict import CIMultiDict
+
+from shared.domains import domain_allowed
+from shared.settings import Settings
+from shared.specs import FetchInput
+from worker.engines.base import EngineContext
+from worker.extract import SchemaError, build_from_bytes, document_kind, parse_off_loop
+from worker.extract.schema import compile_schema
+from worker.retry import JobError, is_retryable_status, parse_retry_after, with_quick_retries
+
+MAX_REDIRECTS = 10
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+SENSITIVE_HEADERS = ("authorization", "cookie", "proxy-authorization")
+CHUNK_BYTES = 64 * 1024
+ACCEPT = (
+    "text/html,application/xhtml+xml,application/xml;q=0.9,application/json;q=0.8,"
+    "text/plain;q=0.8,*/*;q=0.1"
+)
+
+
+@dataclass(frozen=True)
+class Download:
+    """A fetched page, before parsing."""
+
+    url: str
+    status: int
+    content_type: str
+    header_charset: str | None
+    body: bytes
+    fetch_ms: float
+
+
+def max_bytes(settings: Settings) -> int:
+    """The cap on a page's decompressed size (OUTRIDER_FETCH_MAX_BYTES)."""
+    return settings.fetch_max_bytes
+
+
+def _check_destination(ctx: EngineContext, url: str) -> str:
+    url = ctx.policy.check_url(url)
+    if not domain_allowed(url, ctx.agent.allowed_domains, ctx.agent.blocked_domains):
+        raise JobError(
+            "domain_not_allowed", "The agent's domain rules forbid this host.", retryable=False
+        )
+    return url
+
+
+def _headers(ctx: EngineContext, spec: FetchInput) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict({"Accept": ACCEPT})
+    headers.update(ctx.agent.headers or {})
+    headers.update(spec.headers)
+    if ctx.agent.user_agent:
+        headers["User-Agent"] = ctx.agent.user_agent
+    return headers
+
+
+def _status_error(response: aiohttp.ClientResponse) -> JobError:
+    status = response.status
+    retryable = is_retryable_status(status)
+    return JobError(
+        f"http_{status}" if retryable else f"http_{status // 100}xx",
+        f"The server answered {status}.",
+        retryable=retryable,
+        retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
+        details={"status": status},
+    )
+
+
+def _too_large(cap: int) -> JobError:
+    return JobError(
+        "response_too_large",
+        f"The page is larger than {cap} bytes (decompressed).",
+        retryable=False,
+        details={"max_bytes": cap},
+    )
+
+
+def _unsupported(media: str) -> JobError:
+    return JobError(
+        "unsupported_content_type",
+        f"Cannot extract from {media or 'an unknown type'}: fetch reads HTML, XML, JSON and text.",
+        retryable=False,
+        details={"content_type": media},
+    )
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
+    declared = response.content_length
+    if declared is not None and declared > cap and "Content-Encoding" not in response.headers:
+        raise _too_large(cap)
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+        body += chunk
+        if len(body) > cap:
+            raise _too_large(cap)  # leaving the response closes the connection
+    return bytes(body)
+
+
+def _sniff(body: bytes) -> str:
+    head = body[:1024].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if b"\x00" in head:
+        raise _unsupported("application/octet-stream")
+    if head.startswith(b"<"):
+        return "text/html"
+    return "application/json" if head[:1] in (b"{", b"[") else "text/plain"
+
+
+def _next_hop(
+    ctx: EngineContext, response: aiohttp.ClientResponse, headers: CIMultiDict[str]
+) -> str | None:
+    location = response.headers.get("Location")
+    if response.status not in REDIRECT_STATUSES or not location:
+        return None
+    current = str(response.url)
+    next_url = _check_destination(ctx, urljoin(current, location))
+    if urlsplit(next_url).netloc != urlsplit(current).netloc:
+        for name in SENSITIVE_HEADERS:  # never hand credentials to another host
+            headers.popall(name, None)
+    return next_url
+
+
+async def _download(ctx: EngineContext, spec: FetchInput, timeout_s: float) -> Download:
+    headers = _headers(ctx, spec)
+    url = _check_destination(ctx, spec.url)
+    cap = max_bytes(ctx.settings)
+    started = time.monotonic()
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    for _hop in range(MAX_REDIRECTS + 1):
+        async with ctx.http.get(
+            url, headers=headers, allow_redirects=False, timeout=timeout
+        ) as response:
+            if (next_url := _next_hop(ctx, response, headers)) is not None:
+                url = next_url
+                continue
+            if not 200 <= response.status < 300:
+                raise _status_error(response)
+            declared = response.headers.get("Content-Type")
+            if declared is not None and document_kind(declared) is None:
+                raise _unsupported(response.content_type)
+            body = await _read_capped(response, cap)
+            return Download(
+                url=str(response.url),
+                status=response.status,
+                content_type=declared or _sniff(body),
+                header_charset=response.charset,
+                body=body,
+                fetch_ms=round((time.monotonic() - started) * 1000, 1),
+            )
+    raise JobError("too_many_redirects", f"More than {MAX_REDIRECTS} redirects.", retryable=False)
+
+
+async def _download_in_time(ctx: EngineContext, spec: FetchInput, timeout_s: float) -> Download:
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _download(ctx, spec, timeout_s)
+    except TimeoutError as exc:
+        if isinstance(exc, JobError):  # pragma: no cover - JobError is not a TimeoutError
+            raise
+        raise JobError(
+            "timeout", f"The page took longer than {timeout_s:g} s.", retryable=True
+        ) from exc
+
+
+def _schema(spec: FetchInput) -> dict[str, Any] | None:
+    if spec.extract is None:
+        return None
+    schema = {
+        name: rule if isinstance(rule, str) else rule.model_dump()
+        for name, rule in spec.extract.items()
+    }
+    try:
+        compile_schema(schema)  # a bad selector fails now, before any request
+    except SchemaError as exc:
+        raise JobError("invalid_extract", str(exc), retryable=False) from None
+    return schema
+
+
+async def run_fetch(ctx: EngineContext) -> dict[str, Any]:
+    """Run a `fetch` job: GET the page, then extract the requested formats off the loop.
+
+    Idempotent (a GET, nothing stored elsewhere); a worker that dies mid-job just fetches again.
+    Transient failures raise a retryable JobError (one quick retry inside the attempt first).
+    """
+    spec = FetchInput.model_validate(ctx.job.input)
+    schema = _schema(spec)
+    timeout_s = min(spec.timeout_s or ctx.agent.timeout_s or ctx.job.timeout_s, ctx.job.timeout_s)
+    page = await with_quick_retries(lambda: _download_in_time(ctx, spec, timeout_s))
+    metadata = {
+        "final_url": page.url,
+        "status_code": page.status,
+        "content_type": page.content_type,
+        "bytes": len(page.body),
+        "timings_ms": {"fetch": page.fetch_ms},
+    }
+    try:
+        return await parse_off_loop(
+            None,
+            build_from_bytes,
+            page.body,
+            header_charset=page.header_charset,
+            url=page.url,
+            formats=list(spec.formats),
+            extract=schema,
+            metadata=metadata,
+        )
+    except SchemaError as exc:
+        raise JobError("invalid_extract", str(exc), retryable=False) from None
