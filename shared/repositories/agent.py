@@ -25,6 +25,7 @@ PROFILE_FIELDS = (
     "host_concurrency",
     "allowed_domains",
     "blocked_domains",
+    "obey_robots",
 )
 
 

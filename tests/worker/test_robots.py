@@ -1,0 +1,182 @@
+"""robots.txt as a user sees it: disallowed pages fail untouched, Crawl-delay paces, agents may
+opt out, 4xx allows all, 5xx holds off, and `http` API calls never look.
+
+The runner's robots check does not depend on the engine, so `fetch` jobs here run a minimal
+engine (one GET) in place of the real one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.egress import EgressPolicy
+from shared.models import Agent
+from shared.settings import Settings
+from tests.conftest import RunWorker
+from tests.helpers import http_job, wait_for_job
+from tests.worker.support import submit
+from tests.worker.test_politeness import JITTER_S, UNLIMITED, create_agent, stamped_server
+from worker.engines.base import EngineContext
+from worker.http_client import create_session
+from worker.retry import JobError
+from worker.robots import RobotsCache, RobotsFile, cache_key, check_robots
+from worker.runner import ENGINES
+
+PRIVATE = "User-agent: *\nDisallow: /private\n"
+
+
+async def one_get(ctx: EngineContext) -> dict[str, Any]:
+    async with ctx.http.get(ctx.job.input["url"]) as response:
+        return {"status": response.status}
+
+
+@pytest.fixture(autouse=True)
+def fetch_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(ENGINES, "fetch", one_get)
+
+
+def fetch_job(url: str, **spec: Any) -> dict[str, Any]:
+    return {"kind": "fetch", "input": {"url": url}, **spec}
+
+
+async def test_a_disallowed_page_fails_without_being_requested(
+    client: httpx.AsyncClient, auth: dict[str, str], run_worker: RunWorker
+) -> None:
+    async with stamped_server(robots=PRIVATE) as site, run_worker(**UNLIMITED):
+        denied = await submit(client, auth, fetch_job(site.url("/private/a")))
+        allowed = await submit(client, auth, fetch_job(site.url("/public")))
+        denied_job = await wait_for_job(client, auth, denied)
+        allowed_job = await wait_for_job(client, auth, allowed)
+
+    assert denied_job["status"] == "failed"
+    assert denied_job["error"]["code"] == "robots_disallowed"
+    assert denied_job["error"]["retryable"] is False
+    assert denied_job["error"]["details"]["robots_url"] == site.url("/robots.txt")
+    assert denied_job["attempts"] == 1
+    assert allowed_job["status"] == "succeeded"
+    assert site.count("/private") == 0
+    assert site.count("/public") == 1
+    assert site.count("/robots.txt") == 1, "the file is cached, not fetched per job"
+
+
+async def test_crawl_delay_paces_the_agents_requests(
+    client: httpx.AsyncClient, auth: dict[str, str], run_worker: RunWorker
+) -> None:
+    robots = "User-agent: *\nCrawl-delay: 1\n"
+    async with stamped_server(robots=robots) as site, run_worker(**UNLIMITED):
+        ids = [await submit(client, auth, fetch_job(site.url(f"/p{n}"))) for n in range(3)]
+        jobs = [await wait_for_job(client, auth, job_id) for job_id in ids]
+
+    assert [(job["status"], job["attempts"]) for job in jobs] == [("succeeded", 1)] * 3
+    arrivals = site.times("/p")
+    assert len(arrivals) == 3
+    # Paced at 1 s (a late request may sit closer to the next), not sent at once.
+    assert arrivals[-1] - arrivals[0] >= 2.0 - JITTER_S, arrivals
+    assert min(b - a for a, b in itertools.pairwise(arrivals)) >= 0.5, arrivals
+
+
+async def test_rules_for_the_agents_user_agent_apply(
+    client: httpx.AsyncClient, auth: dict[str, str], run_worker: RunWorker
+) -> None:
+    robots = "User-agent: outrider\nDisallow: /\n\nUser-agent: *\nAllow: /\n"
+    other = await create_agent(client, auth, user_agent="OtherBot/2.0")
+    async with stamped_server(robots=robots) as site, run_worker(**UNLIMITED):
+        ours = await submit(client, auth, fetch_job(site.url("/a")))
+        theirs = await submit(client, auth, fetch_job(site.url("/b"), agent_id=other))
+        ours_job = await wait_for_job(client, auth, ours)
+        theirs_job = await wait_for_job(client, auth, theirs)
+
+    assert ours_job["error"]["code"] == "robots_disallowed"  # "Outrider/0.1" by default
+    assert ours_job["error"]["details"]["user_agent"].startswith("Outrider")
+    assert theirs_job["status"] == "succeeded"
+    assert (site.count("/a"), site.count("/b")) == (0, 1)
+
+
+async def test_an_agent_may_opt_out(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    run_worker: RunWorker,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    agent_id = await create_agent(client, auth)
+    async with sessionmaker.begin() as session:
+        await session.execute(
+            update(Agent).where(Agent.id == uuid.UUID(agent_id)).values(obey_robots=False)
+        )
+    async with stamped_server(robots="User-agent: *\nDisallow: /\n") as site, run_worker():
+        job_id = await submit(client, auth, fetch_job(site.url("/x"), agent_id=agent_id))
+        job = await wait_for_job(client, auth, job_id)
+
+    assert job["status"] == "succeeded"
+    assert site.count("/x") == 1
+    assert site.count("/robots.txt") == 0
+
+
+async def test_http_api_calls_ignore_robots(
+    client: httpx.AsyncClient, auth: dict[str, str], run_worker: RunWorker
+) -> None:
+    async with stamped_server(robots="User-agent: *\nDisallow: /\n") as site, run_worker():
+        job = await wait_for_job(client, auth, await submit(client, auth, http_job(site.url("/x"))))
+
+    assert job["status"] == "succeeded"
+    assert site.count("/robots.txt") == 0
+
+
+async def test_a_4xx_robots_allows_everything(
+    client: httpx.AsyncClient, auth: dict[str, str], run_worker: RunWorker
+) -> None:
+    async with stamped_server(robots=None) as site, run_worker():
+        job = await wait_for_job(
+            client, auth, await submit(client, auth, fetch_job(site.url("/x")))
+        )
+
+    assert job["status"] == "succeeded"
+    assert site.count("/robots.txt") == 1
+
+
+async def test_a_5xx_robots_holds_off_without_touching_the_page(
+    client: httpx.AsyncClient, auth: dict[str, str], run_worker: RunWorker
+) -> None:
+    async with stamped_server(robots="oops", robots_status=503) as site, run_worker():
+        spec = fetch_job(site.url("/x"), max_attempts=1)
+        job = await wait_for_job(client, auth, await submit(client, auth, spec))
+
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "robots_unavailable"
+    assert job["error"]["retryable"] is True
+    assert site.count("/x") == 0
+
+
+async def test_a_cached_copy_outlives_a_server_error(settings: Settings, redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    http = create_session(EgressPolicy.from_settings(settings))
+    try:
+        async with stamped_server(robots="down", robots_status=500) as site:
+            robots = site.url("/robots.txt")
+            stale = RobotsFile("rules", PRIVATE, time.time() - settings.robots_cache_ttl_s - 1)
+            await redis.set(cache_key(robots), stale.dumps())
+            cache = RobotsCache(redis, http, settings)
+
+            assert await check_robots(cache, site.url("/public"), "Outrider/0.1") is None
+            with pytest.raises(JobError) as denied:
+                await check_robots(cache, site.url("/private"), "Outrider/0.1")
+            assert denied.value.code == "robots_disallowed"
+            assert site.count("/robots.txt") == 1, "the failure is remembered, not retried"
+    finally:
+        await http.close()
+        await redis.aclose()
+
+
+def test_robots_file_round_trips() -> None:
+    original = RobotsFile("rules", PRIVATE, 1.5)
+    assert RobotsFile.loads(original.dumps()) == original
+    assert RobotsFile.loads(b"{not json") is None

@@ -1,0 +1,147 @@
+"""The runner's politeness hook: robots.txt, then a per-host slot, around one engine call.
+
+Every kind with `input.url` takes a slot on the URL's host (shared/politeness.py); only the
+page kinds (fetch, render, scrape) consult robots.txt and get the default limits; `http` API
+calls are limited only by what their agent sets. A slot that is
+free within `host_wait_max_s` (1 s; at most half the job's timeout) is waited for in-process,
+holding the worker's job slot: cheaper than a round trip through the queue. A farther one
+raises `Deferred`, which puts the job back without using up an attempt. A 429/503 with
+Retry-After, once it reaches the runner as a JobError, holds the host back for every worker
+(capped at `host_backoff_max_s`).
+
+Only the first request of an attempt is metered: redirects and in-attempt quick retries ride
+on the same slot, and a browser's subresources are not governed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator
+
+from multidict import CIMultiDict
+from redis.exceptions import RedisError
+
+from shared.domains import domain_allowed
+from shared.errors import EgressBlocked
+from shared.logging import get_logger
+from shared.models import Agent
+from shared.politeness import Admission, HostGate, HostLimits, host_key
+from shared.repositories.execution import Claim
+from shared.settings import Settings
+from worker.retry import Deferred, JobError
+from worker.robots import RobotsCache, check_robots
+from worker.state import WorkerState
+
+log = get_logger(__name__)
+
+URL_KINDS = frozenset({"http", "fetch", "render", "scrape"})
+ROBOTS_KINDS = frozenset({"fetch", "render", "scrape"})
+SLOWDOWN_STATUSES = frozenset({429, 503})
+CONCURRENCY_RETRY_S = 1.0
+UNAVAILABLE_RETRY_S = 2.0
+EARLY_RETURN_S = 0.2
+
+
+def limits_for(
+    settings: Settings, agent: Agent, crawl_delay_s: float | None, *, crawling: bool
+) -> HostLimits:
+    """The agent's limits, slowed down to robots.txt's Crawl-delay. The default limits apply
+    to crawling (fetch, render, scrape); `http` API calls are limited only by their agent."""
+    rate = agent.host_rate_per_s or (settings.host_rate_per_s if crawling else 0.0)
+    if crawl_delay_s:
+        rate = min(rate, 1 / crawl_delay_s) if rate > 0 else 1 / crawl_delay_s
+    concurrency = agent.host_concurrency or (settings.host_concurrency if crawling else 0)
+    return HostLimits(rate_per_s=rate, concurrency=concurrency, burst=settings.host_burst)
+
+
+def user_agent(state: WorkerState, agent: Agent) -> str:
+    """The User-Agent the engines send for this agent."""
+    if agent.user_agent:
+        return agent.user_agent
+    configured = CIMultiDict(agent.headers or {}).get("User-Agent")
+    return configured or state.http.headers.get("User-Agent") or "Outrider"
+
+
+def defer_s(settings: Settings, admission: Admission) -> float:
+    """When a turned-away job should come back."""
+    if admission.reason == "host_concurrency":  # a slot frees when a request ends: poll
+        return CONCURRENCY_RETRY_S * random.uniform(0.5, 1.5)
+    # A little early: the in-process wait absorbs the rest, so the slot is not missed.
+    early = min(EARLY_RETURN_S, settings.host_wait_max_s / 2)
+    return max(admission.wait_s - early, 0.05)
+
+
+def _governed_url(state: WorkerState, claim: Claim) -> tuple[str, str] | None:
+    """(url, host) of a job we may contact; None leaves any refusal to the engine."""
+    url = claim.job.input.get("url") if claim.job.kind in URL_KINDS else None
+    host = host_key(url) if isinstance(url, str) else None
+    if url is None or host is None:
+        return None
+    try:
+        state.policy.check_url(url)
+    except EgressBlocked:
+        return None
+    agent = claim.agent
+    if not domain_allowed(url, agent.allowed_domains, agent.blocked_domains):
+        return None
+    return url, host
+
+
+async def _note_slowdown(state: WorkerState, gate: HostGate, host: str, error: JobError) -> None:
+    status = (error.details or {}).get("status")
+    if error.retry_after_s is None or status not in SLOWDOWN_STATUSES:
+        return
+    delay = min(error.retry_after_s, state.settings.host_backoff_max_s)
+    if delay <= 0:
+        return
+    try:
+        left = await gate.back_off(host, delay)
+    except (RedisError, OSError) as exc:
+        log.warning("host.backoff_failed", host=host, error=str(exc)[:200])
+        return
+    log.info("host.backoff", host=host, status=status, backoff_s=round(left, 2))
+
+
+@contextlib.asynccontextmanager
+async def polite(state: WorkerState, claim: Claim) -> AsyncIterator[None]:
+    """Run the block as a polite client of the job's host, or raise JobError/Deferred."""
+    governed = _governed_url(state, claim)
+    if governed is None:
+        yield
+        return
+    url, host = governed
+    settings, agent = state.settings, claim.agent
+    gate = HostGate(state.redis)
+    token = f"{claim.job.id}:{claim.fence}"
+    lease_s = settings.host_lease_s
+    try:
+        crawl_delay_s = None
+        if claim.job.kind in ROBOTS_KINDS and agent.obey_robots:
+            cache = RobotsCache(state.redis, state.http, settings)
+            crawl_delay_s = await check_robots(cache, url, user_agent(state, agent))
+        admission = await gate.admit(
+            host,
+            token,
+            limits_for(settings, agent, crawl_delay_s, crawling=claim.job.kind in ROBOTS_KINDS),
+            max_wait_s=min(settings.host_wait_max_s, claim.job.timeout_s / 2),
+            lease_s=lease_s,
+        )
+    except (RedisError, OSError) as exc:
+        # The shared limits live in Redis: without them, wait rather than hit the host blind,
+        # and do not charge the job an attempt for our outage.
+        log.warning("host.limits_unavailable", host=host, error=str(exc)[:200])
+        raise Deferred(UNAVAILABLE_RETRY_S, "politeness_unavailable") from exc
+    if not admission.granted:
+        raise Deferred(defer_s(settings, admission), admission.reason)
+    async with contextlib.AsyncExitStack() as stack:
+        if admission.leased:
+            await stack.enter_async_context(gate.holding(host, token, lease_s))
+        if admission.wait_s > 0:
+            await asyncio.sleep(admission.wait_s)
+        try:
+            yield
+        except JobError as error:
+            await _note_slowdown(state, gate, host, error)
+            raise
