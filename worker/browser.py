@@ -1,0 +1,291 @@
+"""One Chromium per browser worker: launched at start, a fresh context per job, recycled after
+N pages or past an RSS ceiling, relaunched after a crash, and never left behind (see
+browser_processes.py for how). Page operations run under a Budget: the job's remaining time.
+
+Egress. Chromium goes out only through the worker's EgressProxy (see browser_egress.py);
+WebRTC may not use UDP, QUIC is off, and background networking and updates are disabled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
+from playwright.async_api import Error as PlaywrightError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.egress import EgressPolicy
+from shared.logging import get_logger
+from shared.settings import Settings
+from worker import browser_processes as procs
+from worker.browser_egress import EgressProxy
+from worker.retry import JobError
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    "--disable-background-networking", "--disable-component-update", "--no-first-run",
+    "--disable-sync", "--disable-quic",
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+)  # fmt: skip
+MARKER_FLAG = "--outrider-browser"  # ignored by Chromium; tells its processes apart (ps, tests)
+CONTEXT_OP_S = 10.0
+CLOSE_S = 5.0
+CRASH_GRACE_S = 1.0
+OP_GRACE_S = 2.0  # the asyncio backstop fires this long after Playwright's own timeout
+
+
+class Budget:
+    """The time a job has left, handed to each page operation in turn."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = asyncio.get_running_loop().time() + seconds
+
+    async def run(self, what: str, call: Callable[[float], Awaitable[T]]) -> T:
+        """Run `call(timeout_ms)` under Playwright's timeout and an asyncio one; past the
+        deadline it is a retryable `timeout` naming `what`."""
+        left = self.deadline - asyncio.get_running_loop().time()
+        try:
+            if left <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(left + OP_GRACE_S):
+                return await call(left * 1000)
+        except TimeoutError as exc:
+            raise _timeout(what) from exc
+        except PlaywrightError as exc:
+            if exc.name == "TimeoutError":
+                raise _timeout(what) from exc
+            raise
+
+
+def _timeout(what: str) -> JobError:
+    return JobError("timeout", f"{what} did not finish in the job's time.", retryable=True)
+
+
+@dataclass(eq=False)
+class Generation:
+    """One launched browser: its main pid (= its process group) and what it has served."""
+
+    browser: Browser
+    pid: int
+    pages: int = 0
+    active: int = 0
+    retired: bool = False
+    dead: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class BrowserPool:
+    """The worker's browser: `async with pool.context(...)` gives a job its own context."""
+
+    def __init__(self, settings: Settings, policy: EgressPolicy) -> None:
+        self.settings = settings
+        self.proxy = EgressProxy(policy)
+        self._playwright: Playwright | None = None
+        self._current: Generation | None = None
+        self._live: set[Generation] = set()
+        self._lock = asyncio.Lock()
+        self.launches = 0
+
+    @classmethod
+    async def start(cls, settings: Settings, policy: EgressPolicy) -> BrowserPool:
+        """Start the proxy and the driver and launch Chromium; a failed launch is logged and
+        retried by the next job (which fails `browser_unavailable` meanwhile)."""
+        pool = cls(settings, policy)
+        procs.hold_subreaper()
+        await pool.proxy.start()
+        try:
+            async with pool._lock:
+                pool._current = await pool._launch()
+        except JobError as exc:
+            log.error("browser.launch_failed", error=exc.message)
+        return pool
+
+    async def _launch(self) -> Generation:
+        path = self.settings.chromium_path
+        if not await asyncio.to_thread(os.path.isfile, path):
+            raise JobError(
+                "browser_unavailable",
+                f"Chromium was not found at {path}: install it (apt-get install chromium) or "
+                "set OUTRIDER_CHROMIUM_PATH.",
+                retryable=True,
+            )
+        marker = f"{MARKER_FLAG}={os.getpid()}-{secrets.token_hex(4)}"
+        args = [
+            *CHROMIUM_FLAGS,
+            f"--proxy-server={self.proxy.url}",
+            "--proxy-bypass-list=<-loopback>",  # loopback goes through the proxy too
+            marker,
+        ]
+        limit_s = self.settings.browser_launch_timeout_s
+        try:
+            if self._playwright is None:
+                self._playwright = await async_playwright().start()
+            async with asyncio.timeout(limit_s + 5):
+                browser = await self._playwright.chromium.launch(
+                    executable_path=path,
+                    args=args,
+                    headless=True,
+                    chromium_sandbox=False,
+                    handle_sigint=False,  # the worker decides when the browser stops
+                    handle_sigterm=False,
+                    handle_sighup=False,
+                    timeout=limit_s * 1000,
+                )
+        except (PlaywrightError, TimeoutError, OSError) as exc:
+            pid = await asyncio.to_thread(procs.find_by_argument, marker)
+            if pid is not None:  # launched, but too late to use
+                await asyncio.to_thread(procs.terminate_group, pid)
+            if not self._live:  # the driver may be what failed: the next launch starts anew
+                await self._stop_driver()
+            raise JobError(
+                "browser_unavailable", f"Chromium did not start: {exc}", retryable=True
+            ) from exc
+        pid = await asyncio.to_thread(procs.find_by_argument, marker)
+        generation = Generation(browser=browser, pid=pid or 0)
+        browser.on("disconnected", lambda _: generation.dead.set())
+        self._live.add(generation)
+        self.launches += 1
+        log.info("browser.launched", pid=pid, launches=self.launches)
+        return generation
+
+    async def _acquire(self) -> Generation:
+        async with self._lock:
+            generation = self._current
+            if generation is None or generation.retired or generation.dead.is_set():
+                if generation is not None and generation.active == 0:
+                    await self._dispose(generation)  # e.g. it crashed while idle
+                self._current = generation = await self._launch()
+            generation.active += 1
+            generation.pages += 1
+            return generation
+
+    @contextlib.asynccontextmanager
+    async def context(self, **options: Any) -> AsyncIterator[BrowserContext]:
+        """A fresh browser context for one job, closed afterwards whatever happens. A failure
+        caused by the browser dying becomes a retryable `browser_crashed`."""
+        generation = await self._acquire()
+        try:
+            async with asyncio.timeout(CONTEXT_OP_S):
+                context = await generation.browser.new_context(**options)
+            try:
+                yield context
+            finally:
+                await self._close_context(generation, context)
+        except Exception as exc:
+            if await self._died(generation):
+                raise JobError(
+                    "browser_crashed", "The browser crashed during the job.", retryable=True
+                ) from exc
+            raise
+        finally:
+            generation.active -= 1
+            await self._after_job(generation)
+
+    async def _close_context(self, generation: Generation, context: BrowserContext) -> None:
+        try:
+            async with asyncio.timeout(CLOSE_S):
+                await context.close()
+        except (PlaywrightError, TimeoutError):
+            generation.retired = True  # a browser that cannot close a context is not trusted
+
+    async def _died(self, generation: Generation) -> bool:
+        if generation.dead.is_set():
+            return True
+        if generation.pid and await asyncio.to_thread(procs.running, generation.pid):
+            return False
+        # The page call may fail a moment before the driver reports the disconnect.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(generation.dead.wait(), CRASH_GRACE_S)
+        return generation.dead.is_set()
+
+    async def _after_job(self, generation: Generation) -> None:
+        if generation.dead.is_set() and not generation.retired:
+            generation.retired = True
+            log.warning("browser.crashed", pid=generation.pid, pages=generation.pages)
+        if not generation.retired:
+            reason = None
+            if generation.pages >= self.settings.browser_recycle_pages:
+                reason = "pages"
+            elif await asyncio.to_thread(procs.tree_rss, generation.pid) > self._max_rss:
+                reason = "rss"
+            if reason is not None:
+                generation.retired = True
+                log.info("browser.recycling", reason=reason, pages=generation.pages)
+        if generation.retired and generation.active == 0:
+            await self._dispose(generation)
+
+    @property
+    def _max_rss(self) -> int:
+        return self.settings.browser_max_rss_mb * 1024 * 1024
+
+    async def _dispose(self, generation: Generation) -> None:
+        if generation not in self._live:
+            return  # another job got here first
+        self._live.discard(generation)
+        if self._current is generation:
+            self._current = None
+        with contextlib.suppress(PlaywrightError, TimeoutError):
+            async with asyncio.timeout(CLOSE_S):
+                await generation.browser.close()
+        if generation.pid:
+            left = await asyncio.to_thread(procs.terminate_group, generation.pid)
+            if left:
+                log.error("browser.processes_left", pids=left)
+
+    async def _stop_driver(self) -> None:
+        if self._playwright is not None:
+            with contextlib.suppress(PlaywrightError, TimeoutError, OSError):
+                async with asyncio.timeout(CLOSE_S):
+                    await self._playwright.stop()
+            self._playwright = None
+
+    async def close(self) -> None:
+        """Close every browser, the driver and the proxy; reap whatever Chromium left."""
+        started = asyncio.get_running_loop().time()
+        async with self._lock:
+            for generation in list(self._live):
+                await self._dispose(generation)
+            await self._stop_driver()
+        await self.proxy.close()
+        await asyncio.to_thread(procs.reap_for, 2.0)
+        procs.release_subreaper()
+        elapsed_s = asyncio.get_running_loop().time() - started
+        log.info("browser.closed", launches=self.launches, elapsed_s=round(elapsed_s, 2))
+
+
+@dataclass(frozen=True)
+class RenderRuntime:
+    """What `render` jobs use beyond the EngineContext: the browser and the database."""
+
+    pool: BrowserPool
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+
+_RUNTIME: ContextVar[RenderRuntime | None] = ContextVar("outrider_render_runtime", default=None)
+
+
+def bind_runtime(runtime: RenderRuntime) -> None:
+    """Make `runtime` visible to the jobs this worker task starts from now on."""
+    _RUNTIME.set(runtime)
+
+
+def current_runtime() -> RenderRuntime:
+    """The browser worker's runtime; a job on any other worker fails `browser_unavailable`."""
+    runtime = _RUNTIME.get()
+    if runtime is None:
+        raise JobError(
+            "browser_unavailable",
+            "No browser here: render jobs run on `outrider worker --queue browser`.",
+            retryable=True,
+        )
+    return runtime
