@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck check bench clean
+.PHONY: install chromium run test lint typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -15,7 +15,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)  ## Create .venv and install Outrider with its dev tools.
+install: $(STAMP) chromium  ## Create .venv and install Outrider with its dev tools.
+
+# Browser workers (`render` jobs) drive Debian's Chromium through Playwright; Playwright's own
+# browser download is not used. Installed here when missing and we are root with apt.
+chromium:
+	@path="$${OUTRIDER_CHROMIUM_PATH:-/usr/bin/chromium}"; \
+	if [ -x "$$path" ]; then exit 0; fi; \
+	root_with_apt=$$([ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && echo yes); \
+	if [ "$$path" = /usr/bin/chromium ] && [ "$$root_with_apt" = yes ]; then \
+		echo "Installing Chromium for browser workers (apt-get install chromium)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+			>/dev/null || { echo "Installing Chromium failed."; exit 1; }; \
+	else \
+		echo "NOTE: Chromium was not found at $$path. Browser workers (render jobs) and their"; \
+		echo "tests need it: run 'sudo apt-get install chromium' (Debian/Ubuntu), or point"; \
+		echo "OUTRIDER_CHROMIUM_PATH at a Chromium or Chrome binary."; \
+	fi
 
 # Loopback is allowed as an egress destination in dev, so jobs can call local servers;
 # set OUTRIDER_EGRESS_ALLOW_CIDRS (even to empty) to override.

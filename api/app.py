@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from api.routes import agents, health, jobs
+from api.routes import agents, artifacts, health, jobs, schedules
 from shared.crypto import SecretBox
 from shared.db import create_engine, create_sessionmaker
 from shared.egress import EgressPolicy
@@ -56,6 +56,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)
-    for module in (health, agents, jobs):
+    for module in (health, agents, jobs, artifacts, schedules):
         app.include_router(module.router)
     return app

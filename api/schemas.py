@@ -37,6 +37,10 @@ class AgentProfile(RequestModel):
     backoff_max_s: float | None = Field(default=None, gt=0, le=86400)
     host_rate_per_s: float | None = Field(default=None, gt=0, le=10000)
     host_concurrency: int | None = Field(default=None, ge=1, le=1000)
+    obey_robots: bool = Field(
+        default=True,
+        description="Obey robots.txt (and its Crawl-delay) for fetch, render and scrape jobs.",
+    )
     allowed_domains: DomainList | None = Field(default=None, max_length=1000)
     blocked_domains: DomainList | None = Field(default=None, max_length=1000)
 
@@ -73,6 +77,7 @@ class AgentOut(BaseModel):
     backoff_max_s: float | None
     host_rate_per_s: float | None
     host_concurrency: int | None
+    obey_robots: bool
     allowed_domains: list[str]
     blocked_domains: list[str]
     secret_names: list[str] = Field(
@@ -113,6 +118,12 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    schedule_id: uuid.UUID | None = Field(
+        default=None, description="The schedule that fired this job, if one did."
+    )
+    schedule_instant: datetime | None = Field(
+        default=None, description="The schedule's instant this job was fired for (UTC)."
+    )
 
 
 class JobList(BaseModel):

@@ -33,7 +33,9 @@ async def run_job(ctx: dict[str, Any], job_id: str, url: str) -> None:
         status = response.status
     await ctx["db"].execute(
         "INSERT INTO bare_result (job_id, status, body) VALUES ($1, $2, $3)",
-        job_id, status, json.dumps({"body": body}),
+        job_id,
+        status,
+        json.dumps({"body": body}),
     )
 
 

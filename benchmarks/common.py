@@ -63,7 +63,7 @@ def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     if not ordered:
         return float("nan")
-    rank = max(int(round(pct / 100 * len(ordered) + 0.5)) - 1, 0)
+    rank = max(round(pct / 100 * len(ordered) + 0.5) - 1, 0)
     return ordered[min(rank, len(ordered) - 1)]
 
 
@@ -112,8 +112,19 @@ def private_redis() -> Iterator[str]:
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen(
-            [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-             "--appendonly", "no", "--dir", tmp],
+            [
+                redis_server_binary(),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                tmp,
+            ],
             stdout=subprocess.DEVNULL,
         )
         try:
@@ -194,7 +205,11 @@ def wait_http(url: str, timeout_s: float = 30) -> None:
 def create_key(env: dict[str, str]) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "outrider", "keys", "create", "--owner", "bench"],
-        env=env, cwd=ROOT, check=True, capture_output=True, text=True,
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return out.stdout.strip()
 
@@ -207,16 +222,33 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
-def wrk_post(url: str, body: dict[str, Any], headers: dict[str, str], *, seconds: int,
-             connections: int, threads: int = 1) -> tuple[float, float]:
+def wrk_post(
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    *,
+    seconds: int,
+    connections: int,
+    threads: int = 1,
+) -> tuple[float, float]:
     """POST `body` to `url` under wrk load; returns (requests/s, p99 latency ms)."""
     header_lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_WRK_LUA % (json.dumps(body), header_lines))
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
-         "-s", script.name, url],
-        check=True, capture_output=True, text=True,
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            script.name,
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     os.unlink(script.name)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]

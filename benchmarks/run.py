@@ -1,7 +1,7 @@
 """`make bench`: run the scenarios, print a table (median, min, max, ratio), write JSON.
 
-    python -m benchmarks.run                       # every scenario
-    python -m benchmarks.run --scenario submit_single --rounds 5
+python -m benchmarks.run                       # every scenario
+python -m benchmarks.run --scenario submit_single --rounds 5
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import argparse
 import json
 import platform
 import time
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -38,7 +37,8 @@ def _print(name: str, result: dict[str, Any]) -> None:
     print(f"  {'figure':<22}{'median':>12}{'min':>12}{'max':>12}  unit")
     for stat in result["stats"]:
         d = stat.as_dict()
-        print(f"  {d['name']:<22}{d['median']:>12.1f}{d['min']:>12.1f}{d['max']:>12.1f}  {d['unit']}")
+        figures = f"{d['median']:>12.1f}{d['min']:>12.1f}{d['max']:>12.1f}"
+        print(f"  {d['name']:<22}{figures}  {d['unit']}")
 
 
 def main() -> None:

@@ -57,9 +57,21 @@ def submit_single(rounds: int, seconds: int = 5) -> Result:
         procs.outrider(env, "api", "--port", str(api_port))
         bare_env = {**env, "BARE_REDIS_URL": redis_url}
         procs.start(
-            [sys.executable, "-m", "uvicorn", "benchmarks.bare_submit_app:app", "--port",
-             str(bare_port), "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
-             "--no-access-log"],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "benchmarks.bare_submit_app:app",
+                "--port",
+                str(bare_port),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
             bare_env,
         )
         wait_http(f"http://127.0.0.1:{api_port}/readyz")
@@ -71,12 +83,14 @@ def submit_single(rounds: int, seconds: int = 5) -> Result:
         for port, hdrs in ((api_port, auth), (bare_port, {})):  # warm-up
             wrk_post(f"http://127.0.0.1:{port}/v1/jobs", body, hdrs, seconds=2, connections=16)
         for _ in range(rounds):  # interleaved A B A B
-            rps, p99 = wrk_post(f"http://127.0.0.1:{api_port}/v1/jobs", body, auth,
-                                seconds=seconds, connections=16)
+            rps, p99 = wrk_post(
+                f"http://127.0.0.1:{api_port}/v1/jobs", body, auth, seconds=seconds, connections=16
+            )
             ours.values.append(rps)
             ours_p99.values.append(p99)
-            rps, p99 = wrk_post(f"http://127.0.0.1:{bare_port}/v1/jobs", body, {},
-                                seconds=seconds, connections=16)
+            rps, p99 = wrk_post(
+                f"http://127.0.0.1:{bare_port}/v1/jobs", body, {}, seconds=seconds, connections=16
+            )
             bare.values.append(rps)
             bare_p99.values.append(p99)
     ratio = ours.median / bare.median

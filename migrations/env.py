@@ -21,6 +21,11 @@ def _url() -> str:
 
 
 def _configure(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite":
+        # Batch mode rebuilds tables (copy, drop, rename); with foreign keys enforced, dropping
+        # a table that other rows reference fails. The rebuilt table keeps its constraints.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()  # end the implicit transaction, so alembic's own one commits
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -1,4 +1,4 @@
-"""SQLAlchemy models: owner, api_key, agent, job, job_attempt."""
+"""SQLAlchemy models: owner, api_key, agent, job, job_attempt, artifact, schedule, schedule_run."""
 
 from __future__ import annotations
 
@@ -21,8 +21,10 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     Uuid,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -131,6 +133,7 @@ class Agent(Base):
     backoff_max_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     host_rate_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     host_concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    obey_robots: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     allowed_domains: Mapped[list[str]] = mapped_column(JsonType, default=list)
     blocked_domains: Mapped[list[str]] = mapped_column(JsonType, default=list)
     secrets_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
@@ -146,6 +149,15 @@ class Job(Base):
         Index("ix_job_owner_created", "owner_id", "created_at", "id"),
         Index("ix_job_status_run_after", "status", "run_after"),
         Index("ix_job_owner_idempotency", "owner_id", "idempotency_key", unique=True),
+        # A schedule fires at most one job per instant (the second guard after schedule_run).
+        Index("ix_job_schedule_instant", "schedule_id", "schedule_instant", unique=True),
+        # The overlap check reads only the few live jobs of a schedule.
+        Index(
+            "ix_job_schedule_active",
+            "schedule_id",
+            postgresql_where=text("status IN ('queued', 'running')"),
+            sqlite_where=text("status IN ('queued', 'running')"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -170,6 +182,12 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(TZDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(TZDateTime(), nullable=True)
+    # Set on jobs a schedule fired: which schedule, for which instant (a foreign key on
+    # PostgreSQL only, see migration 0002).
+    schedule_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("schedule.id", ondelete="SET NULL"), nullable=True
+    )
+    schedule_instant: Mapped[datetime | None] = mapped_column(TZDateTime(), nullable=True)
 
 
 class JobAttempt(Base):
@@ -188,3 +206,83 @@ class JobAttempt(Base):
     outcome: Mapped[str] = mapped_column(String(16), default=AttemptOutcome.RUNNING)
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Artifact(Base):
+    """A file a job produced (a screenshot), kept in the database so any API host serves it."""
+
+    __tablename__ = "artifact"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"))
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+
+
+class ScheduleOverlap(StrEnum):
+    SKIP = "skip"  # an instant is not started while the previous run is queued or running
+    ALLOW = "allow"
+
+
+class ScheduleMisfire(StrEnum):
+    SKIP = "skip"  # instants missed while no worker ran are counted, not run
+    RUN_ONCE = "run_once"  # one catch-up run for the latest missed instant
+
+
+class ScheduleRunStatus(StrEnum):
+    FIRED = "fired"
+    SKIPPED = "skipped"
+
+
+class ScheduleTrigger(StrEnum):
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+
+
+class Schedule(Base):
+    """A cron expression in a timezone and the job it fires; `next_fire_at` is the next
+    instant not yet fired (the scheduler's cursor)."""
+
+    __tablename__ = "schedule"
+    __table_args__ = (
+        Index("ix_schedule_owner_created", "owner_id", "created_at", "id"),
+        Index("ix_schedule_enabled_next_fire_at", "enabled", "next_fire_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"))
+    cron: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    # A job spec: kind, input, agent_id?, max_attempts?, timeout_s? (validated again on firing).
+    job: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    overlap: Mapped[str] = mapped_column(String(16), default=ScheduleOverlap.ALLOW)
+    misfire: Mapped[str] = mapped_column(String(16), default=ScheduleMisfire.SKIP)
+    next_fire_at: Mapped[datetime] = mapped_column(TZDateTime())
+    missed_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(TZDateTime(), nullable=True)
+
+
+class ScheduleRun(Base):
+    """One instant of a schedule, fired or skipped; unique per (schedule, instant), which is
+    what makes firing exactly-once across workers."""
+
+    __tablename__ = "schedule_run"
+    __table_args__ = (UniqueConstraint("schedule_id", "instant"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    schedule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("schedule.id", ondelete="CASCADE"))
+    instant: Mapped[datetime] = mapped_column(TZDateTime())
+    trigger: Mapped[str] = mapped_column(String(16), default=ScheduleTrigger.SCHEDULE)
+    status: Mapped[str] = mapped_column(String(16))
+    skipped_because: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("job.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)

@@ -55,14 +55,39 @@ class Settings(BaseSettings):
     job_max_attempts_limit: int = 20
     job_input_max_bytes: int = 256 * 1024
     result_max_bytes: int = 1024 * 1024
+    fetch_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     batch_max_jobs: int = 1000
     backoff_base_s: float = 1.0
     backoff_max_s: float = 300.0
+
+    # Schedules (shared/cron.py, worker/scheduler.py).
+    schedule_max_per_owner: int = Field(default=100, ge=0)
+    schedule_min_interval_s: float = Field(default=60.0, ge=0)
+    schedule_poll_interval_s: float = Field(default=1.0, gt=0)
+    schedule_misfire_grace_s: float = Field(default=10.0, ge=0)
+
+    # Politeness per host, shared by all workers (shared/politeness.py). 0 = no limit.
+    host_rate_per_s: float = Field(default=2.0, ge=0)
+    host_burst: int = Field(default=1, ge=1)
+    host_concurrency: int = Field(default=4, ge=0)
+    host_wait_max_s: float = Field(default=1.0, ge=0)
+    host_lease_s: float = Field(default=30.0, gt=0)
+    host_backoff_max_s: float = Field(default=300.0, ge=0)
+    robots_cache_ttl_s: float = Field(default=86400.0, gt=0)
+    robots_timeout_s: float = Field(default=10.0, gt=0)
 
     egress_allow_cidrs: Annotated[list[str], NoDecode] = Field(default_factory=list)
     egress_allowed_ports: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["80", "443", "8080", "8443"]
     )
+
+    # Browser workers (`render` jobs): Debian's Chromium, driven by Playwright.
+    chromium_path: str = "/usr/bin/chromium"
+    browser_max_pages: int = Field(default=4, ge=1)
+    browser_recycle_pages: int = Field(default=200, ge=1)
+    browser_max_rss_mb: int = Field(default=1536, ge=64)
+    browser_launch_timeout_s: float = Field(default=30.0, gt=0)
+    artifact_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
     @field_validator("egress_allow_cidrs", "egress_allowed_ports", mode="before")
     @classmethod

@@ -23,7 +23,8 @@ from shared.queue import JOB_FUNCTION, deserialize, queue_key, serialize
 from shared.settings import Settings
 from worker.lifecycle import Reconciler, heartbeat_loop, remove_liveness
 from worker.runner import run_job
-from worker.state import WorkerState
+from worker.scheduler import scheduler_loop
+from worker.state import BROWSER_QUEUE, WorkerState
 
 log = get_logger(__name__)
 
@@ -32,6 +33,7 @@ FUNCTIONS: list[WorkerCoroutine] = [run_job]
 BACKGROUND_LOOPS: list[Callable[[WorkerState], Awaitable[None]]] = [
     heartbeat_loop,
     lambda state: Reconciler(state).loop(),
+    scheduler_loop,
 ]
 RESTART_DELAY_S = 1.0
 
@@ -94,6 +96,13 @@ async def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+    try:
+        await state.start()  # before the jobs' tasks exist: they inherit what it binds
+    except BaseException:
+        await state.close()
+        raise
+    if queue == BROWSER_QUEUE:  # a page per job slot; more would only thrash the browser
+        concurrency = min(concurrency, settings.browser_max_pages)
     loops: list[asyncio.Task[None]] = [asyncio.ensure_future(fn(state)) for fn in BACKGROUND_LOOPS]
     log.info("worker.started", worker_id=state.worker_id, queue=queue, concurrency=concurrency)
     worker = build_worker(state, concurrency)

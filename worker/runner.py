@@ -24,12 +24,21 @@ from shared.repositories.execution import (
 )
 from worker.engines.base import Engine, EngineContext
 from worker.engines.call import run_http
+from worker.engines.fetch import run_fetch
+from worker.politeness import polite
 from worker.retry import Deferred, JobError, backoff_s, classify
 from worker.state import Running, WorkerState
 
 log = get_logger(__name__)
 
-ENGINES: dict[str, Engine] = {"http": run_http}
+
+async def _run_render(ctx: EngineContext) -> dict[str, Any]:
+    from worker.engines.render import run_render  # Playwright loads in browser workers only
+
+    return await run_render(ctx)
+
+
+ENGINES: dict[str, Engine] = {"http": run_http, "fetch": run_fetch, "render": _run_render}
 DB_ERRORS = (OperationalError, InterfaceError, DBAPIError, OSError)
 DB_UNAVAILABLE_DEFER_S = 3.0
 OUTCOME_WRITE_PATIENCE_S = 90.0
@@ -84,7 +93,8 @@ async def _execute(state: WorkerState, claim: Claim) -> dict[str, Any]:
             "kind_not_supported", f"No engine for {claim.job.kind!r} jobs.", retryable=False
         )
     try:
-        async with asyncio.timeout(claim.job.timeout_s):
+        # Politeness (robots.txt, the host's slot) counts against the job's timeout.
+        async with asyncio.timeout(claim.job.timeout_s), polite(state, claim):
             return await engine(ctx)
     except TimeoutError as exc:
         if isinstance(exc, JobError):  # pragma: no cover - JobError is not a TimeoutError

@@ -8,6 +8,7 @@ import secrets
 import socket
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 from arq.connections import ArqRedis
@@ -18,7 +19,13 @@ from shared.db import create_engine, create_sessionmaker
 from shared.egress import EgressPolicy
 from shared.queue import create_redis
 from shared.settings import Settings
+from worker.extract.pool import ParsePool, acquire_shared_pool, release_shared_pool
 from worker.http_client import create_session
+
+if TYPE_CHECKING:
+    from worker.browser import BrowserPool
+
+BROWSER_QUEUE = "browser"
 
 
 @dataclass
@@ -43,7 +50,9 @@ class WorkerState:
     policy: EgressPolicy
     box: SecretBox
     http: aiohttp.ClientSession
+    parse_pool: ParsePool
     running: dict[uuid.UUID, Running] = field(default_factory=dict)
+    browser: BrowserPool | None = None
 
     @classmethod
     def create(cls, settings: Settings, queue: str) -> WorkerState:
@@ -60,10 +69,26 @@ class WorkerState:
             policy=policy,
             box=SecretBox(settings.resolved_secret_key()),
             http=create_session(policy),
+            # Shared by every worker of this process; `fetch` workers parse every job, so their
+            # children start now, while browser workers start them on their first page.
+            parse_pool=acquire_shared_pool(warm=queue == "default"),
         )
 
+    async def start(self) -> None:
+        """What the queue needs beyond the clients: the browser queue launches Chromium (one
+        per process) and hands it to the jobs this worker runs."""
+        if self.queue == BROWSER_QUEUE:
+            from worker.browser import BrowserPool, RenderRuntime, bind_runtime
+
+            self.browser = await BrowserPool.start(self.settings, self.policy)
+            bind_runtime(RenderRuntime(self.browser, self.sessionmaker))
+
     async def close(self) -> None:
-        """Close the clients."""
+        """Close the browser (no Chromium process outlives this), then the clients."""
+        if self.browser is not None:
+            await self.browser.close()
+            self.browser = None
         await self.http.close()
+        await release_shared_pool(self.parse_pool)
         await self.redis.aclose(close_connection_pool=True)
         await self.engine.dispose()
