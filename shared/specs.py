@@ -211,7 +211,8 @@ QUEUES = ("default", "browser")
 
 
 def queue_for(spec: AnyJobSpec) -> str:
-    """The queue that runs a job: the browser queue for anything that needs Chromium."""
-    if spec.kind == "render" or (spec.kind == "scrape" and spec.input.render == "browser"):
+    """The queue that runs a job: the browser queue for anything that may need Chromium (a
+    `scrape` that may escalate runs where the browser is, fetching first)."""
+    if spec.kind == "render" or (spec.kind == "scrape" and spec.input.render != "http"):
         return "browser"
     return "default"

@@ -148,6 +148,9 @@ class RobotsCache:
         if not await lock.acquire():
             return await self._from_peer(robots, found)
         try:
+            again = await self._load(robots)  # a peer may have stored it while we looked
+            if again is not None and self._fresh(again):
+                return again
             fetched = await download(self.http, robots, user_agent, self.timeout_s)
             if fetched is None:
                 return RobotsFile("allow_all", "", time.time())

@@ -25,6 +25,7 @@ from shared.repositories.execution import (
 from worker.engines.base import Engine, EngineContext
 from worker.engines.call import run_http
 from worker.engines.fetch import run_fetch
+from worker.engines.scrape import run_scrape
 from worker.politeness import polite
 from worker.retry import Deferred, JobError, backoff_s, classify
 from worker.state import Running, WorkerState
@@ -38,7 +39,12 @@ async def _run_render(ctx: EngineContext) -> dict[str, Any]:
     return await run_render(ctx)
 
 
-ENGINES: dict[str, Engine] = {"http": run_http, "fetch": run_fetch, "render": _run_render}
+ENGINES: dict[str, Engine] = {
+    "http": run_http,
+    "fetch": run_fetch,
+    "render": _run_render,
+    "scrape": run_scrape,
+}
 DB_ERRORS = (OperationalError, InterfaceError, DBAPIError, OSError)
 DB_UNAVAILABLE_DEFER_S = 3.0
 OUTCOME_WRITE_PATIENCE_S = 90.0

@@ -8,9 +8,11 @@ from typing import Any
 
 import aiohttp
 
+from shared.domains import domain_allowed
 from shared.egress import EgressPolicy
 from shared.models import Agent, Job
 from shared.settings import Settings
+from worker.retry import JobError
 
 
 @dataclass(frozen=True)
@@ -26,3 +28,13 @@ class EngineContext:
 
 
 Engine = Callable[[EngineContext], Awaitable[dict[str, Any]]]
+
+
+def check_destination(ctx: EngineContext, url: str) -> str:
+    """The normalized URL if the egress policy and the agent's domain rules allow it."""
+    url = ctx.policy.check_url(url)
+    if not domain_allowed(url, ctx.agent.allowed_domains, ctx.agent.blocked_domains):
+        raise JobError(
+            "domain_not_allowed", "The agent's domain rules forbid this host.", retryable=False
+        )
+    return url

@@ -10,23 +10,13 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from multidict import CIMultiDict
 
-from shared.domains import domain_allowed
 from shared.specs import HttpInput
-from worker.engines.base import EngineContext
+from worker.engines.base import EngineContext, check_destination
 from worker.retry import JobError, is_retryable_status, parse_retry_after, with_quick_retries
 
 MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 SENSITIVE_HEADERS = ("authorization", "cookie", "proxy-authorization")
-
-
-def _check_destination(ctx: EngineContext, url: str) -> str:
-    url = ctx.policy.check_url(url)
-    if not domain_allowed(url, ctx.agent.allowed_domains, ctx.agent.blocked_domains):
-        raise JobError(
-            "domain_not_allowed", "The agent's domain rules forbid this host.", retryable=False
-        )
-    return url
 
 
 def _headers(ctx: EngineContext, spec: HttpInput) -> CIMultiDict[str]:
@@ -76,7 +66,7 @@ def _follow(method: str, status: int, body: dict[str, Any]) -> tuple[str, dict[s
 async def _exchange(ctx: EngineContext, spec: HttpInput, timeout_s: float) -> dict[str, Any]:
     headers = _headers(ctx, spec)
     method: str = spec.method
-    url = _check_destination(ctx, spec.url)
+    url = check_destination(ctx, spec.url)
     body: dict[str, Any] = {}
     if spec.json_body is not None:
         body["json"] = spec.json_body
@@ -100,7 +90,7 @@ async def _exchange(ctx: EngineContext, spec: HttpInput, timeout_s: float) -> di
         ) as response:
             location = response.headers.get("Location")
             if response.status in REDIRECT_STATUSES and location:
-                next_url = _check_destination(ctx, urljoin(str(response.url), location))
+                next_url = check_destination(ctx, urljoin(str(response.url), location))
                 if urlsplit(next_url).netloc != urlsplit(str(response.url)).netloc:
                     for name in sensitive:  # never hand our credentials to another host
                         headers.popall(name, None)

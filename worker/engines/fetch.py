@@ -26,10 +26,9 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from multidict import CIMultiDict
 
-from shared.domains import domain_allowed
 from shared.settings import Settings
 from shared.specs import FetchInput
-from worker.engines.base import EngineContext
+from worker.engines.base import EngineContext, check_destination
 from worker.extract import SchemaError, build_from_bytes, document_kind, parse_off_loop
 from worker.extract.schema import compile_schema
 from worker.retry import JobError, is_retryable_status, parse_retry_after, with_quick_retries
@@ -59,15 +58,6 @@ class Download:
 def max_bytes(settings: Settings) -> int:
     """The cap on a page's decompressed size (OUTRIDER_FETCH_MAX_BYTES)."""
     return settings.fetch_max_bytes
-
-
-def _check_destination(ctx: EngineContext, url: str) -> str:
-    url = ctx.policy.check_url(url)
-    if not domain_allowed(url, ctx.agent.allowed_domains, ctx.agent.blocked_domains):
-        raise JobError(
-            "domain_not_allowed", "The agent's domain rules forbid this host.", retryable=False
-        )
-    return url
 
 
 def _headers(ctx: EngineContext, spec: FetchInput) -> CIMultiDict[str]:
@@ -137,7 +127,7 @@ def _next_hop(
     if response.status not in REDIRECT_STATUSES or not location:
         return None
     current = str(response.url)
-    next_url = _check_destination(ctx, urljoin(current, location))
+    next_url = check_destination(ctx, urljoin(current, location))
     if urlsplit(next_url).netloc != urlsplit(current).netloc:
         for name in SENSITIVE_HEADERS:  # never hand credentials to another host
             headers.popall(name, None)
@@ -146,7 +136,7 @@ def _next_hop(
 
 async def _download(ctx: EngineContext, spec: FetchInput, timeout_s: float) -> Download:
     headers = _headers(ctx, spec)
-    url = _check_destination(ctx, spec.url)
+    url = check_destination(ctx, spec.url)
     cap = max_bytes(ctx.settings)
     started = time.monotonic()
     timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -206,7 +196,11 @@ async def run_fetch(ctx: EngineContext) -> dict[str, Any]:
     Idempotent (a GET, nothing stored elsewhere); a worker that dies mid-job just fetches again.
     Transient failures raise a retryable JobError (one quick retry inside the attempt first).
     """
-    spec = FetchInput.model_validate(ctx.job.input)
+    return await fetch_spec(ctx, FetchInput.model_validate(ctx.job.input))
+
+
+async def fetch_spec(ctx: EngineContext, spec: FetchInput) -> dict[str, Any]:
+    """Fetch and extract `spec` (a fetch input, or a scrape input's first try)."""
     schema = _schema(spec)
     timeout_s = min(spec.timeout_s or ctx.agent.timeout_s or ctx.job.timeout_s, ctx.job.timeout_s)
     page = await with_quick_retries(lambda: _download_in_time(ctx, spec, timeout_s))

@@ -258,7 +258,11 @@ async def run_render(ctx: EngineContext) -> dict[str, Any]:
     """Run a `render` job on a browser worker. Safe to repeat: it only reads pages (a retry
     stores a new screenshot artifact). Timeouts, resets, 408/425/429/5xx and a browser crash
     are retryable; DNS, TLS, other 4xx and policy refusals are not."""
-    spec = RenderInput.model_validate(ctx.job.input)
+    return await render_spec(ctx, RenderInput.model_validate(ctx.job.input))
+
+
+async def render_spec(ctx: EngineContext, spec: RenderInput) -> dict[str, Any]:
+    """Render `spec` (a render input, or a scrape input escalated to the browser)."""
     schema = _schema(spec)
     runtime = current_runtime()
     total = min(spec.timeout_s or ctx.agent.timeout_s or ctx.job.timeout_s, ctx.job.timeout_s)
