@@ -52,9 +52,10 @@ async def _publish_liveness(state: WorkerState, started_at: str) -> None:
     }
     ttl_ms = int(state.settings.worker_heartbeat_s * 3 * 1000)
     # Bounded: a Redis outage must not stop the lease renewals in PostgreSQL.
-    await asyncio.wait_for(
-        state.redis.set(liveness_key(state.worker_id), json.dumps(info), px=ttl_ms), REDIS_WAIT_S
-    )
+    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel, and a loop that
+    # swallows its cancel keeps a stopping worker alive.
+    async with asyncio.timeout(REDIS_WAIT_S):
+        await state.redis.set(liveness_key(state.worker_id), json.dumps(info), px=ttl_ms)
 
 
 async def _watch_cancels(state: WorkerState) -> None:
@@ -103,7 +104,8 @@ async def _guarded(step: Awaitable[None]) -> None:
 async def remove_liveness(state: WorkerState) -> None:
     """On graceful shutdown: remove only this worker's own entry."""
     with contextlib.suppress(*LOOP_ERRORS):
-        await asyncio.wait_for(state.redis.delete(liveness_key(state.worker_id)), 2)
+        async with asyncio.timeout(REDIS_WAIT_S):
+            await state.redis.delete(liveness_key(state.worker_id))
 
 
 class Reconciler:
@@ -161,7 +163,9 @@ class Reconciler:
         while True:
             try:
                 lock = self.state.redis.lock(RECONCILE_LOCK, timeout=max(interval * 5, 5))
-                if await asyncio.wait_for(lock.acquire(blocking=False), REDIS_WAIT_S):
+                async with asyncio.timeout(REDIS_WAIT_S):
+                    acquired = await lock.acquire(blocking=False)
+                if acquired:
                     try:
                         await self.run_once()
                     finally:

@@ -85,6 +85,15 @@ def _reap_failed_tasks(worker: Worker) -> int:
     return failed
 
 
+async def _stop_loops(loops: list[asyncio.Task[None]]) -> None:
+    # Cancel until they are done: a cancel that lands in a library's cleanup can be lost.
+    pending = {task for task in loops if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1)
+
+
 async def serve(
     settings: Settings, queue: str, concurrency: int, stop: asyncio.Event | None = None
 ) -> None:
@@ -126,12 +135,11 @@ async def serve(
             await asyncio.sleep(RESTART_DELAY_S)
         await _drain(worker, settings.worker_shutdown_grace_s)
     finally:
-        for task in loops:
-            task.cancel()
-        await asyncio.gather(*loops, return_exceptions=True)
+        await _stop_loops(loops)
         await remove_liveness(state)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(state.redis.delete(worker.health_check_key), 2)
+            async with asyncio.timeout(2):
+                await state.redis.delete(worker.health_check_key)
         await state.close()
         log.info("worker.stopped", worker_id=state.worker_id)
 
