@@ -26,9 +26,7 @@ from worker.state import WorkerState
 Sessions = async_sessionmaker[AsyncSession]
 
 
-@pytest.fixture(autouse=True)
-async def _pause_schedules_afterwards(sessionmaker: Sessions) -> AsyncIterator[None]:
-    yield
+async def _pause_all_schedules(sessionmaker: Sessions) -> None:
     async with sessionmaker.begin() as session:
         await session.execute(update(Schedule).values(enabled=False))
         await session.execute(
@@ -36,6 +34,15 @@ async def _pause_schedules_afterwards(sessionmaker: Sessions) -> AsyncIterator[N
             .where(Job.status == JobStatus.QUEUED, Job.schedule_id.is_not(None))
             .values(status=JobStatus.CANCELLED)
         )
+
+
+@pytest.fixture(autouse=True)
+async def _only_this_tests_schedules(sessionmaker: Sessions) -> AsyncIterator[None]:
+    """Scheduler passes count every due schedule in the database: other tests' (or an earlier
+    module's) leftovers must not be due while these tests count."""
+    await _pause_all_schedules(sessionmaker)
+    yield
+    await _pause_all_schedules(sessionmaker)
 
 
 @pytest.fixture
