@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.crypto import SecretBox
 from shared.egress import EgressPolicy
 from shared.errors import Unauthorized
+from shared.models import Agent
 from shared.queue import QueueClient
 from shared.repositories.owner import find_owner_by_key
 from shared.settings import Settings
@@ -32,10 +34,11 @@ class AppState:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling."""
+    """Who is calling, and their default agent (loaded with the key: jobs usually need it)."""
 
     owner_id: uuid.UUID
     owner_name: str
+    default_agent: Agent
 
 
 async def get_state(request: Request) -> AppState:  # async: no threadpool hop
@@ -43,11 +46,19 @@ async def get_state(request: Request) -> AppState:  # async: no threadpool hop
     return state
 
 
+async def get_session(
+    state: Annotated[AppState, Depends(get_state)],
+) -> AsyncIterator[AsyncSession]:
+    """One session per request: the key check and the route's work share a connection."""
+    async with state.sessionmaker() as session:
+        yield session
+
+
 bearer = HTTPBearer(auto_error=False, description="An API key from `outrider keys create`.")
 
 
 async def get_principal(
-    state: Annotated[AppState, Depends(get_state)],
+    session: Annotated[AsyncSession, Depends(get_session)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """The owner of the presented key; 401 for a missing, unknown or revoked key."""
@@ -56,12 +67,13 @@ async def get_principal(
     key = credentials.credentials
     if len(key) > 200 or not key.isascii():
         raise Unauthorized("Invalid API key.")
-    async with state.sessionmaker() as session:
-        owner = await find_owner_by_key(session, key)
-    if owner is None:
+    found = await find_owner_by_key(session, key)
+    if found is None:
         raise Unauthorized("Invalid API key.")
-    return Principal(owner_id=owner.id, owner_name=owner.name)
+    owner, default_agent = found
+    return Principal(owner_id=owner.id, owner_name=owner.name, default_agent=default_agent)
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

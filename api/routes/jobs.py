@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
-from api.deps import PrincipalDep, StateDep
+from api.deps import PrincipalDep, SessionDep, StateDep
 from api.errors import error_responses
 from api.schemas import (
     AttemptList,
@@ -43,6 +43,7 @@ IdempotencyKey = Annotated[
 async def submit_job(
     spec: JobSpec,
     state: StateDep,
+    session: SessionDep,
     principal: PrincipalDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
@@ -50,7 +51,7 @@ async def submit_job(
     """Queue a job. The row is written before the job is enqueued, so an accepted job is
     never lost; with `Idempotency-Key`, a repeat returns the original job (a different body
     under the same key is a 409)."""
-    job, created = await submit_one(state, principal, spec, idempotency_key)
+    job, created = await submit_one(state, session, principal, spec, idempotency_key)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return JobOut.model_validate(job)
@@ -62,9 +63,11 @@ async def submit_job(
     response_model=BatchOut,
     responses=error_responses(400, 413, 422),
 )
-async def submit_jobs(body: BatchIn, state: StateDep, principal: PrincipalDep) -> BatchOut:
+async def submit_jobs(
+    body: BatchIn, state: StateDep, session: SessionDep, principal: PrincipalDep
+) -> BatchOut:
     """Queue up to 1,000 jobs in one transaction; all or none. Answers in the given order."""
-    created = await submit_batch(state, principal, body.jobs)
+    created = await submit_batch(state, session, principal, body.jobs)
     return BatchOut(jobs=[JobOut.model_validate(job) for job in created])
 
 

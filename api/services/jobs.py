@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,20 +31,6 @@ def request_hash(spec: AnySpec) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def _agent_for(
-    session: AsyncSession, principal: Principal, agent_id: uuid.UUID | None, cache: dict[Any, Agent]
-) -> Agent:
-    return await resolve_agent(session, principal.owner_id, agent_id, cache)
-
-
-def _check_url(state: AppState, agent: Agent, url: str, index: int | None) -> None:
-    check_destination(state.policy, agent, url, index)
-
-
-def _row(state: AppState, principal: Principal, spec: AnySpec, agent: Agent) -> dict[str, Any]:
-    return job_row(state.settings, principal.owner_id, spec, agent)
-
-
 async def enqueue_jobs(state: AppState, jobs: Sequence[Job]) -> None:
     """Enqueue committed jobs; if Redis is down, leave them to the reconciler."""
     try:
@@ -56,34 +41,38 @@ async def enqueue_jobs(state: AppState, jobs: Sequence[Job]) -> None:
 
 
 async def submit_one(
-    state: AppState, principal: Principal, spec: AnySpec, idempotency_key: str | None
+    state: AppState,
+    session: AsyncSession,
+    principal: Principal,
+    spec: AnySpec,
+    idempotency_key: str | None,
 ) -> tuple[Job, bool]:
     """Create one job (or find the one this Idempotency-Key made); True if created now."""
     fingerprint = request_hash(spec) if idempotency_key else None
+    if idempotency_key:
+        existing = await find_by_idempotency_key(session, principal.owner_id, idempotency_key)
+        if existing is not None:
+            return _replay(existing, fingerprint), False
+    agent = await resolve_agent(session, principal.owner_id, spec.agent_id, _agents(principal))
+    check_destination(state.policy, agent, spec.input.url, None)
+    row = job_row(state.settings, principal.owner_id, spec, agent)
+    row.update(idempotency_key=idempotency_key, request_hash=fingerprint)
     try:
-        async with state.sessionmaker.begin() as session:
-            if idempotency_key:
-                existing = await find_by_idempotency_key(
-                    session, principal.owner_id, idempotency_key
-                )
-                if existing is not None:
-                    return _replay(existing, fingerprint), False
-            agent = await _agent_for(session, principal, spec.agent_id, {})
-            _check_url(state, agent, spec.input.url, None)
-            row = _row(state, principal, spec, agent)
-            row.update(idempotency_key=idempotency_key, request_hash=fingerprint)
-            (job,) = await insert_jobs(session, [row])
+        (job,) = await insert_jobs(session, [row])
+        await session.commit()
     except IntegrityError:
         # A concurrent request with the same key won the race.
-        async with state.sessionmaker() as session:
-            existing = await find_by_idempotency_key(
-                session, principal.owner_id, idempotency_key or ""
-            )
+        await session.rollback()
+        existing = await find_by_idempotency_key(session, principal.owner_id, idempotency_key or "")
         if existing is None:
             raise
         return _replay(existing, fingerprint), False
     await enqueue_jobs(state, [job])
     return job, True
+
+
+def _agents(principal: Principal) -> dict[Any, Agent]:
+    return {None: principal.default_agent}
 
 
 def _replay(existing: Job, fingerprint: str | None) -> Job:
@@ -96,16 +85,16 @@ def _replay(existing: Job, fingerprint: str | None) -> Job:
 
 
 async def submit_batch(
-    state: AppState, principal: Principal, specs: Sequence[AnySpec]
+    state: AppState, session: AsyncSession, principal: Principal, specs: Sequence[AnySpec]
 ) -> list[Job]:
     """Create many jobs in one transaction and enqueue them in one pipelined round trip."""
-    agents: dict[Any, Agent] = {}
-    async with state.sessionmaker.begin() as session:
-        rows = []
-        for index, spec in enumerate(specs):
-            agent = await _agent_for(session, principal, spec.agent_id, agents)
-            _check_url(state, agent, spec.input.url, index)
-            rows.append(_row(state, principal, spec, agent))
-        jobs = await insert_jobs(session, rows)
+    agents = _agents(principal)
+    rows = []
+    for index, spec in enumerate(specs):
+        agent = await resolve_agent(session, principal.owner_id, spec.agent_id, agents)
+        check_destination(state.policy, agent, spec.input.url, index)
+        rows.append(job_row(state.settings, principal.owner_id, spec, agent))
+    jobs = await insert_jobs(session, rows)
+    await session.commit()
     await enqueue_jobs(state, jobs)
     return jobs

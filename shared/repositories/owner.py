@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import display_prefix, generate_key, hash_key
@@ -36,13 +36,23 @@ async def create_api_key(session: AsyncSession, owner: Owner) -> tuple[ApiKey, s
     return key, plaintext
 
 
-async def find_owner_by_key(session: AsyncSession, plaintext: str) -> Owner | None:
-    """The owner of an active (unrevoked) key, or None."""
-    return await session.scalar(
-        select(Owner)
-        .join(ApiKey, ApiKey.owner_id == Owner.id)
-        .where(ApiKey.key_hash == hash_key(plaintext), ApiKey.revoked_at.is_(None))
+# Built once: every authenticated request runs it.
+_OWNER_BY_KEY = (
+    select(Owner, Agent)
+    .join(ApiKey, ApiKey.owner_id == Owner.id)
+    .join(
+        Agent,
+        and_(Agent.owner_id == Owner.id, Agent.is_default.is_(True), Agent.deleted_at.is_(None)),
     )
+    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+)
+
+
+async def find_owner_by_key(session: AsyncSession, plaintext: str) -> tuple[Owner, Agent] | None:
+    """The owner of an active (unrevoked) key and its default agent (one query), or None."""
+    result = await session.execute(_OWNER_BY_KEY, {"key_hash": hash_key(plaintext)})
+    row = result.first()
+    return (row[0], row[1]) if row is not None else None
 
 
 async def revoke_api_key(session: AsyncSession, key_or_id: str) -> int:
