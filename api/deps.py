@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.crypto import SecretBox
@@ -50,8 +52,17 @@ async def get_session(
     state: Annotated[AppState, Depends(get_state)],
 ) -> AsyncIterator[AsyncSession]:
     """One session per request: the key check and the route's work share a connection."""
-    async with state.sessionmaker() as session:
+    session = state.sessionmaker()
+    try:
         yield session
+    finally:
+        try:
+            await session.close()
+        except (SQLAlchemyError, OSError):
+            # The connection died under us (a database restart): the response (a 503) is
+            # already decided; drop the connection rather than fail the request a second time.
+            with contextlib.suppress(SQLAlchemyError, OSError):
+                await session.invalidate()
 
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `outrider keys create`.")

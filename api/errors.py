@@ -113,7 +113,9 @@ async def _on_outage(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    # A driver error SQLAlchemy could not classify (not an integrity or data error) is the
+    # connection failing, e.g. "connection was closed in the middle of operation".
+    if isinstance(exc, DBAPIError) and (exc.connection_invalidated or type(exc) is DBAPIError):
         return await _on_outage(request, exc)
     log.exception("api.unhandled_error", path=request.url.path)
     body = {"error": {"code": "internal_error", "message": "Internal error.", "details": None}}
