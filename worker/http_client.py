@@ -106,7 +106,7 @@ def create_session(
     Proxy environment variables are ignored (trust_env=False) and cookies are never
     stored, so one job's cookies cannot leak into another's. Responses are decompressed:
     callers must cap how much they read. Redirects may be left to aiohttp (each hop is
-    checked) or followed by `request_following_redirects`.
+    checked) or followed by hand (the engines do, to apply their own rules per hop).
     """
     connector = GuardedConnector(
         policy, limit=limit, limit_per_host=limit_per_host, resolver=resolver
@@ -119,32 +119,4 @@ def create_session(
         headers={"User-Agent": user_agent},
         cookie_jar=aiohttp.DummyCookieJar(),
         middlewares=(egress_middleware(policy),),
-    )
-
-
-async def request_following_redirects(
-    session: aiohttp.ClientSession,
-    policy: EgressPolicy,
-    method: str,
-    url: str,
-    *,
-    max_redirects: int = 10,
-    **kwargs: Any,
-) -> aiohttp.ClientResponse:
-    """Request `url`, following up to `max_redirects` redirects, each checked by `policy`.
-
-    Returns the final response (its `.history` holds the hops); release it, e.g.
-    `async with await request_following_redirects(...) as resp:`. Raises EgressBlocked for
-    a forbidden hop and aiohttp.TooManyRedirects past the limit (with 0, a 3xx comes back
-    as is). aiohttp drops credentials and cookies on a cross-origin hop and turns 303 (and
-    POST 301/302) into GET.
-    """
-    checked = policy.check_url(url)
-    return await session.request(
-        method,
-        checked,
-        allow_redirects=max_redirects > 0,  # aiohttp reads max_redirects=0 as unlimited
-        max_redirects=max_redirects + 1,  # aiohttp counts the redirect that goes over
-        middlewares=(egress_middleware(policy),),
-        **kwargs,
     )
