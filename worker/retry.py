@@ -71,6 +71,19 @@ def is_retryable_status(status: int) -> bool:
     return status in RETRYABLE_STATUS or (500 <= status <= 599 and status != 501)
 
 
+def status_error(status: int, retry_after: str | None) -> JobError:
+    """The error for an HTTP status a job did not expect: `http_<status>` (retryable, honouring
+    Retry-After) for 408/425/429/5xx, else `http_4xx`-style (never retried)."""
+    retryable = is_retryable_status(status)
+    return JobError(
+        f"http_{status}" if retryable else f"http_{status // 100}xx",
+        f"The server answered {status}.",
+        retryable=retryable,
+        retry_after_s=parse_retry_after(retry_after),
+        details={"status": status},
+    )
+
+
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
     if not value:

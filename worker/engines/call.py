@@ -12,7 +12,7 @@ from multidict import CIMultiDict
 
 from shared.specs import HttpInput
 from worker.engines.base import EngineContext, check_destination
-from worker.retry import JobError, is_retryable_status, parse_retry_after, with_quick_retries
+from worker.retry import JobError, status_error, with_quick_retries
 
 MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -113,15 +113,7 @@ def _result(
     expected = spec.expected_status
     ok = status in expected if expected else 200 <= status < 300
     if not ok:
-        retryable = is_retryable_status(status)
-        code = f"http_{status // 100}xx" if not retryable else f"http_{status}"
-        raise JobError(
-            code,
-            f"The server answered {status}.",
-            retryable=retryable,
-            retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
-            details={"status": status},
-        )
+        raise status_error(status, response.headers.get("Retry-After"))
     headers: dict[str, str] = {}
     for name, value in response.headers.items():
         headers[name] = f"{headers[name]}, {value}" if name in headers else value

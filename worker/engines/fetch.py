@@ -31,7 +31,7 @@ from shared.specs import FetchInput
 from worker.engines.base import EngineContext, check_destination
 from worker.extract import SchemaError, build_from_bytes, document_kind, parse_off_loop
 from worker.extract.schema import compile_schema
-from worker.retry import JobError, is_retryable_status, parse_retry_after, with_quick_retries
+from worker.retry import JobError, status_error, with_quick_retries
 
 MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -67,18 +67,6 @@ def _headers(ctx: EngineContext, spec: FetchInput) -> CIMultiDict[str]:
     if ctx.agent.user_agent:
         headers["User-Agent"] = ctx.agent.user_agent
     return headers
-
-
-def _status_error(response: aiohttp.ClientResponse) -> JobError:
-    status = response.status
-    retryable = is_retryable_status(status)
-    return JobError(
-        f"http_{status}" if retryable else f"http_{status // 100}xx",
-        f"The server answered {status}.",
-        retryable=retryable,
-        retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
-        details={"status": status},
-    )
 
 
 def _too_large(cap: int) -> JobError:
@@ -148,7 +136,7 @@ async def _download(ctx: EngineContext, spec: FetchInput, timeout_s: float) -> D
                 url = next_url
                 continue
             if not 200 <= response.status < 300:
-                raise _status_error(response)
+                raise status_error(response.status, response.headers.get("Retry-After"))
             declared = response.headers.get("Content-Type")
             if declared is not None and document_kind(declared) is None:
                 raise _unsupported(response.content_type)

@@ -28,7 +28,7 @@ from worker.browser_egress import MARKER_HEADER, EgressProxy, Refusal, resolve_c
 from worker.engines.base import EngineContext
 from worker.extract import SchemaError, build_result, parse_off_loop
 from worker.extract.schema import compile_schema
-from worker.retry import JobError, is_retryable_status, parse_retry_after
+from worker.retry import JobError, status_error
 
 CLEANUP_RESERVE_S = 3.0
 VIEWPORT = {"width": 1280, "height": 800}
@@ -74,14 +74,7 @@ def _check_response(response: Response | None, proxy: EgressProxy) -> int:
         raise JobError(code, message, retryable=code == "connection_error")
     status = response.status
     if status >= 400:
-        retryable = is_retryable_status(status)
-        raise JobError(
-            f"http_{status}" if retryable else f"http_{status // 100}xx",
-            f"The server answered {status}.",
-            retryable=retryable,
-            retry_after_s=parse_retry_after(response.headers.get("retry-after")),
-            details={"status": status},
-        )
+        raise status_error(status, response.headers.get("retry-after"))
     return status
 
 
