@@ -10,10 +10,22 @@ from fastapi import FastAPI
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from api.routes import agents, artifacts, health, jobs, schedules
+from api.routes import (
+    agents,
+    artifacts,
+    dashboard,
+    events,
+    health,
+    jobs,
+    metrics,
+    schedules,
+    status,
+    webhooks,
+)
 from shared.crypto import SecretBox
 from shared.db import create_engine, create_sessionmaker
 from shared.egress import EgressPolicy
+from shared.events import EventPublisher
 from shared.logging import configure_logging
 from shared.queue import create_redis
 from shared.settings import Settings, get_settings
@@ -33,6 +45,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         redis = create_redis(settings.resolved_redis_url, patient=False)
+        streams = create_redis(
+            settings.resolved_redis_url,
+            patient=False,
+            max_connections=settings.sse_max_streams,
+            blocking_reads=True,
+        )
         app.state.outrider = AppState(
             settings=settings,
             engine=engine,
@@ -40,10 +58,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             redis=redis,
             policy=EgressPolicy.from_settings(settings),
             box=SecretBox(settings.resolved_secret_key()),
+            events=EventPublisher(redis, settings.events_retention_s),
+            streams=streams,
         )
         try:
             yield
         finally:
+            await streams.aclose(close_connection_pool=True)
             await redis.aclose(close_connection_pool=True)
             await engine.dispose()
 
@@ -56,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)
-    for module in (health, agents, jobs, artifacts, schedules):
+    routes = (health, agents, jobs, artifacts, schedules, events, status, webhooks, metrics)
+    for module in (*routes, dashboard):
         app.include_router(module.router)
     return app

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.crypto import SecretBox
 from shared.egress import EgressPolicy
 from shared.errors import Unauthorized
+from shared.events import EventPublisher
 from shared.models import Agent
 from shared.queue import QueueClient
 from shared.repositories.owner import find_owner_by_key
@@ -32,6 +33,8 @@ class AppState:
     redis: QueueClient
     policy: EgressPolicy
     box: SecretBox
+    events: EventPublisher
+    streams: QueueClient  # for SSE readers, which hold a connection while they wait
 
 
 @dataclass(frozen=True)

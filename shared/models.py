@@ -1,4 +1,5 @@
-"""SQLAlchemy models: owner, api_key, agent, job, job_attempt, artifact, schedule, schedule_run."""
+"""SQLAlchemy models: owner, api_key, agent, job, job_attempt, artifact, webhook_delivery,
+schedule, schedule_run."""
 
 from __future__ import annotations
 
@@ -138,6 +139,9 @@ class Agent(Base):
     blocked_domains: Mapped[list[str]] = mapped_column(JsonType, default=list)
     secrets_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     secret_names: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    # Terminal states of this agent's jobs are POSTed here, signed with the agent's secret.
+    webhook_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    webhook_secret_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(TZDateTime(), nullable=True)
@@ -148,6 +152,8 @@ class Job(Base):
     __table_args__ = (
         Index("ix_job_owner_created", "owner_id", "created_at", "id"),
         Index("ix_job_status_run_after", "status", "run_after"),
+        # The queue's completed/failed counts over the last hour.
+        Index("ix_job_finished_at", "finished_at"),
         Index("ix_job_owner_idempotency", "owner_id", "idempotency_key", unique=True),
         # A schedule fires at most one job per instant (the second guard after schedule_run).
         Index("ix_job_schedule_instant", "schedule_id", "schedule_instant", unique=True),
@@ -188,6 +194,7 @@ class Job(Base):
         ForeignKey("schedule.id", ondelete="SET NULL"), nullable=True
     )
     schedule_instant: Mapped[datetime | None] = mapped_column(TZDateTime(), nullable=True)
+    webhook_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
 
 
 class JobAttempt(Base):
@@ -221,6 +228,42 @@ class Artifact(Base):
     size: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # not yet delivered; `next_attempt_at` says when it is tried again
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # retries ran out (a day), or the receiver can never be reached
+    BLOCKED = "blocked"  # the egress policy refused the URL: it was never called
+
+
+class WebhookDelivery(Base):
+    """One webhook event for one URL (the job's or its agent's), and how delivering it went.
+    Written in the transaction that ends the job, so no terminal state goes unannounced."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        Index("ix_webhook_delivery_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_webhook_delivery_job_id_created_at", "job_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"))
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"))
+    agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agent.id"))
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, default=uuid.uuid4)
+    event: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(16))  # "job" or "agent": whose webhook_url
+    url: Mapped[str] = mapped_column(String(2048))
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(TZDateTime(), nullable=True)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(TZDateTime(), nullable=True)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(TZDateTime(), nullable=True)
 
 
 class ScheduleOverlap(StrEnum):

@@ -10,6 +10,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -29,12 +30,19 @@ JOB_FUNCTION = "run_job"
 
 JOB_EXPIRES_MS = 7 * 24 * 3600 * 1000
 
-# Enqueue one job unless arq already holds it. KEYS: job key, queue; ARGV: id, payload, score, ttl.
+# Enqueue one job unless arq already holds it, and announce it (a `queued` event in the owner's
+# stream, shared/events.py) in the same atomic step, so the announcement precedes any `started`.
+# KEYS: job key, queue, event stream; ARGV: id, payload, score, ttl, event ('' for none),
+# oldest event id to keep, stream ttl.
 _ENQUEUE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+if ARGV[5] ~= '' then
+  redis.call('XADD', KEYS[3], 'MINID', '~', ARGV[6], '*', 'e', ARGV[5])
+  redis.call('PEXPIRE', KEYS[3], ARGV[7])
+end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 return 1
 """
@@ -66,15 +74,18 @@ def deserialize(data: bytes) -> dict[str, Any]:
     return value
 
 
-def create_redis(url: str, *, patient: bool, max_connections: int = 100) -> ArqRedis:
+def create_redis(
+    url: str, *, patient: bool, max_connections: int = 100, blocking_reads: bool = False
+) -> ArqRedis:
     """A client that connects lazily. Patient clients (workers) retry forever through an
-    outage; impatient ones (the API) fail fast so a request can answer 503."""
+    outage; impatient ones (the API) fail fast so a request can answer 503. A client for
+    blocking reads (SSE's XREAD BLOCK) has no socket timeout: its commands bound their wait."""
     retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), -1 if patient else 1)
     pool = ConnectionPool.from_url(
         url,
         max_connections=max_connections,
         socket_connect_timeout=2.0 if patient else 1.0,
-        socket_timeout=None if patient else 5.0,
+        socket_timeout=None if patient or blocking_reads else 5.0,
         socket_keepalive=True,
         health_check_interval=15,
         retry=retry,
@@ -113,18 +124,36 @@ async def _run_script(
     raise RuntimeError("Redis keeps forgetting the enqueue script")
 
 
+@dataclass(frozen=True)
+class Announcement:
+    """An entry to append to a stream when (and only if) a job is newly enqueued."""
+
+    stream: str
+    entry: str
+    keep_after_id: str
+    stream_ttl_ms: str
+
+
 async def enqueue_many(
-    redis: ArqRedis, jobs: Iterable[tuple[str, str]], *, defer_s: float = 0.0
+    redis: ArqRedis,
+    jobs: Iterable[tuple[str, str]],
+    *,
+    defer_s: float = 0.0,
+    announce: Sequence[Announcement | None] = (),
 ) -> None:
-    """Enqueue (job id, queue) pairs in one pipelined round trip; ids already in arq are skipped."""
+    """Enqueue (job id, queue) pairs in one pipelined round trip; ids already in arq are skipped.
+    `announce[i]`, if given, is appended to its stream as job i enters the queue."""
     score = str(int((time.time() + defer_s) * 1000))
-    calls = [
-        (
-            [job_key_prefix + job_id, queue_key(queue)],
-            [job_id, _payload(job_id), score, str(JOB_EXPIRES_MS)],
-        )
-        for job_id, queue in jobs
-    ]
+    calls = []
+    for index, (job_id, queue) in enumerate(jobs):
+        note = announce[index] if index < len(announce) else None
+        keys = [job_key_prefix + job_id, queue_key(queue), note.stream if note else job_id]
+        args = [job_id, _payload(job_id), score, str(JOB_EXPIRES_MS)]
+        if note:
+            args += [note.entry, note.keep_after_id, note.stream_ttl_ms]
+        else:
+            args += ["", "", ""]
+        calls.append((keys, args))
     if calls:
         await _run_script(redis, _ENQUEUE_LUA, calls)
 

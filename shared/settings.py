@@ -76,6 +76,16 @@ class Settings(BaseSettings):
     robots_cache_ttl_s: float = Field(default=86400.0, gt=0)
     robots_timeout_s: float = Field(default=10.0, gt=0)
 
+    # Observability: job events (SSE, shared/events.py), webhooks, metrics.
+    events_retention_s: float = Field(default=900.0, ge=600)
+    sse_max_streams: int = Field(default=200, ge=1)
+    sse_heartbeat_s: float = Field(default=15.0, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_max_age_s: float = Field(default=86400.0, gt=0)
+    webhook_backoff_base_s: float = Field(default=2.0, gt=0)
+    webhook_backoff_max_s: float = Field(default=3600.0, gt=0)
+    worker_metrics_port: int | None = Field(default=9464, ge=0, le=65535)
+
     egress_allow_cidrs: Annotated[list[str], NoDecode] = Field(default_factory=list)
     egress_allowed_ports: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["80", "443", "8080", "8443"]

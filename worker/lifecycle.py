@@ -18,17 +18,20 @@ from datetime import datetime, timedelta
 from redis.exceptions import LockError, RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from shared.events import enqueue_announced
 from shared.liveness import liveness_key
 from shared.logging import get_logger
 from shared.models import utcnow
-from shared.queue import enqueue_many, requeue_now
+from shared.queue import requeue_now
 from shared.repositories.execution import (
+    Released,
     find_orphans,
     find_unenqueued,
     release_orphan,
     renew_leases,
     stale_claims,
 )
+from worker.observe import job_ended
 from worker.state import WorkerState
 
 log = get_logger(__name__)
@@ -123,17 +126,22 @@ class Reconciler:
         state = self.state
         async with state.sessionmaker() as session:
             orphans = await find_orphans(session, RECONCILE_BATCH)
-        requeue: list[tuple[str, str]] = []
+        released: list[Released] = []
         for job_id, fence, worker_id in orphans:
             if worker_id and await self._runs(worker_id, job_id):
                 continue  # alive but could not renew (a database blip): let it finish
             async with state.sessionmaker.begin() as session:
-                queue = await release_orphan(session, job_id, fence)
-            if queue is not None:
-                requeue.append((str(job_id), queue))
-                log.warning("job.orphan_requeued", job_id=str(job_id), fence=fence)
+                found = await release_orphan(session, job_id, fence)
+            if found is not None:
+                released.append(found)
+                log.warning(
+                    "job.orphan_released", job_id=str(job_id), fence=fence, requeued=found.requeued
+                )
+        requeue = [(str(r.job.id), r.job.queue) for r in released if r.requeued]
         if requeue:
             await requeue_now(state.redis, requeue)
+        for item in released:
+            await job_ended(state, item.job, item.outcome)
         return len(requeue)
 
     async def _runs(self, worker_id: str, job_id: uuid.UUID) -> bool:
@@ -151,10 +159,12 @@ class Reconciler:
         async with state.sessionmaker() as session:
             rows = await find_unenqueued(session, older_than, self._position, RECONCILE_BATCH)
         if rows:
-            await enqueue_many(state.redis, [(str(job_id), queue) for job_id, queue, _ in rows])
+            await enqueue_announced(
+                state.redis, rows, state.settings.events_retention_s, reason="recovered"
+            )
         # Walk the backlog a batch per pass, then start over.
         last = rows[-1] if len(rows) == RECONCILE_BATCH else None
-        self._position = (last[2], last[0]) if last else None
+        self._position = (last.run_after, last.id) if last else None
         return len(rows)
 
     async def loop(self) -> None:

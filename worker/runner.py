@@ -26,6 +26,7 @@ from worker.engines.base import Engine, EngineContext
 from worker.engines.call import run_http
 from worker.engines.fetch import run_fetch
 from worker.engines.scrape import run_scrape
+from worker.observe import job_ended, job_progress, job_started
 from worker.politeness import polite
 from worker.retry import Deferred, JobError, backoff_s, classify
 from worker.state import Running, WorkerState
@@ -52,6 +53,7 @@ OUTCOME_WRITE_PATIENCE_S = 90.0
 
 async def _write_outcome(state: WorkerState, claim: Claim, outcome: Outcome) -> bool:
     # PostgreSQL may be restarting: keep trying for a while rather than lose the result.
+    written = False
     async for attempt in AsyncRetrying(
         stop=stop_after_delay(OUTCOME_WRITE_PATIENCE_S),
         wait=wait_exponential(multiplier=0.2, max=5),
@@ -60,8 +62,10 @@ async def _write_outcome(state: WorkerState, claim: Claim, outcome: Outcome) -> 
     ):
         with attempt:
             async with state.sessionmaker.begin() as session:
-                return await record_outcome(session, claim.job.id, claim.fence, outcome)
-    raise AssertionError("unreachable")  # pragma: no cover
+                written = await record_outcome(session, claim.job.id, claim.fence, outcome)
+    if written:
+        await job_ended(state, claim.job, outcome)
+    return written
 
 
 def _failure_outcome(state: WorkerState, claim: Claim, error: JobError) -> Outcome:
@@ -92,6 +96,7 @@ async def _execute(state: WorkerState, claim: Claim) -> dict[str, Any]:
         settings=state.settings,
         policy=state.policy,
         http=state.http,
+        report=lambda progress: job_progress(state, claim, progress),
     )
     engine = ENGINES.get(claim.job.kind)
     if engine is None:
@@ -132,6 +137,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
     if claim is None:
         return
     structlog.contextvars.bind_contextvars(job_id=job_id, attempt=claim.job.attempts)
+    await job_started(state, claim)
     try:
         await _run_claimed(state, claim)
     finally:

@@ -24,9 +24,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clock import is_postgres, shared_now
+from shared.events import enqueue_announced
 from shared.logging import get_logger
 from shared.models import Job
-from shared.queue import enqueue_many
 from shared.repositories.schedule import claim_due, earliest_fire_at
 from shared.services.schedules import FireContext, process_due
 from worker.state import WorkerState
@@ -104,7 +104,8 @@ class Scheduler:
 
     async def _enqueue(self, jobs: list[Job]) -> None:
         try:
-            await enqueue_many(self.state.redis, [(str(job.id), job.queue) for job in jobs])
+            retention_s = self.state.settings.events_retention_s
+            await enqueue_announced(self.state.redis, jobs, retention_s, reason="schedule")
         except (RedisError, OSError) as exc:
             # The rows are committed: the reconciler enqueues them once Redis is back.
             log.warning("schedule.enqueue_deferred", count=len(jobs), error=str(exc)[:200])

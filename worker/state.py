@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.crypto import SecretBox
 from shared.db import create_engine, create_sessionmaker
 from shared.egress import EgressPolicy
+from shared.events import EventPublisher
 from shared.queue import create_redis
 from shared.settings import Settings
 from worker.extract.pool import ParsePool, acquire_shared_pool, release_shared_pool
@@ -51,6 +52,7 @@ class WorkerState:
     box: SecretBox
     http: aiohttp.ClientSession
     parse_pool: ParsePool
+    events: EventPublisher
     running: dict[uuid.UUID, Running] = field(default_factory=dict)
     browser: BrowserPool | None = None
 
@@ -59,19 +61,21 @@ class WorkerState:
         """Open the clients; nothing here blocks on a server being up."""
         engine = create_engine(settings)
         policy = EgressPolicy.from_settings(settings)
+        redis = create_redis(settings.resolved_redis_url, patient=True)
         return cls(
             settings=settings,
             queue=queue,
             worker_id=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}",
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
-            redis=create_redis(settings.resolved_redis_url, patient=True),
+            redis=redis,
             policy=policy,
             box=SecretBox(settings.resolved_secret_key()),
             http=create_session(policy),
             # Shared by every worker of this process; `fetch` workers parse every job, so their
             # children start now, while browser workers start them on their first page.
             parse_pool=acquire_shared_pool(warm=queue == "default"),
+            events=EventPublisher(redis, settings.events_retention_s),
         )
 
     async def start(self) -> None:
@@ -85,6 +89,7 @@ class WorkerState:
 
     async def close(self) -> None:
         """Close the browser (no Chromium process outlives this), then the clients."""
+        await self.events.flush()  # a last try for events held back by an outage
         if self.browser is not None:
             await self.browser.close()
             self.browser = None

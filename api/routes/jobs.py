@@ -21,6 +21,7 @@ from api.schemas import (
 )
 from api.services.jobs import enqueue_jobs, submit_batch, submit_one
 from shared.errors import ValidationFailed
+from shared.events import JobEvent
 from shared.repositories import job as jobs
 from shared.specs import JOB_KINDS, JobSpec
 
@@ -133,6 +134,7 @@ async def cancel_job(job_id: uuid.UUID, state: StateDep, principal: PrincipalDep
     async with state.sessionmaker.begin() as session:
         job = await jobs.get_job(session, principal.owner_id, job_id)
         job = await jobs.cancel_job(session, job)
+    await state.events.publish([JobEvent.of(job, "cancelled", job.status)])
     return JobOut.model_validate(job)
 
 
@@ -142,5 +144,5 @@ async def retry_job(job_id: uuid.UUID, state: StateDep, principal: PrincipalDep)
     async with state.sessionmaker.begin() as session:
         job = await jobs.get_job(session, principal.owner_id, job_id)
         job = await jobs.retry_job(session, job)
-    await enqueue_jobs(state, [job])
+    await enqueue_jobs(state, [job], reason="retry")
     return JobOut.model_validate(job)

@@ -103,7 +103,7 @@ async def run_schedule(schedule_id: uuid.UUID, state: StateDep, principal: Princ
     """Fire the schedule's job now (paused or not, whatever `overlap` says). The job links
     back with `schedule_id` and `schedule_instant`; the run appears in the history."""
     job = await service.run_now(state, principal, schedule_id)
-    await enqueue_jobs(state, [job])
+    await enqueue_jobs(state, [job], reason="schedule")
     return JobOut.model_validate(job)
 
 

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import AppState, Principal
 from shared.errors import IdempotencyConflict
+from shared.events import enqueue_announced
 from shared.logging import get_logger
 from shared.models import Agent, Job
-from shared.queue import enqueue_many
 from shared.repositories.job import find_by_idempotency_key, insert_jobs
 from shared.services.jobs import check_destination, job_row, resolve_agent
 from shared.specs import AnyJobSpec
@@ -31,10 +31,10 @@ def request_hash(spec: AnySpec) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def enqueue_jobs(state: AppState, jobs: Sequence[Job]) -> None:
-    """Enqueue committed jobs; if Redis is down, leave them to the reconciler."""
+async def enqueue_jobs(state: AppState, jobs: Sequence[Job], reason: str = "submitted") -> None:
+    """Enqueue (and announce) committed jobs; if Redis is down, leave them to the reconciler."""
     try:
-        await enqueue_many(state.redis, [(str(job.id), job.queue) for job in jobs])
+        await enqueue_announced(state.redis, jobs, state.settings.events_retention_s, reason)
     except (RedisError, OSError) as exc:
         # The rows are committed: the reconciler enqueues them once Redis is back.
         log.warning("jobs.enqueue_deferred", count=len(jobs), error=str(exc)[:200])

@@ -168,9 +168,21 @@ async def find_orphans(
     return [(row[0], row[1], row[2]) for row in rows]
 
 
-async def release_orphan(session: AsyncSession, job_id: uuid.UUID, fence: int) -> str | None:
-    """Requeue (or fail, if out of attempts) a job whose worker died; returns its queue
-    if it should be run again."""
+@dataclass(frozen=True)
+class Released:
+    """An orphaned job, written back: queued again (`requeued`) or failed for good."""
+
+    job: Job
+    outcome: Outcome
+
+    @property
+    def requeued(self) -> bool:
+        return self.outcome.status == JobStatus.QUEUED
+
+
+async def release_orphan(session: AsyncSession, job_id: uuid.UUID, fence: int) -> Released | None:
+    """Requeue (or fail, if out of attempts) a job whose worker died; None if the claim has
+    moved on (another pass, or the worker, got there first)."""
     job = await session.scalar(
         select(Job).where(Job.id == job_id, Job.fence == fence, Job.status == JobStatus.RUNNING)
     )
@@ -188,11 +200,23 @@ async def release_orphan(session: AsyncSession, job_id: uuid.UUID, fence: int) -
         error=error if exhausted else None,
         run_after=utcnow(),
     )
-    written = await record_outcome(session, job_id, fence, outcome)
-    if written and not exhausted:
+    if not await record_outcome(session, job_id, fence, outcome):
+        return None
+    if not exhausted:
         await _close_attempt(session, job_id, fence, AttemptOutcome.LOST, error)
-        return job.queue
-    return None
+    return Released(job=job, outcome=outcome)
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """A queued job as the reconciler needs it (enough to enqueue and announce it)."""
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    kind: str
+    queue: str
+    attempts: int
+    run_after: datetime
 
 
 async def find_unenqueued(
@@ -200,12 +224,12 @@ async def find_unenqueued(
     older_than: datetime,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
-) -> list[tuple[uuid.UUID, str, datetime]]:
+) -> list[QueuedJob]:
     """Queued jobs due for longer than the grace period: their enqueue may have been lost."""
-    stmt = select(Job.id, Job.queue, Job.run_after).where(
+    stmt = select(Job.id, Job.owner_id, Job.kind, Job.queue, Job.attempts, Job.run_after).where(
         Job.status == JobStatus.QUEUED, Job.run_after < older_than
     )
     if after is not None:
         stmt = stmt.where(tuple_(Job.run_after, Job.id) > tuple_(*after))
     rows = await session.execute(stmt.order_by(Job.run_after, Job.id).limit(limit))
-    return [(row[0], row[1], row[2]) for row in rows]
+    return [QueuedJob(*row) for row in rows]

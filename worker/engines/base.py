@@ -25,6 +25,12 @@ class EngineContext:
     settings: Settings
     policy: EgressPolicy
     http: aiohttp.ClientSession
+    report: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+
+    async def progress(self, stage: str, **info: Any) -> None:
+        """Tell the job's watchers how far it got (a `progress` event)."""
+        if self.report is not None:
+            await self.report({"stage": stage, **info})
 
 
 Engine = Callable[[EngineContext], Awaitable[dict[str, Any]]]

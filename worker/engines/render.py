@@ -230,9 +230,11 @@ async def _render(
         await context.route("**/*", _router(ctx, spec, URL(url).host, blocked))
         page = await budget.run("Opening a page", lambda _ms: context.new_page())
         status = await _navigate(page, url, budget, proxy)
+        await ctx.progress("loaded", status_code=status)
         await _wait_for(page, spec.wait_for, budget)
         for number, action in enumerate(spec.actions, start=1):
             await _act(page, action, budget, f"Action {number} ({action.type})")
+            await ctx.progress("action", done=number, total=len(spec.actions))
         html = await _content(page, budget)
         final_url = page.url
         shot = None

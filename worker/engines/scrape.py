@@ -59,6 +59,7 @@ async def run_scrape(ctx: EngineContext) -> dict[str, Any]:
         why = "requested" if spec.render == "http" else "enough_content"
         result["render"] = {"mode": "http", "reason": why}
         return result
+    await ctx.progress("escalating", reason=reason)
     result = await render_spec(ctx, spec)
     result["render"] = {"mode": "browser", "reason": reason}
     return result

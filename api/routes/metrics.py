@@ -1,0 +1,7 @@
+"""(work in progress)"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
