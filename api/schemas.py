@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.specs import HEADER_NAME, JobSpec, RequestModel
 
@@ -43,6 +43,12 @@ class AgentProfile(RequestModel):
     )
     allowed_domains: DomainList | None = Field(default=None, max_length=1000)
     blocked_domains: DomainList | None = Field(default=None, max_length=1000)
+    webhook_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="Every job of this agent that ends is POSTed here, signed.",
+    )
 
 
 class AgentCreate(AgentProfile):
@@ -51,6 +57,13 @@ class AgentCreate(AgentProfile):
     name: str = Field(min_length=1, max_length=200)
     secrets: dict[SecretName, Annotated[str, Field(max_length=10000)]] = Field(
         default_factory=dict, max_length=100
+    )
+    webhook_secret: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=256,
+        description="Write-only: the key webhooks are signed with. Left out, one is generated "
+        "and returned once, in the response.",
     )
 
 
@@ -64,7 +77,7 @@ class AgentUpdate(AgentProfile):
 
 
 class AgentOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
 
     id: uuid.UUID
     name: str
@@ -83,8 +96,25 @@ class AgentOut(BaseModel):
     secret_names: list[str] = Field(
         description="Names of the agent's secrets (values are never shown)."
     )
+    webhook_url: str | None = None
+    has_webhook_secret: bool = Field(
+        validation_alias="webhook_secret_ciphertext",
+        description="Whether the agent has a webhook signing secret (it is never shown again).",
+    )
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("has_webhook_secret", mode="before")
+    @classmethod
+    def _present(cls, value: object) -> bool:
+        return bool(value)
+
+
+class AgentCreated(AgentOut):
+    webhook_secret: str | None = Field(
+        description="The generated webhook secret, shown this once (null when the request "
+        "gave one)."
+    )
 
 
 class AgentList(BaseModel):
@@ -124,6 +154,7 @@ class JobOut(BaseModel):
     schedule_instant: datetime | None = Field(
         default=None, description="The schedule's instant this job was fired for (UTC)."
     )
+    webhook_url: str | None = None
 
 
 class JobList(BaseModel):
@@ -154,6 +185,35 @@ class AttemptOut(BaseModel):
 
 class AttemptList(BaseModel):
     items: list[AttemptOut]
+
+
+class DeliveryOut(BaseModel):
+    """One webhook event for one URL, and how delivering it went."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    event_id: uuid.UUID = Field(description="Also the payload's `id` and `Outrider-Event-Id`.")
+    event: Literal["job.succeeded", "job.failed", "job.cancelled"]
+    source: Literal["job", "agent"] = Field(description="Whose `webhook_url` this is.")
+    url: str
+    status: Literal["pending", "delivered", "failed", "blocked"]
+    attempts: int
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class DeliveryList(BaseModel):
+    items: list[DeliveryOut]
+
+
+class WebhookSecretOut(BaseModel):
+    agent_id: uuid.UUID
+    webhook_secret: str = Field(description="The new secret, shown this once.")
 
 
 class Health(BaseModel):

@@ -165,6 +165,12 @@ class JobSpecBase(RequestModel):
     agent_id: uuid.UUID | None = None
     max_attempts: int | None = Field(default=None, ge=1, le=100)
     timeout_s: float | None = Field(default=None, gt=0, le=86400)
+    webhook_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="POSTed (signed with the agent's webhook secret) when the job ends.",
+    )
 
 
 class HttpJobSpec(JobSpecBase):

@@ -9,23 +9,35 @@ from fastapi import APIRouter, Query, Response
 
 from api.deps import PrincipalDep, StateDep
 from api.errors import error_responses
-from api.schemas import AgentCreate, AgentList, AgentOut, AgentUpdate
+from api.schemas import AgentCreate, AgentCreated, AgentList, AgentOut, AgentUpdate
 from shared.repositories import agent as agents
+from shared.services.jobs import check_webhook_url
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
 
 @router.post(
-    "", status_code=201, response_model=AgentOut, responses=error_responses(400, 409, 413, 422)
+    "", status_code=201, response_model=AgentCreated, responses=error_responses(400, 409, 413, 422)
 )
-async def create_agent(body: AgentCreate, state: StateDep, principal: PrincipalDep) -> AgentOut:
-    """Create an agent. Secrets are encrypted at rest and never returned."""
-    profile = body.model_dump(exclude={"name", "secrets"}, exclude_none=True)
+async def create_agent(body: AgentCreate, state: StateDep, principal: PrincipalDep) -> AgentCreated:
+    """Create an agent. Secrets are encrypted at rest and never returned; a webhook secret the
+    request left out is generated and returned this once."""
+    if body.webhook_url is not None:
+        check_webhook_url(state.policy, body.webhook_url)
+    profile = body.model_dump(exclude={"name", "secrets", "webhook_secret"}, exclude_none=True)
+    generated = None if body.webhook_secret else agents.new_webhook_secret()
     async with state.sessionmaker.begin() as session:
         agent = await agents.create_agent(
-            session, principal.owner_id, state.box, body.name, profile, body.secrets
+            session,
+            principal.owner_id,
+            state.box,
+            body.name,
+            profile,
+            body.secrets,
+            webhook_secret=body.webhook_secret or generated,
         )
-    return AgentOut.model_validate(agent)
+    out = AgentOut.model_validate(agent)
+    return AgentCreated(**out.model_dump(), webhook_secret=generated)
 
 
 @router.get("", response_model=AgentList, responses=error_responses(400, 422))
@@ -56,6 +68,8 @@ async def update_agent(
 ) -> AgentOut:
     """Change some fields. `null` clears a profile field; a secret set to `null` is removed."""
     changes = body.model_dump(exclude_unset=True, exclude={"secrets"})
+    if changes.get("webhook_url") is not None:
+        check_webhook_url(state.policy, changes["webhook_url"])
     for list_field in ("allowed_domains", "blocked_domains"):
         if list_field in changes and changes[list_field] is None:
             changes[list_field] = []

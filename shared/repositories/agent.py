@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from secrets import token_urlsafe
 from typing import Any
 
 from sqlalchemy import select
@@ -26,7 +27,10 @@ PROFILE_FIELDS = (
     "allowed_domains",
     "blocked_domains",
     "obey_robots",
+    "webhook_url",
 )
+# The webhook secret's key in its sealed mapping (shared/crypto.py seals mappings).
+WEBHOOK_SECRET = "webhook_secret"  # noqa: S105 - a key name, not a secret
 
 
 async def get_agent(session: AsyncSession, owner_id: uuid.UUID, agent_id: uuid.UUID) -> Agent:
@@ -79,6 +83,33 @@ def _apply_secrets(agent: Agent, box: SecretBox, changes: dict[str, str | None])
     agent.secret_names = sorted(current)
 
 
+def new_webhook_secret() -> str:
+    """A fresh secret to sign webhooks with (256 bits, URL-safe)."""
+    return token_urlsafe(32)
+
+
+def seal_webhook_secret(box: SecretBox, secret: str) -> bytes:
+    """Encrypt a webhook secret for `agent.webhook_secret_ciphertext`."""
+    return box.seal({WEBHOOK_SECRET: secret})
+
+
+def open_webhook_secret(box: SecretBox, ciphertext: bytes) -> str:
+    """Decrypt a webhook secret (RuntimeError if OUTRIDER_SECRET_KEY changed)."""
+    return box.open(ciphertext)[WEBHOOK_SECRET]
+
+
+async def set_webhook_secret(
+    session: AsyncSession, agent: Agent, box: SecretBox, secret: str | None = None
+) -> str:
+    """Give the agent a webhook secret (`secret`, or a new one); returns it. The old one stops
+    working at once, for retries of earlier deliveries too."""
+    secret = secret or new_webhook_secret()
+    agent.webhook_secret_ciphertext = seal_webhook_secret(box, secret)
+    agent.updated_at = utcnow()
+    await session.flush()
+    return secret
+
+
 async def _flush_unique(session: AsyncSession) -> None:
     try:
         async with session.begin_nested():
@@ -94,9 +125,12 @@ async def create_agent(
     name: str,
     profile: dict[str, Any],
     secrets: dict[str, str],
+    webhook_secret: str | None = None,
 ) -> Agent:
     """A new agent; its name is unique among the owner's live agents."""
     agent = Agent(id=uuid.uuid4(), owner_id=owner_id, name=name, secret_names=[])
+    if webhook_secret is not None:
+        agent.webhook_secret_ciphertext = seal_webhook_secret(box, webhook_secret)
     for field in PROFILE_FIELDS:
         if field in profile:
             setattr(agent, field, profile[field])

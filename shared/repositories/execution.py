@@ -16,6 +16,7 @@ from sqlalchemy import case, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.models import Agent, AttemptOutcome, Job, JobAttempt, JobStatus, utcnow
+from shared.repositories.webhooks import add_deliveries, webhook_urls
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ async def claim_job(
 async def record_outcome(
     session: AsyncSession, job_id: uuid.UUID, fence: int, outcome: Outcome
 ) -> bool:
-    """Write an attempt's outcome if the claim still holds; False if it was fenced out."""
+    """Write an attempt's outcome if the claim still holds; False if it was fenced out. A
+    terminal outcome queues the job's webhook deliveries in the same transaction."""
     now = utcnow()
     terminal = outcome.status != JobStatus.QUEUED
     values: dict[str, Any] = {
@@ -89,14 +91,22 @@ async def record_outcome(
         values["run_after"] = outcome.run_after
     if outcome.refund_attempt:
         values["attempts"] = Job.attempts - 1
-    result = await session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.fence == fence, Job.status == JobStatus.RUNNING)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    # A job's end is announced (webhooks) in this transaction: nothing can end unannounced.
+    announce = outcome.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+    returning = webhook_urls() if announce else (Job.id,)
+    row = (
+        await session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.fence == fence, Job.status == JobStatus.RUNNING)
+            .values(**values)
+            .returning(*returning)
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
+    if row is None:
         return False
+    if announce:
+        await add_deliveries(session, job_id, outcome.status, row[0], row[1])
     await _close_attempt(session, job_id, fence, outcome.attempt_outcome, outcome.error)
     return True
 

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.errors import InvalidState, NotFound
 from shared.models import Job, JobAttempt, JobStatus, utcnow
 from shared.repositories.pagination import after_cursor, encode_cursor
+from shared.repositories.webhooks import add_deliveries, webhook_urls
 
 
 @dataclass(frozen=True)
@@ -113,15 +114,20 @@ async def list_attempts(session: AsyncSession, job: Job) -> list[JobAttempt]:
 
 
 async def cancel_job(session: AsyncSession, job: Job) -> Job:
-    """Cancel a queued or running job; a running one is stopped by its worker's watch."""
+    """Cancel a queued or running job; a running one is stopped by its worker's watch. Its
+    webhook deliveries are queued in the same transaction."""
     now = utcnow()
-    result = await session.execute(
-        update(Job)
-        .where(Job.id == job.id, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
-        .values(status=JobStatus.CANCELLED, finished_at=now, lease_expires_at=None)
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    row = (
+        await session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+            .values(status=JobStatus.CANCELLED, finished_at=now, lease_expires_at=None)
+            .returning(*webhook_urls())
+        )
+    ).first()
+    if row is None:
         raise InvalidState(f"A {job.status} job cannot be cancelled.")
+    await add_deliveries(session, job.id, JobStatus.CANCELLED, row[0], row[1])
     await session.refresh(job)
     return job
 

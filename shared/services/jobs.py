@@ -55,14 +55,43 @@ def check_destination(policy: EgressPolicy, agent: Agent, url: str, index: int |
         )
 
 
+def check_webhook_url(policy: EgressPolicy, url: str, index: int | None = None) -> None:
+    """422 `invalid_webhook_url` unless `url` is an http(s) URL the egress policy accepts in
+    form (port, host syntax), `webhook_url_forbidden` if it names an internal destination
+    (an IP literal in a forbidden network, `localhost`, ...). A host name that resolves
+    inside is caught at delivery time: the delivery ends `blocked`, never connected."""
+    try:
+        policy.check_url(url)
+    except EgressBlocked as exc:
+        forbidden = exc.code == "blocked_destination"
+        raise ValidationFailed(
+            f"webhook_url: {exc}",
+            code="webhook_url_forbidden" if forbidden else "invalid_webhook_url",
+            details={"index": index} if index is not None else None,
+        ) from exc
+
+
 def job_row(
-    settings: Settings, owner_id: uuid.UUID, spec: AnyJobSpec, agent: Agent
+    settings: Settings,
+    policy: EgressPolicy,
+    owner_id: uuid.UUID,
+    spec: AnyJobSpec,
+    agent: Agent,
+    index: int | None = None,
 ) -> dict[str, Any]:
-    """The columns of a new job: timeouts and attempts from spec, agent or settings, capped."""
+    """The columns of a new job after every check a submission makes: the destination and the
+    `webhook_url` against the egress policy and the agent's domain rules, timeouts and attempts
+    from spec, agent or settings, capped. `index`: the spec's place in a batch (in errors)."""
+    check_destination(policy, agent, spec.input.url, index)
+    if spec.webhook_url is not None:
+        check_webhook_url(policy, spec.webhook_url, index)
+    details = {"index": index} if index is not None else None
     timeout_s = spec.timeout_s or agent.timeout_s or settings.job_default_timeout_s
     if timeout_s > settings.job_max_timeout_s:
         raise ValidationFailed(
-            f"timeout_s may be at most {settings.job_max_timeout_s:g} s.", code="timeout_too_long"
+            f"timeout_s may be at most {settings.job_max_timeout_s:g} s.",
+            code="timeout_too_long",
+            details=details,
         )
     max_attempts = spec.max_attempts or agent.max_attempts or settings.job_default_max_attempts
     input_data = spec.input.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -70,6 +99,7 @@ def job_row(
         raise ValidationFailed(
             f"A job's input may be at most {settings.job_input_max_bytes} bytes.",
             code="input_too_large",
+            details=details,
         )
     return {
         "owner_id": owner_id,
@@ -79,6 +109,7 @@ def job_row(
         "input": input_data,
         "max_attempts": min(max_attempts, settings.job_max_attempts_limit),
         "timeout_s": timeout_s,
+        "webhook_url": spec.webhook_url,
     }
 
 
@@ -91,5 +122,4 @@ async def prepare_job_row(
 ) -> dict[str, Any]:
     """Everything a submission checks, for one spec: agent, destination, limits."""
     agent = await resolve_agent(session, owner_id, spec.agent_id)
-    check_destination(policy, agent, spec.input.url, None)
-    return job_row(settings, owner_id, spec, agent)
+    return job_row(settings, policy, owner_id, spec, agent)

@@ -53,6 +53,8 @@ async def test_create_get_and_patch(client: httpx.AsyncClient, auth: dict[str, s
 
     fetched = await client.get(f"/v1/agents/{agent['id']}", headers=auth)
     assert fetched.status_code == 200
+    shown_once = agent.pop("webhook_secret")  # the create answer alone carries the secret
+    assert shown_once
     assert fetched.json() == agent
 
     patched = await client.patch(
