@@ -144,6 +144,19 @@ def stop_processes(procs: list[subprocess.Popen[bytes]], timeout_s: float = STOP
             proc.wait()
 
 
+def worker_metrics_ports(settings: Settings) -> list[int]:
+    """One /metrics port per worker child, in QUEUES order: the setting's port, then the next
+    ones; 0 (a free port each) and off (-1) apply to all."""
+    base = settings.worker_metrics_port if settings.worker_metrics_enabled else -1
+    base = -1 if base is None else base
+    return [base + i if base > 0 else base for i in range(len(QUEUES))]
+
+
+def _worker_metrics_line(ports: list[int]) -> str:
+    served = [f"{queue} :{port}" for queue, port in zip(QUEUES, ports, strict=True) if port > 0]
+    return f"; workers: {', '.join(served)}" if served else ""
+
+
 def _wait_ready(base_url: str, procs: list[subprocess.Popen[bytes]], timeout_s: float = 60) -> None:
     import urllib.request
 
@@ -169,12 +182,17 @@ def run_dev(settings: Settings, dev_key: str, host: str, port: int) -> None:
         if not settings.redis_url:
             env["OUTRIDER_REDIS_URL"] = stack.enter_context(embedded_redis(settings))
         procs = [spawn(["api", "--host", host, "--port", str(port)], env)]
-        procs += [spawn(["worker", "--queue", queue], env) for queue in QUEUES]
+        ports = worker_metrics_ports(settings)
+        procs += [
+            spawn(["worker", "--queue", queue, "--metrics-port", str(metrics_port)], env)
+            for queue, metrics_port in zip(QUEUES, ports, strict=True)
+        ]
         stack.callback(stop_processes, procs)
         base_url = f"http://{host}:{port}"
         _wait_ready(base_url, procs)
         print(
             f"\nOutrider is running.\n  API:      {base_url}\n  Docs:     {base_url}/docs\n"
+            f"  Metrics:  {base_url}/metrics{_worker_metrics_line(ports)}\n"
             f"  API key:  {dev_key}\n  Data dir: {settings.data_dir.resolve()}\n"
             "Press Ctrl-C to stop.\n",
             flush=True,

@@ -110,6 +110,10 @@ class BrowserPool:
             log.error("browser.launch_failed", error=exc.message)
         return pool
 
+    def browser_pids(self) -> list[int]:
+        """The main pids of the live browsers (for the metrics; safe from any thread)."""
+        return [g.pid for g in list(self._live) if g.pid and not g.dead.is_set()]
+
     async def _launch(self) -> Generation:
         path = self.settings.chromium_path
         if not await asyncio.to_thread(os.path.isfile, path):

@@ -26,6 +26,7 @@ from yarl import URL
 from shared.egress import EgressPolicy, parse_ip_literal
 from shared.errors import EgressBlocked
 from shared.logging import get_logger
+from worker import metrics
 
 log = get_logger(__name__)
 
@@ -214,6 +215,8 @@ class EgressProxy:
             return await _open(addresses, port)
         except Refusal as refusal:
             self._remember(parsed.raw_host or "", parsed.port or 0, refusal)
+            if refusal.code in metrics.REFUSAL_CODES:  # not DNS or connect failures
+                metrics.egress_blocked("browser_proxy", refusal)
             raise
 
     async def _tunnel(

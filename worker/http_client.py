@@ -13,6 +13,7 @@ from aiohttp.tracing import Trace
 
 from shared.egress import EgressPolicy, parse_ip_literal
 from shared.errors import EgressBlocked
+from worker import metrics
 
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10, sock_connect=10, sock_read=30)
 
@@ -47,6 +48,15 @@ class GuardedConnector(aiohttp.TCPConnector):
     async def _resolve_host(
         self, host: str, port: int, traces: Sequence[Trace] | None = None
     ) -> list[ResolveResult]:
+        try:
+            return await self._checked_hosts(host, port, traces)
+        except EgressBlocked as exc:
+            metrics.egress_blocked("connect", exc)
+            raise
+
+    async def _checked_hosts(
+        self, host: str, port: int, traces: Sequence[Trace] | None
+    ) -> list[ResolveResult]:
         # aiohttp rejects legacy numeric hosts (2130706433, 127.1) with its own error;
         # judge them first so every forbidden destination fails the same way.
         try:
@@ -71,7 +81,9 @@ class GuardedConnector(aiohttp.TCPConnector):
     ) -> ResponseHandler:
         # A proxy would receive the real destination in the request, out of our sight.
         if req.proxy is not None:
-            raise EgressBlocked("requests through a proxy are not allowed")
+            blocked = EgressBlocked("requests through a proxy are not allowed")
+            metrics.egress_blocked("connect", blocked)
+            raise blocked
         return await super()._create_connection(req, traces, timeout)
 
 
@@ -81,7 +93,11 @@ def egress_middleware(policy: EgressPolicy) -> aiohttp.ClientMiddlewareType:
     async def check_egress(
         req: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
     ) -> aiohttp.ClientResponse:
-        policy.check_url(str(req.url))
+        try:
+            policy.check_url(str(req.url))
+        except EgressBlocked as exc:
+            metrics.egress_blocked("url", exc)
+            raise
         return await handler(req)
 
     return check_egress

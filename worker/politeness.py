@@ -30,6 +30,7 @@ from shared.models import Agent
 from shared.politeness import Admission, HostGate, HostLimits, host_key
 from shared.repositories.execution import Claim
 from shared.settings import Settings
+from worker import metrics
 from worker.retry import Deferred, JobError
 from worker.robots import RobotsCache, check_robots
 from worker.state import WorkerState
@@ -104,6 +105,13 @@ async def _note_slowdown(state: WorkerState, gate: HostGate, host: str, error: J
     log.info("host.backoff", host=host, status=status, backoff_s=round(left, 2))
 
 
+def _wait_reason(admission: Admission, crawl_delay_s: float | None) -> str:
+    """Why a request is held back, for the metrics. A granted wait is reported as `ok` (its
+    cause, rate or backoff, is not kept): `slot`; robots.txt's pace is `crawl_delay`."""
+    reason = "slot" if admission.granted else admission.reason
+    return "crawl_delay" if crawl_delay_s and reason in ("slot", "host_rate") else reason
+
+
 @contextlib.asynccontextmanager
 async def polite(state: WorkerState, claim: Claim) -> AsyncIterator[None]:
     """Run the block as a polite client of the job's host, or raise JobError/Deferred."""
@@ -132,13 +140,18 @@ async def polite(state: WorkerState, claim: Claim) -> AsyncIterator[None]:
         # The shared limits live in Redis: without them, wait rather than hit the host blind,
         # and do not charge the job an attempt for our outage.
         log.warning("host.limits_unavailable", host=host, error=str(exc)[:200])
+        metrics.politeness_wait("unavailable", "defer", UNAVAILABLE_RETRY_S)
         raise Deferred(UNAVAILABLE_RETRY_S, "politeness_unavailable") from exc
+    reason = _wait_reason(admission, crawl_delay_s)
     if not admission.granted:
-        raise Deferred(defer_s(settings, admission), admission.reason)
+        delay_s = defer_s(settings, admission)
+        metrics.politeness_wait(reason, "defer", delay_s)
+        raise Deferred(delay_s, admission.reason)
     async with contextlib.AsyncExitStack() as stack:
         if admission.leased:
             await stack.enter_async_context(gate.holding(host, token, lease_s))
         if admission.wait_s > 0:
+            metrics.politeness_wait(reason, "wait", admission.wait_s)
             await asyncio.sleep(admission.wait_s)
         try:
             yield
