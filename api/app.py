@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 
-from api.deps import AppState
+from api.deps import AppState, PrincipalCache
 from api.errors import install_error_handlers
+from api.metrics import HttpMetricsMiddleware
 from api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from api.routes import (
     agents,
@@ -22,6 +25,9 @@ from api.routes import (
     status,
     webhooks,
 )
+from api.services.jobs import after_commit
+from api.services.submitter import Submitter
+from shared import __version__
 from shared.crypto import SecretBox
 from shared.db import create_engine, create_sessionmaker
 from shared.egress import EgressPolicy
@@ -51,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_connections=settings.sse_max_streams,
             blocking_reads=True,
         )
-        app.state.outrider = AppState(
+        app.state.outrider = state = AppState(
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
@@ -60,23 +66,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             box=SecretBox(settings.resolved_secret_key()),
             events=EventPublisher(redis, settings.events_retention_s),
             streams=streams,
+            principals=PrincipalCache(settings.auth_cache_s),
         )
+        state.submitter = Submitter(state.sessionmaker, partial(after_commit, state))
+        revocations = asyncio.create_task(state.principals.watch_revocations(streams))
         try:
             yield
         finally:
+            revocations.cancel()
+            await asyncio.gather(revocations, return_exceptions=True)
+            await state.submitter.close()
             await streams.aclose(close_connection_pool=True)
             await redis.aclose(close_connection_pool=True)
             await engine.dispose()
 
     app = FastAPI(
         title="Outrider",
-        version="0.1.0",
+        version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(HttpMetricsMiddleware)  # outermost: it times everything
     routes = (health, agents, jobs, artifacts, schedules, events, status, webhooks, metrics)
     for module in (*routes, dashboard):
         app.include_router(module.router)

@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from api.services.submitter import Submitter
+from shared.auth import REVOCATIONS_CHANNEL, hash_key
 from shared.crypto import SecretBox
 from shared.egress import EgressPolicy
 from shared.errors import Unauthorized
 from shared.events import EventPublisher
+from shared.logging import get_logger
 from shared.models import Agent
 from shared.queue import QueueClient
 from shared.repositories.owner import find_owner_by_key
 from shared.settings import Settings
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -35,6 +44,9 @@ class AppState:
     box: SecretBox
     events: EventPublisher
     streams: QueueClient  # for SSE readers, which hold a connection while they wait
+    open_streams: int = 0  # SSE responses this process is serving now
+    principals: PrincipalCache = field(default_factory=lambda: PrincipalCache(0))
+    submitter: Submitter | None = None  # group commit of single submissions (app.py)
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,51 @@ class Principal:
     owner_id: uuid.UUID
     owner_name: str
     default_agent: Agent
+
+
+class PrincipalCache:
+    """Keys seen in the last `ttl_s` seconds, so a busy client does not cost a database round
+    trip per request. A revoked key (or a changed default agent) takes effect within `ttl_s`;
+    0 turns the cache off. Only valid keys are kept, by hash, never the key itself."""
+
+    def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, key_hash: str) -> Principal | None:
+        entry = self._entries.get(key_hash)
+        if entry is None:
+            return None
+        if entry[0] < time.monotonic():
+            del self._entries[key_hash]
+            return None
+        return entry[1]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    async def watch_revocations(self, redis: Redis) -> None:
+        """Forget every remembered key whenever one is revoked (shared/auth.py), for as long
+        as it runs; while Redis is unreachable the TTL still bounds what is remembered."""
+        while True:
+            try:
+                async with redis.pubsub() as pubsub:
+                    await pubsub.subscribe(REVOCATIONS_CHANNEL)
+                    self.clear()  # anything revoked while we were not listening
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            self.clear()
+            except (RedisError, OSError) as exc:
+                log.warning("auth.revocation_watch_failed", error=str(exc)[:200])
+                await asyncio.sleep(1.0)
+
+    def put(self, key_hash: str, principal: Principal) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()  # rare (10,000 live keys in 5 s): start over
+        self._entries[key_hash] = (time.monotonic() + self.ttl_s, principal)
 
 
 async def get_state(request: Request) -> AppState:  # async: no threadpool hop
@@ -72,6 +129,7 @@ bearer = HTTPBearer(auto_error=False, description="An API key from `outrider key
 
 
 async def get_principal(
+    state: Annotated[AppState, Depends(get_state)],
     session: Annotated[AsyncSession, Depends(get_session)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
@@ -81,11 +139,17 @@ async def get_principal(
     key = credentials.credentials
     if len(key) > 200 or not key.isascii():
         raise Unauthorized("Invalid API key.")
+    key_hash = hash_key(key)
+    principal = state.principals.get(key_hash)
+    if principal is not None:
+        return principal
     found = await find_owner_by_key(session, key)
     if found is None:
         raise Unauthorized("Invalid API key.")
     owner, default_agent = found
-    return Principal(owner_id=owner.id, owner_name=owner.name, default_agent=default_agent)
+    principal = Principal(owner_id=owner.id, owner_name=owner.name, default_agent=default_agent)
+    state.principals.put(key_hash, principal)
+    return principal
 
 
 StateDep = Annotated[AppState, Depends(get_state)]

@@ -1,12 +1,13 @@
 """The `outrider` command: run the API, workers or everything; migrate; manage API keys; list
-schedules."""
+schedules; see the queues, workers and jobs, and retry jobs in bulk."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import sys
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 import typer
 
@@ -19,6 +20,8 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+jobs_app = typer.Typer(help="List jobs (every owner's) and retry them in bulk.")
+app.add_typer(jobs_app, name="jobs")
 
 DEV_OWNER = "dev"
 DEV_KEY_FILE = "dev.key"
@@ -78,6 +81,15 @@ def worker(
             "heartbeat (for container healthchecks).",
         ),
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve /metrics on this port; 0: a free one, -1: off "
+            "[default: OUTRIDER_WORKER_METRICS_PORT]",
+            min=-1,
+            max=65535,
+        ),
+    ] = None,
 ) -> None:
     """Run a worker for one queue. SIGTERM drains running jobs, then requeues the rest."""
     from shared.logging import configure_logging
@@ -92,6 +104,8 @@ def worker(
         alive = asyncio.run(_local_worker_alive(settings, queue))
         typer.echo("healthy" if alive else "no fresh heartbeat", err=True)
         raise typer.Exit(0 if alive else 1)
+    if metrics_port is not None:
+        settings = settings.model_copy(update={"worker_metrics_port": metrics_port})
     configure_logging(settings)
     run(settings, queue, concurrency or settings.worker_concurrency)
 
@@ -127,16 +141,29 @@ async def _create_key(settings: Settings, owner_name: str) -> str:
         await engine.dispose()
 
 
-async def _revoke_key(settings: Settings, key_or_id: str) -> int:
+async def _revoke_key(settings: Settings, key_or_id: str) -> tuple[int, bool]:
+    """Revoke in the database, then tell running API processes: (keys revoked, told)."""
+    from shared.auth import announce_revocation
     from shared.db import create_engine, create_sessionmaker
+    from shared.queue import create_redis
     from shared.repositories.owner import revoke_api_key
 
     engine = create_engine(settings)
     try:
         async with create_sessionmaker(engine).begin() as session:
-            return await revoke_api_key(session, key_or_id)
+            count = await revoke_api_key(session, key_or_id)
     finally:
         await engine.dispose()
+    if count == 0:
+        return 0, True
+    try:
+        redis = create_redis(settings.resolved_redis_url, patient=False)
+    except RuntimeError:  # no Redis configured at all
+        return count, False
+    try:
+        return count, await announce_revocation(redis)
+    finally:
+        await redis.aclose(close_connection_pool=True)
 
 
 async def _key_is_active(settings: Settings, key: str) -> bool:
@@ -167,11 +194,18 @@ def keys_revoke(
 ) -> None:
     """Revoke an API key; requests with it fail at once."""
     settings = get_settings()
-    count = asyncio.run(_revoke_key(settings, key))
+    count, announced = asyncio.run(_revoke_key(settings, key))
     if count == 0:
         typer.echo("No active key matched.", err=True)
         raise typer.Exit(1)
-    typer.echo("Revoked.", err=True)
+    if announced:
+        typer.echo("Revoked.", err=True)
+    else:
+        typer.echo(
+            f"Revoked. (Redis was unreachable: running API processes refuse the key within "
+            f"{settings.auth_cache_s:g} s.)",
+            err=True,
+        )
 
 
 @app.command()
@@ -185,6 +219,84 @@ def schedules(
     from outrider.schedules import render_schedules
 
     typer.echo(asyncio.run(render_schedules(get_settings(), owner, count)))
+
+
+JobStatusChoice = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JobKindChoice = Literal["http", "fetch", "render", "scrape"]
+
+
+def _since(value: str | None) -> datetime | None:
+    from outrider.observe import parse_duration
+    from shared.models import utcnow
+
+    if value is None:
+        return None
+    try:
+        return utcnow() - parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from exc
+
+
+@app.command()
+def queue() -> None:
+    """Per queue: ready, deferred and running jobs, the oldest ready job's wait, jobs done and
+    failed in the last 1/5/60 minutes, jobs finished per second, live workers."""
+    from outrider.observe import render_queue
+
+    typer.echo(asyncio.run(render_queue(get_settings())))
+
+
+@app.command()
+def workers() -> None:
+    """Every live worker process: queue, concurrency, jobs running/done/failed, heartbeat."""
+    from outrider.observe import render_workers
+
+    typer.echo(asyncio.run(render_workers(get_settings())))
+
+
+@jobs_app.callback(invoke_without_command=True)
+def jobs(
+    ctx: typer.Context,
+    status: Annotated[JobStatusChoice | None, typer.Option(help="Only jobs in this state.")] = None,
+    kind: Annotated[JobKindChoice | None, typer.Option(help="Only jobs of this kind.")] = None,
+    owner: Annotated[str | None, typer.Option(help="Only this owner's jobs.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only jobs that finished within this long: 30m, 1h, 2d.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="How many to show.")] = 20,
+) -> None:
+    """List the newest jobs of every owner (with their errors); `jobs retry` requeues in bulk."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from outrider.observe import render_jobs
+    from shared.repositories.operator import JobQuery
+
+    query = JobQuery(status=status, kind=kind, owner=owner, finished_since=_since(since))
+    typer.echo(asyncio.run(render_jobs(get_settings(), query, limit)))
+
+
+@jobs_app.command("retry")
+def jobs_retry(
+    since: Annotated[
+        str, typer.Option(help="Requeue jobs that finished within this long: 30m, 1h, 2d.")
+    ],
+    status: Annotated[
+        Literal["failed", "cancelled"], typer.Option(help="Which ended jobs to requeue.")
+    ] = "failed",
+    kind: Annotated[JobKindChoice | None, typer.Option(help="Only jobs of this kind.")] = None,
+    owner: Annotated[str | None, typer.Option(help="Only this owner's jobs.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Requeue at most this many (default: all).")
+    ] = None,
+) -> None:
+    """Queue failed (or cancelled) jobs again in bulk, each with a fresh attempt budget, as
+    POST /v1/jobs/{id}/retry does for one."""
+    from outrider.observe import retry_jobs
+    from shared.repositories.operator import JobQuery
+
+    query = JobQuery(status=status, kind=kind, owner=owner, finished_since=_since(since))
+    count = asyncio.run(retry_jobs(get_settings(), query, limit))
+    typer.echo(f"Requeued {count} {status} job{'s' if count != 1 else ''}.")
 
 
 @app.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from outrider.tables import format_table, when
 from shared.cron import CronSchedule
 from shared.db import create_engine, create_sessionmaker
 from shared.models import Schedule, utcnow
@@ -13,14 +14,10 @@ from shared.settings import Settings
 HEADERS = ("ID", "OWNER", "CRON", "TIMEZONE", "STATE", "MISSED", "NEXT FIRE TIMES (UTC)")
 
 
-def _when(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _row(schedule: Schedule, owner: str, count: int, now: datetime) -> tuple[str, ...]:
     if schedule.enabled:
         upcoming = CronSchedule.parse(schedule.cron, schedule.timezone).upcoming(now, count)
-        times, state = ", ".join(_when(t) for t in upcoming), "active"
+        times, state = ", ".join(when(t) for t in upcoming), "active"
     else:
         times, state = "-", "paused"
     return (
@@ -34,17 +31,6 @@ def _row(schedule: Schedule, owner: str, count: int, now: datetime) -> tuple[str
     )
 
 
-def format_table(rows: list[tuple[str, ...]]) -> str:
-    """Left-aligned columns, two spaces apart, under a header line."""
-    table = [HEADERS, *rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(HEADERS) - 1)]
-    lines = [
-        "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]])
-        for row in table
-    ]
-    return "\n".join(line.rstrip() for line in lines)
-
-
 async def render_schedules(settings: Settings, owner: str | None, count: int) -> str:
     """The table, or a one-line note when there is nothing to list."""
     engine = create_engine(settings)
@@ -56,4 +42,4 @@ async def render_schedules(settings: Settings, owner: str | None, count: int) ->
     if not found:
         return f"No schedules for owner {owner!r}." if owner else "No schedules."
     now = utcnow()
-    return format_table([_row(schedule, name, count, now) for schedule, name in found])
+    return format_table(HEADERS, [_row(schedule, name, count, now) for schedule, name in found])

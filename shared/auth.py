@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
 KEY_PREFIX = "ork_"
 
 
@@ -21,3 +24,18 @@ def hash_key(key: str) -> str:
 def display_prefix(key: str) -> str:
     """The first characters, safe to show in listings to recognise a key."""
     return key[: len(KEY_PREFIX) + 6]
+
+
+REVOCATIONS_CHANNEL = "outrider:auth:revoked"
+"""Redis pub/sub channel: a message means "a key was revoked", and API processes drop the keys
+they remember (api/deps.py PrincipalCache) at once instead of when their cache entry expires."""
+
+
+async def announce_revocation(redis: Redis) -> bool:
+    """Tell running API processes a key was revoked; False if Redis could not be reached (they
+    then notice within OUTRIDER_AUTH_CACHE_S)."""
+    try:
+        await redis.publish(REVOCATIONS_CHANNEL, b"1")
+    except (RedisError, OSError):
+        return False
+    return True

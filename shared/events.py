@@ -211,10 +211,16 @@ def id_at(timestamp_s: float) -> str:
 
 
 async def enqueue_announced(
-    redis: QueueClient, jobs: Sequence[JobLike], retention_s: float, reason: str
+    redis: QueueClient,
+    jobs: Sequence[JobLike],
+    retention_s: float,
+    reason: str,
+    *,
+    take_over_stale: bool = False,
 ) -> None:
     """Enqueue jobs (one pipelined round trip) with a `queued` event for each that enters the
-    queue now; a job already in the queue is neither enqueued nor announced again."""
+    queue now; a job already in the queue is neither enqueued nor announced again.
+    `take_over_stale`: see shared/queue.py enqueue_many."""
     keep, ttl = min_id(retention_s), retention_ms(retention_s)
     notes = [
         Announcement(
@@ -225,4 +231,9 @@ async def enqueue_announced(
         )
         for job in jobs
     ]
-    await enqueue_many(redis, [(str(job.id), job.queue) for job in jobs], announce=notes)
+    await enqueue_many(
+        redis,
+        [(str(job.id), job.queue) for job in jobs],
+        announce=notes,
+        take_over_stale=take_over_stale,
+    )

@@ -32,9 +32,16 @@ JOB_EXPIRES_MS = 7 * 24 * 3600 * 1000
 
 # Enqueue one job unless arq already holds it, and announce it (a `queued` event in the owner's
 # stream, shared/events.py) in the same atomic step, so the announcement precedes any `started`.
-# KEYS: job key, queue, event stream; ARGV: id, payload, score, ttl, event ('' for none),
-# oldest event id to keep, stream ttl.
+# With ARGV[8] = '1' (the reconciler, for rows queued and due for a while), an in-progress
+# mark is stale: a worker took the id from arq but died before claiming the row. The mark would
+# keep arq from running the job again until it expires, so it is removed and the job made ready.
+# KEYS: job key, queue, event stream, in-progress key; ARGV: id, payload, score, ttl, event ('' for
+# none), oldest event id to keep, stream ttl, take over stale marks ('1' or '').
 _ENQUEUE_LUA = """
+if ARGV[8] == '1' and redis.call('DEL', KEYS[4]) == 1 then
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+  return 2
+end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
@@ -140,19 +147,24 @@ async def enqueue_many(
     *,
     defer_s: float = 0.0,
     announce: Sequence[Announcement | None] = (),
+    take_over_stale: bool = False,
 ) -> None:
     """Enqueue (job id, queue) pairs in one pipelined round trip; ids already in arq are skipped.
-    `announce[i]`, if given, is appended to its stream as job i enters the queue."""
+    `announce[i]`, if given, is appended to its stream as job i enters the queue.
+    `take_over_stale`: the jobs' rows say nobody runs them, so an in-progress mark in arq is a
+    dead worker's and is cleared (the reconciler's repair)."""
     score = str(int((time.time() + defer_s) * 1000))
     calls = []
     for index, (job_id, queue) in enumerate(jobs):
         note = announce[index] if index < len(announce) else None
-        keys = [job_key_prefix + job_id, queue_key(queue), note.stream if note else job_id]
+        stream = note.stream if note else job_key_prefix + job_id
+        keys = [job_key_prefix + job_id, queue_key(queue), stream, in_progress_key_prefix + job_id]
         args = [job_id, _payload(job_id), score, str(JOB_EXPIRES_MS)]
         if note:
             args += [note.entry, note.keep_after_id, note.stream_ttl_ms]
         else:
             args += ["", "", ""]
+        args.append("1" if take_over_stale else "")
         calls.append((keys, args))
     if calls:
         await _run_script(redis, _ENQUEUE_LUA, calls)

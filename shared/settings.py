@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     max_request_bytes: int = 2 * 1024 * 1024
+    auth_cache_s: float = Field(default=5.0, ge=0)
     db_pool_size: int = 20
     db_max_overflow: int = 10
 
@@ -84,7 +85,11 @@ class Settings(BaseSettings):
     webhook_max_age_s: float = Field(default=86400.0, gt=0)
     webhook_backoff_base_s: float = Field(default=2.0, gt=0)
     webhook_backoff_max_s: float = Field(default=3600.0, gt=0)
-    worker_metrics_port: int | None = Field(default=9464, ge=0, le=65535)
+    # Worker /metrics (worker/metrics.py): 0 = a free port the OS picks; empty or -1 = off.
+    worker_metrics_port: int | None = Field(default=9464, ge=-1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
+    # API /metrics: unset = open (scrapers usually sit on a private network).
+    metrics_token: SecretStr | None = None
 
     egress_allow_cidrs: Annotated[list[str], NoDecode] = Field(default_factory=list)
     egress_allowed_ports: Annotated[list[str], NoDecode] = Field(
@@ -98,6 +103,11 @@ class Settings(BaseSettings):
     browser_max_rss_mb: int = Field(default=1536, ge=64)
     browser_launch_timeout_s: float = Field(default=30.0, gt=0)
     artifact_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+
+    @field_validator("worker_metrics_port", "metrics_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("egress_allow_cidrs", "egress_allowed_ports", mode="before")
     @classmethod
@@ -140,6 +150,11 @@ class Settings(BaseSettings):
                 os.link(tmp, path)  # atomic: the first process to get here wins
             tmp.unlink()
         return path.read_text().strip()
+
+    @property
+    def worker_metrics_enabled(self) -> bool:
+        """Whether workers serve /metrics (a port of 0 asks the OS for a free one)."""
+        return self.worker_metrics_port is not None and self.worker_metrics_port >= 0
 
     @property
     def is_sqlite(self) -> bool:

@@ -115,6 +115,7 @@ def settings(data_dir: Path, database_url: str, redis_url: str) -> Settings:
         backoff_base_s=0.2,
         backoff_max_s=1.0,
         worker_poll_delay_s=0.02,
+        worker_metrics_port=0,  # an OS-assigned port: tests run many workers at once
     )
 
 
@@ -142,6 +143,32 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
             yield http
+
+
+@pytest.fixture
+async def live_api(settings: Settings) -> AsyncIterator[str]:
+    """The API served by uvicorn on a loopback port (for streams, which ASGITransport buffers);
+    yields its base URL."""
+    import uvicorn
+
+    from api.app import create_app
+    from outrider.dev import free_port
+
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
 
 
 NewOwner = Callable[[], Awaitable[dict[str, str]]]

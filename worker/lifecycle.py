@@ -18,8 +18,9 @@ from datetime import datetime, timedelta
 from redis.exceptions import LockError, RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from shared import __version__
 from shared.events import enqueue_announced
-from shared.liveness import liveness_key
+from shared.liveness import liveness_key, publish_liveness, remove_liveness
 from shared.logging import get_logger
 from shared.models import utcnow
 from shared.queue import requeue_now
@@ -44,21 +45,29 @@ LOOP_ERRORS = (SQLAlchemyError, RedisError, OSError, TimeoutError)
 
 
 async def _publish_liveness(state: WorkerState, started_at: str) -> None:
+    host, pid, _ = state.worker_id.rsplit(":", 2)
     info = {
         "worker_id": state.worker_id,
+        "host": host,
+        "pid": int(pid),
         "queue": state.queue,
-        "concurrency": state.settings.worker_concurrency,
+        "concurrency": state.concurrency,
         "running": len(state.running),
         "jobs": [str(job_id) for job_id in state.running],
+        "done": state.jobs_done,
+        "failed": state.jobs_failed,
         "started_at": started_at,
         "heartbeat_at": utcnow().isoformat(),
+        "version": __version__,
+        "metrics_port": state.metrics_port,
     }
-    ttl_ms = int(state.settings.worker_heartbeat_s * 3 * 1000)
+    # Three missed heartbeats and the worker is gone from every listing.
+    ttl_s = state.settings.worker_heartbeat_s * 3
     # Bounded: a Redis outage must not stop the lease renewals in PostgreSQL.
     # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel, and a loop that
     # swallows its cancel keeps a stopping worker alive.
     async with asyncio.timeout(REDIS_WAIT_S):
-        await state.redis.set(liveness_key(state.worker_id), json.dumps(info), px=ttl_ms)
+        await publish_liveness(state.redis, info, ttl_s)
 
 
 async def _watch_cancels(state: WorkerState) -> None:
@@ -104,11 +113,11 @@ async def _guarded(step: Awaitable[None]) -> None:
         log.warning("worker.heartbeat_failed", error=str(exc)[:200])
 
 
-async def remove_liveness(state: WorkerState) -> None:
+async def retire(state: WorkerState) -> None:
     """On graceful shutdown: remove only this worker's own entry."""
     with contextlib.suppress(*LOOP_ERRORS):
         async with asyncio.timeout(REDIS_WAIT_S):
-            await state.redis.delete(liveness_key(state.worker_id))
+            await remove_liveness(state.redis, state.worker_id)
 
 
 class Reconciler:
@@ -135,7 +144,9 @@ class Reconciler:
             if found is not None:
                 released.append(found)
                 log.warning(
-                    "job.orphan_released", job_id=str(job_id), fence=fence, requeued=found.requeued
+                    "job.orphan_requeued" if found.requeued else "job.orphan_failed",
+                    job_id=str(job_id),
+                    fence=fence,
                 )
         requeue = [(str(r.job.id), r.job.queue) for r in released if r.requeued]
         if requeue:
@@ -159,8 +170,14 @@ class Reconciler:
         async with state.sessionmaker() as session:
             rows = await find_unenqueued(session, older_than, self._position, RECONCILE_BATCH)
         if rows:
+            # Queued and due for a while: no worker runs them (a claim would have made them
+            # running), so an in-progress mark in arq is a dead worker's.
             await enqueue_announced(
-                state.redis, rows, state.settings.events_retention_s, reason="recovered"
+                state.redis,
+                rows,
+                state.settings.events_retention_s,
+                reason="recovered",
+                take_over_stale=True,
             )
         # Walk the backlog a batch per pass, then start over.
         last = rows[-1] if len(rows) == RECONCILE_BATCH else None

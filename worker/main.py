@@ -21,10 +21,12 @@ from arq.typing import WorkerCoroutine
 from shared.logging import get_logger
 from shared.queue import JOB_FUNCTION, deserialize, queue_key, serialize
 from shared.settings import Settings
-from worker.lifecycle import Reconciler, heartbeat_loop, remove_liveness
+from worker import metrics
+from worker.lifecycle import Reconciler, heartbeat_loop, retire
 from worker.runner import run_job
 from worker.scheduler import scheduler_loop
 from worker.state import BROWSER_QUEUE, WorkerState
+from worker.webhooks import webhook_loop
 
 log = get_logger(__name__)
 
@@ -34,6 +36,7 @@ BACKGROUND_LOOPS: list[Callable[[WorkerState], Awaitable[None]]] = [
     heartbeat_loop,
     lambda state: Reconciler(state).loop(),
     scheduler_loop,
+    webhook_loop,
 ]
 RESTART_DELAY_S = 1.0
 
@@ -112,6 +115,8 @@ async def serve(
         raise
     if queue == BROWSER_QUEUE:  # a page per job slot; more would only thrash the browser
         concurrency = min(concurrency, settings.browser_max_pages)
+    state.concurrency = concurrency
+    metrics_server = metrics.start_server(state)  # before the heartbeat publishes its port
     loops: list[asyncio.Task[None]] = [asyncio.ensure_future(fn(state)) for fn in BACKGROUND_LOOPS]
     log.info("worker.started", worker_id=state.worker_id, queue=queue, concurrency=concurrency)
     worker = build_worker(state, concurrency)
@@ -136,7 +141,10 @@ async def serve(
         await _drain(worker, settings.worker_shutdown_grace_s)
     finally:
         await _stop_loops(loops)
-        await remove_liveness(state)
+        await retire(state)
+        if metrics_server is not None:
+            await asyncio.to_thread(metrics_server.stop)
+        metrics.forget(state)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2):
                 await state.redis.delete(worker.health_check_key)

@@ -11,6 +11,7 @@ from typing import Any
 from shared.events import JobEvent, JobLike
 from shared.models import AttemptOutcome, JobStatus
 from shared.repositories.execution import Claim, Outcome
+from worker import metrics
 from worker.state import WorkerState
 
 # An attempt's outcome -> (event type, why the job is queued again).
@@ -26,14 +27,19 @@ OUTCOME_EVENTS: dict[AttemptOutcome, tuple[str, str | None]] = {
 
 async def job_started(state: WorkerState, claim: Claim) -> None:
     """A claim committed: the job runs now."""
+    metrics.attempt_started(claim)
     await state.events.publish([JobEvent.of(claim.job, "started", JobStatus.RUNNING)])
 
 
 async def job_ended(state: WorkerState, job: JobLike, outcome: Outcome) -> None:
     """An attempt's outcome committed (`job` as it was claimed)."""
+    metrics.attempt_ended(state, job, outcome)
     type_, reason = OUTCOME_EVENTS[outcome.attempt_outcome]
     if outcome.status == JobStatus.FAILED:
         type_ = "failed"  # out of attempts, whatever ended the last one
+        state.jobs_failed += 1
+    elif outcome.status == JobStatus.SUCCEEDED:
+        state.jobs_done += 1
     attempt = job.attempts - (1 if outcome.refund_attempt else 0)
     event = JobEvent(
         type=type_,
@@ -50,6 +56,11 @@ async def job_ended(state: WorkerState, job: JobLike, outcome: Outcome) -> None:
         else None,
     )
     await state.events.publish([event])
+
+
+def job_cancelled(state: WorkerState, job: JobLike) -> None:
+    """A running job's attempt closed as cancelled (the API announced the cancel)."""
+    metrics.attempt_cancelled(state, job)
 
 
 async def job_progress(state: WorkerState, claim: Claim, progress: dict[str, Any]) -> None:

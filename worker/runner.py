@@ -22,11 +22,12 @@ from shared.repositories.execution import (
     record_cancelled,
     record_outcome,
 )
+from worker import metrics
 from worker.engines.base import Engine, EngineContext
 from worker.engines.call import run_http
 from worker.engines.fetch import run_fetch
 from worker.engines.scrape import run_scrape
-from worker.observe import job_ended, job_progress, job_started
+from worker.observe import job_cancelled, job_ended, job_progress, job_started
 from worker.politeness import polite
 from worker.retry import Deferred, JobError, backoff_s, classify
 from worker.state import Running, WorkerState
@@ -97,6 +98,7 @@ async def _execute(state: WorkerState, claim: Claim) -> dict[str, Any]:
         policy=state.policy,
         http=state.http,
         report=lambda progress: job_progress(state, claim, progress),
+        deadline=asyncio.get_running_loop().time() + claim.job.timeout_s,
     )
     engine = ENGINES.get(claim.job.kind)
     if engine is None:
@@ -105,7 +107,7 @@ async def _execute(state: WorkerState, claim: Claim) -> dict[str, Any]:
         )
     try:
         # Politeness (robots.txt, the host's slot) counts against the job's timeout.
-        async with asyncio.timeout(claim.job.timeout_s), polite(state, claim):
+        async with asyncio.timeout_at(ctx.deadline), polite(state, claim):
             return await engine(ctx)
     except TimeoutError as exc:
         if isinstance(exc, JobError):  # pragma: no cover - JobError is not a TimeoutError
@@ -157,6 +159,7 @@ async def _run_claimed(state: WorkerState, claim: Claim) -> None:
         if running.cancelled_by_user and not (current and current.cancelling()):
             async with state.sessionmaker.begin() as session:
                 await record_cancelled(session, claim.job.id, claim.fence)
+            job_cancelled(state, claim.job)
             log.info("job.cancelled")
             return
         # Shutdown: give the job back without using up the attempt, then let arq requeue it.
@@ -182,6 +185,7 @@ async def _run_claimed(state: WorkerState, claim: Claim) -> None:
         return
     except Exception as exc:
         error = classify(exc)
+        metrics.attempt_refused(exc)
         if error.code == "internal_error":
             log.exception("job.crashed")
         outcome = _failure_outcome(state, claim, error)

@@ -6,6 +6,7 @@ import asyncio
 import os
 import secrets
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -36,6 +37,7 @@ class Running:
     fence: int
     task: asyncio.Task[object]
     cancelled_by_user: bool = False
+    started: float = field(default_factory=time.monotonic)  # the attempt's duration metric
 
 
 @dataclass
@@ -54,7 +56,11 @@ class WorkerState:
     parse_pool: ParsePool
     events: EventPublisher
     running: dict[uuid.UUID, Running] = field(default_factory=dict)
+    concurrency: int = 0  # how many jobs it runs at once (set by serve())
+    jobs_done: int = 0  # attempts that ended the job succeeded, in this process
+    jobs_failed: int = 0  # attempts that ended the job failed, in this process
     browser: BrowserPool | None = None
+    metrics_port: int | None = None  # where this worker serves /metrics (None: it does not)
 
     @classmethod
     def create(cls, settings: Settings, queue: str) -> WorkerState:

@@ -11,13 +11,14 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api import metrics
 from api.deps import AppState, Principal
 from shared.errors import IdempotencyConflict
 from shared.events import enqueue_announced
 from shared.logging import get_logger
 from shared.models import Agent, Job
 from shared.repositories.job import find_by_idempotency_key, insert_jobs
-from shared.services.jobs import check_destination, job_row, resolve_agent
+from shared.services.jobs import job_row, resolve_agent
 from shared.specs import AnyJobSpec
 
 log = get_logger(__name__)
@@ -33,6 +34,8 @@ def request_hash(spec: AnySpec) -> str:
 
 async def enqueue_jobs(state: AppState, jobs: Sequence[Job], reason: str = "submitted") -> None:
     """Enqueue (and announce) committed jobs; if Redis is down, leave them to the reconciler."""
+    if reason == "retry":  # POST /v1/jobs/{id}/retry
+        metrics.jobs_retried_by_user(jobs)
     try:
         await enqueue_announced(state.redis, jobs, state.settings.events_retention_s, reason)
     except (RedisError, OSError) as exc:
@@ -54,8 +57,10 @@ async def submit_one(
         if existing is not None:
             return _replay(existing, fingerprint), False
     agent = await resolve_agent(session, principal.owner_id, spec.agent_id, _agents(principal))
-    check_destination(state.policy, agent, spec.input.url, None)
-    row = job_row(state.settings, principal.owner_id, spec, agent)
+    row = job_row(state.settings, state.policy, principal.owner_id, spec, agent)
+    if not idempotency_key and state.submitter is not None:
+        # The common case: share one INSERT, COMMIT and enqueue with concurrent requests.
+        return await state.submitter.submit(row), True
     row.update(idempotency_key=idempotency_key, request_hash=fingerprint)
     try:
         (job,) = await insert_jobs(session, [row])
@@ -67,8 +72,14 @@ async def submit_one(
         if existing is None:
             raise
         return _replay(existing, fingerprint), False
-    await enqueue_jobs(state, [job])
+    await after_commit(state, [job])
     return job, True
+
+
+async def after_commit(state: AppState, jobs: Sequence[Job]) -> None:
+    """What follows the commit of new jobs: count them, enqueue and announce them."""
+    metrics.jobs_submitted(jobs)
+    await enqueue_jobs(state, jobs)
 
 
 def _agents(principal: Principal) -> dict[Any, Agent]:
@@ -92,9 +103,8 @@ async def submit_batch(
     rows = []
     for index, spec in enumerate(specs):
         agent = await resolve_agent(session, principal.owner_id, spec.agent_id, agents)
-        check_destination(state.policy, agent, spec.input.url, index)
-        rows.append(job_row(state.settings, principal.owner_id, spec, agent))
+        rows.append(job_row(state.settings, state.policy, principal.owner_id, spec, agent, index))
     jobs = await insert_jobs(session, rows)
     await session.commit()
-    await enqueue_jobs(state, jobs)
+    await after_commit(state, jobs)
     return jobs

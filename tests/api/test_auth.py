@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 
 import httpx
+from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.auth import hash_key
+from shared.auth import announce_revocation, hash_key
 from shared.models import ApiKey
 from shared.repositories.owner import revoke_api_key
 from tests.api.support import assert_error, closed_port_url
@@ -92,6 +94,7 @@ async def test_health_needs_no_key(client: httpx.AsyncClient) -> None:
 
 async def test_revoked_key_stops_working_at_once(
     client: httpx.AsyncClient,
+    redis_url: str,
     sessionmaker: async_sessionmaker[AsyncSession],
     new_owner: NewOwner,
 ) -> None:
@@ -104,6 +107,18 @@ async def test_revoked_key_stops_working_at_once(
 
     async with sessionmaker.begin() as session:
         assert await revoke_api_key(session, plaintext_key(auth)) == 1
+    # What `outrider keys revoke` does after its commit: API processes forget the keys they
+    # remember (a busy client's key is not looked up on every request).
+    redis = Redis.from_url(redis_url)
+    try:
+        assert await announce_revocation(redis)
+    finally:
+        await redis.aclose()
+    # Well within the 5 s the key would otherwise be remembered for.
+    for _ in range(40):
+        if (await client.get(job_path, headers=auth)).status_code == 401:
+            break
+        await asyncio.sleep(0.05)
 
     for method, path in [("GET", job_path), ("GET", "/v1/jobs"), ("GET", "/v1/agents")]:
         assert_error(await client.request(method, path, headers=auth), 401, "unauthorized")

@@ -63,7 +63,8 @@ async def test_v1_routes_declare_their_errors(client: httpx.AsyncClient) -> None
         where = f"{method.upper()} {path}"
         assert "401" in responses, where
         assert "503" in responses, where
-        assert "422" in responses or "400" in responses, where
+        takes_input = operation.get("parameters") or operation.get("requestBody")
+        assert not takes_input or "422" in responses or "400" in responses, where
         for status, response in responses.items():
             if status.startswith(("4", "5")):
                 schema = response["content"]["application/json"]["schema"]

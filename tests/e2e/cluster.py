@@ -58,6 +58,8 @@ def process_env(
             # would make these tests about pacing, which tests/worker covers.
             "OUTRIDER_HOST_RATE_PER_S": "0",
             "OUTRIDER_HOST_CONCURRENCY": "0",
+            # Many workers on one host: each serves /metrics on a port the OS picks.
+            "OUTRIDER_WORKER_METRICS_PORT": "0",
         }
     )
     if redis_url is not None:

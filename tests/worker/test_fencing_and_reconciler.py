@@ -10,6 +10,7 @@ from datetime import timedelta
 import httpx
 import pytest
 from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -314,3 +315,28 @@ async def test_duplicate_enqueues_run_the_job_once(
     assert target.hits["/slow"] == 1
     attempts = await attempts_of(client, owner.auth, job_id)
     assert [a["outcome"] for a in attempts] == ["succeeded"]
+
+
+async def test_a_job_a_dead_worker_took_from_arq_but_never_claimed_runs(
+    client: httpx.AsyncClient,
+    sessionmaker: Sessions,
+    owner: Owner,
+    redis: ArqRedis,
+    target: TargetServer,
+    run_worker: RunWorker,
+) -> None:
+    # A worker popped the id (arq's in-progress mark, which lasts the job timeout) and died
+    # before its claim: the row is still queued, and arq alone would not run it for minutes.
+    job = await insert_http_job(sessionmaker, owner, target.url("/ok"))
+    job_id = str(job.id)
+    await enqueue(redis, job_id, "default")
+    await redis.set(in_progress_key_prefix + job_id, b"1", px=600_000)
+    async with sessionmaker.begin() as session:  # due for longer than the enqueue grace
+        await session.execute(
+            update(Job).where(Job.id == job.id).values(run_after=utcnow() - timedelta(seconds=5))
+        )
+    async with run_worker():
+        done = await wait_for_job(client, owner.auth, job_id, timeout_s=15)
+    assert done["status"] == "succeeded", done
+    assert done["attempts"] == 1
+    assert target.hits["/ok"] == 1

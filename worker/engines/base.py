@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,14 @@ class EngineContext:
     policy: EgressPolicy
     http: aiohttp.ClientSession
     report: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+    deadline: float | None = None  # the event loop's time at which the job times out
+
+    def time_left(self, wanted_s: float) -> float:
+        """`wanted_s`, or less if the job's own timeout comes sooner (politeness and robots.txt
+        have used some of it)."""
+        if self.deadline is None:
+            return wanted_s
+        return max(min(wanted_s, self.deadline - asyncio.get_running_loop().time()), 0.0)
 
     async def progress(self, stage: str, **info: Any) -> None:
         """Tell the job's watchers how far it got (a `progress` event)."""

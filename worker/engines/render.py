@@ -260,7 +260,9 @@ async def render_spec(ctx: EngineContext, spec: RenderInput) -> dict[str, Any]:
     """Render `spec` (a render input, or a scrape input escalated to the browser)."""
     schema = _schema(spec)
     runtime = current_runtime()
-    total = min(spec.timeout_s or ctx.agent.timeout_s or ctx.job.timeout_s, ctx.job.timeout_s)
+    total = ctx.time_left(
+        min(spec.timeout_s or ctx.agent.timeout_s or ctx.job.timeout_s, ctx.job.timeout_s)
+    )
     budget = Budget(total - min(CLEANUP_RESERVE_S, total * 0.2))
     url = await _check_target(ctx, spec.url)
     started = time.monotonic()
