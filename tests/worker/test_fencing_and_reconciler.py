@@ -120,7 +120,9 @@ async def test_a_stale_claim_can_never_overwrite_a_newer_one(
         assert (job.id, first.fence, "worker-a") in await find_orphans(session, 1000)
     async with sessionmaker.begin() as session:
         released = await release_orphan(session, job.id, first.fence)
-        assert released is not None and released.requeued and released.job.queue == "default"
+        assert released is not None
+        assert released.requeued
+        assert released.job.queue == "default"
     async with sessionmaker.begin() as session:
         assert await release_orphan(session, job.id, first.fence) is None  # idempotent
         second = await claim_job(session, job.id, "worker-b", 30)
