@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.deps import AppState
 from api.services.status import queue_status
 from api.status_schemas import QueueStatus
+from shared.events import JobLike
 from shared.logging import get_logger
 from shared.models import Job, JobStatus
 from shared.specs import JOB_KINDS
@@ -69,13 +70,13 @@ SNAPSHOT_TIMEOUT_S = 10.0
 SNAPSHOT_ERRORS = (SQLAlchemyError, RedisError, OSError, TimeoutError)
 
 
-def jobs_submitted(jobs: Iterable[Job]) -> None:
+def jobs_submitted(jobs: Iterable[JobLike]) -> None:
     """Count jobs created (and committed) by this process."""
     for kind, count in collections.Counter(job.kind for job in jobs).items():
         JOBS_SUBMITTED.labels(kind).inc(count)
 
 
-def jobs_retried_by_user(jobs: Iterable[Job]) -> None:
+def jobs_retried_by_user(jobs: Iterable[JobLike]) -> None:
     """Count jobs a user sent round again."""
     for job in jobs:
         JOBS_RETRIED_BY_USER.labels(job.kind).inc()

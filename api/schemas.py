@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.specs import HEADER_NAME, JobSpec, RequestModel
+from shared.specs import HEADER_NAME, JobSpec, RequestModel, StrictModel
 
 DomainList = list[Annotated[str, Field(min_length=1, max_length=253)]]
 SecretName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -162,7 +162,7 @@ class JobList(BaseModel):
     next_cursor: str | None
 
 
-class BatchIn(RequestModel):
+class BatchIn(StrictModel):  # each spec checks its own values (RequestModel)
     jobs: list[JobSpec] = Field(min_length=1, max_length=1000)
 
 

@@ -199,6 +199,9 @@ def _invalid(message: str) -> EgressBlocked:
     return EgressBlocked(message, code="invalid_url")
 
 
+PASSED_CACHE_SIZE = 4096
+
+
 @dataclass(frozen=True)
 class EgressPolicy:
     """Where outbound requests may go: public addresses on `allowed_ports`, plus `allow_cidrs`.
@@ -211,6 +214,9 @@ class EgressPolicy:
     _v4: tuple[ipaddress.IPv4Network, ...] = field(init=False, repr=False, compare=False)
     _v6: tuple[ipaddress.IPv6Network, ...] = field(init=False, repr=False, compare=False)
     _ports: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
+    # URLs that passed `check_url`, with their normal form: a policy never changes, and
+    # batches and crawls check the same URLs over and over.
+    _passed: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("allow_cidrs", "allowed_ports"):
@@ -224,6 +230,7 @@ class EgressPolicy:
         object.__setattr__(self, "_v4", tuple(n for n in nets if n.version == 4))
         object.__setattr__(self, "_v6", tuple(n for n in nets if n.version == 6))
         object.__setattr__(self, "_ports", tuple(_parse_port_range(p) for p in ports))
+        object.__setattr__(self, "_passed", {})
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EgressPolicy:
@@ -282,6 +289,15 @@ class EgressPolicy:
 
     def check_url(self, url: str) -> str:
         """Check a URL before requesting it; returns it normalized, raises EgressBlocked."""
+        normal = self._passed.get(url)
+        if normal is None:
+            normal = self._check_url(url)
+            if len(self._passed) >= PASSED_CACHE_SIZE:
+                self._passed.clear()
+            self._passed[url] = normal
+        return normal
+
+    def _check_url(self, url: str) -> str:
         if len(url) > MAX_URL_LENGTH:
             raise _invalid(f"URL is longer than {MAX_URL_LENGTH} characters")
         if any(c.isspace() or unicodedata.category(c)[0] in "CZ" for c in url):

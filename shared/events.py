@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.logging import get_logger
-from shared.queue import Announcement, QueueClient, enqueue_many
+from shared.queue import Announcement, QueueClient, StreamTrim, enqueue_many
 
 log = get_logger(__name__)
 
@@ -221,13 +221,9 @@ async def enqueue_announced(
     """Enqueue jobs (one pipelined round trip) with a `queued` event for each that enters the
     queue now; a job already in the queue is neither enqueued nor announced again.
     `take_over_stale`: see shared/queue.py enqueue_many."""
-    keep, ttl = min_id(retention_s), retention_ms(retention_s)
     notes = [
         Announcement(
-            stream_key(job.owner_id),
-            JobEvent.of(job, "queued", "queued", reason=reason).encode(),
-            keep,
-            ttl,
+            stream_key(job.owner_id), JobEvent.of(job, "queued", "queued", reason=reason).encode()
         )
         for job in jobs
     ]
@@ -235,5 +231,6 @@ async def enqueue_announced(
         redis,
         [(str(job.id), job.queue) for job in jobs],
         announce=notes,
+        trim=StreamTrim(min_id(retention_s), retention_ms(retention_s)),
         take_over_stale=take_over_stale,
     )

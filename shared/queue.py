@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,29 +30,37 @@ JOB_FUNCTION = "run_job"
 
 JOB_EXPIRES_MS = 7 * 24 * 3600 * 1000
 
-# Enqueue one job unless arq already holds it, and announce it (a `queued` event in the owner's
-# stream, shared/events.py) in the same atomic step, so the announcement precedes any `started`.
-# With ARGV[8] = '1' (the reconciler, for rows queued and due for a while), an in-progress
-# mark is stale: a worker took the id from arq but died before claiming the row. The mark would
-# keep arq from running the job again until it expires, so it is removed and the job made ready.
-# KEYS: job key, queue, event stream, in-progress key; ARGV: id, payload, score, ttl, event ('' for
-# none), oldest event id to keep, stream ttl, take over stale marks ('1' or '').
+# Enqueue jobs unless arq already holds them, and announce each one that enters the queue (a
+# `queued` event in its owner's stream, shared/events.py) in the same atomic step, so the
+# announcement precedes any `started`. One call carries many jobs: per job, only what differs.
+# With ARGV[7] = '1' (the reconciler, for rows queued and due for a while), an in-progress mark
+# is stale: a worker took the id from arq but died before claiming the row. The mark would keep
+# arq from running the job again until it expires, so it is removed and the job made ready.
+# Keys are built from prefixes (standalone Redis, as arq itself requires).
+# ARGV: job key prefix, in-progress prefix, score, job ttl, oldest event id to keep, stream ttl,
+# take over ('1' or ''), payload head, payload tail; then per job: id, queue key, stream key
+# and event ('' and '' for none).
 _ENQUEUE_LUA = """
-if ARGV[8] == '1' and redis.call('DEL', KEYS[4]) == 1 then
-  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-  return 2
+local added = 0
+for i = 10, #ARGV, 4 do
+  local id, queue, stream, event = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local job_key = ARGV[1] .. id
+  if ARGV[7] == '1' and redis.call('DEL', ARGV[2] .. id) == 1 then
+    redis.call('ZADD', queue, ARGV[3], id)
+    added = added + 1
+  elseif redis.call('EXISTS', job_key) == 0 then
+    redis.call('SET', job_key, ARGV[8] .. id .. ARGV[9], 'PX', ARGV[4])
+    if event ~= '' then
+      redis.call('XADD', stream, 'MINID', '~', ARGV[5], '*', 'e', event)
+      redis.call('PEXPIRE', stream, ARGV[6])
+    end
+    redis.call('ZADD', queue, ARGV[3], id)
+    added = added + 1
+  end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return 0
-end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
-if ARGV[5] ~= '' then
-  redis.call('XADD', KEYS[3], 'MINID', '~', ARGV[6], '*', 'e', ARGV[5])
-  redis.call('PEXPIRE', KEYS[3], ARGV[7])
-end
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-return 1
+return added
 """
+ENQUEUE_CHUNK = 500  # jobs per script call: a call blocks Redis while it runs
 
 # Make an orphaned job (its worker died) runnable now. KEYS: job, in-progress, queue.
 _REQUEUE_LUA = """
@@ -111,6 +119,12 @@ def _payload(job_id: str) -> str:
     return serialize({"t": 1, "f": JOB_FUNCTION, "a": [job_id], "k": {}, "et": now_ms}).decode()
 
 
+def _payload_parts() -> tuple[str, str]:
+    """The payload of any job id as (head, tail): the script puts the id between them."""
+    head, _, tail = _payload("JOB-ID").partition("JOB-ID")
+    return head, tail
+
+
 async def _run_script(
     redis: ArqRedis, script: str, calls: Sequence[tuple[list[str], list[str]]]
 ) -> None:
@@ -133,20 +147,28 @@ async def _run_script(
 
 @dataclass(frozen=True)
 class Announcement:
-    """An entry to append to a stream when (and only if) a job is newly enqueued."""
+    """An entry to append to `stream` when (and only if) a job is newly enqueued."""
 
     stream: str
     entry: str
+
+
+@dataclass(frozen=True)
+class StreamTrim:
+    """How streams written by an enqueue are kept short: entries older than `keep_after_id`
+    go, and an idle stream expires after `ttl_ms`."""
+
     keep_after_id: str
-    stream_ttl_ms: str
+    ttl_ms: str
 
 
 async def enqueue_many(
     redis: ArqRedis,
-    jobs: Iterable[tuple[str, str]],
+    jobs: Sequence[tuple[str, str]],
     *,
     defer_s: float = 0.0,
     announce: Sequence[Announcement | None] = (),
+    trim: StreamTrim = StreamTrim("0", "1"),
     take_over_stale: bool = False,
 ) -> None:
     """Enqueue (job id, queue) pairs in one pipelined round trip; ids already in arq are skipped.
@@ -154,18 +176,31 @@ async def enqueue_many(
     `take_over_stale`: the jobs' rows say nobody runs them, so an in-progress mark in arq is a
     dead worker's and is cleared (the reconciler's repair)."""
     score = str(int((time.time() + defer_s) * 1000))
-    calls = []
-    for index, (job_id, queue) in enumerate(jobs):
-        note = announce[index] if index < len(announce) else None
-        stream = note.stream if note else job_key_prefix + job_id
-        keys = [job_key_prefix + job_id, queue_key(queue), stream, in_progress_key_prefix + job_id]
-        args = [job_id, _payload(job_id), score, str(JOB_EXPIRES_MS)]
-        if note:
-            args += [note.entry, note.keep_after_id, note.stream_ttl_ms]
-        else:
-            args += ["", "", ""]
-        args.append("1" if take_over_stale else "")
-        calls.append((keys, args))
+    head, tail = _payload_parts()
+    common = [
+        job_key_prefix,
+        in_progress_key_prefix,
+        score,
+        str(JOB_EXPIRES_MS),
+        trim.keep_after_id,
+        trim.ttl_ms,
+        "1" if take_over_stale else "",
+        head,
+        tail,
+    ]
+    calls: list[tuple[list[str], list[str]]] = []
+    for start in range(0, len(jobs), ENQUEUE_CHUNK):
+        args = list(common)
+        for index in range(start, min(start + ENQUEUE_CHUNK, len(jobs))):
+            job_id, queue = jobs[index]
+            note = announce[index] if index < len(announce) else None
+            args += [
+                job_id,
+                queue_key(queue),
+                note.stream if note else "",
+                note.entry if note else "",
+            ]
+        calls.append(([], args))
     if calls:
         await _run_script(redis, _ENQUEUE_LUA, calls)
 

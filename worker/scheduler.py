@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.clock import is_postgres, shared_now
 from shared.events import enqueue_announced
 from shared.logging import get_logger
-from shared.models import Job
+from shared.repositories.job import NewJob
 from shared.repositories.schedule import claim_due, earliest_fire_at
 from shared.services.schedules import FireContext, process_due
 from worker.state import WorkerState
@@ -64,7 +64,7 @@ class Scheduler:
         self._quarantine = {k: until for k, until in self._quarantine.items() if until > now}
         return set(self._quarantine)
 
-    async def fire_next(self) -> list[Job] | None:
+    async def fire_next(self) -> list[NewJob] | None:
         """Claim one due schedule and fire it; None when nothing (claimable) is due."""
         excluded = self._excluded()
         claimed: uuid.UUID | None = None
@@ -102,7 +102,7 @@ class Scheduler:
         self.more_due = True
         return created
 
-    async def _enqueue(self, jobs: list[Job]) -> None:
+    async def _enqueue(self, jobs: list[NewJob]) -> None:
         try:
             retention_s = self.state.settings.events_retention_s
             await enqueue_announced(self.state.redis, jobs, retention_s, reason="schedule")

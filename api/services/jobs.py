@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api import metrics
 from api.deps import AppState, Principal
 from shared.errors import IdempotencyConflict
-from shared.events import enqueue_announced
+from shared.events import JobLike, enqueue_announced
 from shared.logging import get_logger
 from shared.models import Agent, Job
-from shared.repositories.job import find_by_idempotency_key, insert_jobs
+from shared.repositories.job import NewJob, find_by_idempotency_key, insert_jobs
 from shared.services.jobs import job_row, resolve_agent
 from shared.specs import AnyJobSpec
 
@@ -32,7 +32,7 @@ def request_hash(spec: AnySpec) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def enqueue_jobs(state: AppState, jobs: Sequence[Job], reason: str = "submitted") -> None:
+async def enqueue_jobs(state: AppState, jobs: Sequence[JobLike], reason: str = "submitted") -> None:
     """Enqueue (and announce) committed jobs; if Redis is down, leave them to the reconciler."""
     if reason == "retry":  # POST /v1/jobs/{id}/retry
         metrics.jobs_retried_by_user(jobs)
@@ -49,7 +49,7 @@ async def submit_one(
     principal: Principal,
     spec: AnySpec,
     idempotency_key: str | None,
-) -> tuple[Job, bool]:
+) -> tuple[Job | NewJob, bool]:
     """Create one job (or find the one this Idempotency-Key made); True if created now."""
     fingerprint = request_hash(spec) if idempotency_key else None
     if idempotency_key:
@@ -76,7 +76,7 @@ async def submit_one(
     return job, True
 
 
-async def after_commit(state: AppState, jobs: Sequence[Job]) -> None:
+async def after_commit(state: AppState, jobs: Sequence[JobLike]) -> None:
     """What follows the commit of new jobs: count them, enqueue and announce them."""
     metrics.jobs_submitted(jobs)
     await enqueue_jobs(state, jobs)
@@ -97,7 +97,7 @@ def _replay(existing: Job, fingerprint: str | None) -> Job:
 
 async def submit_batch(
     state: AppState, session: AsyncSession, principal: Principal, specs: Sequence[AnySpec]
-) -> list[Job]:
+) -> list[NewJob]:
     """Create many jobs in one transaction and enqueue them in one pipelined round trip."""
     agents = _agents(principal)
     rows = []

@@ -18,7 +18,8 @@ from api.schedule_schemas import ScheduleCreate, ScheduleOut, ScheduleUpdate
 from shared.clock import database_now, is_postgres
 from shared.cron import CronSchedule
 from shared.errors import ValidationFailed
-from shared.models import Job, Schedule, ScheduleTrigger, utcnow
+from shared.models import Schedule, ScheduleTrigger, utcnow
+from shared.repositories.job import NewJob
 from shared.repositories.schedule import count_live, get_schedule
 from shared.services.jobs import prepare_job_row
 from shared.services.schedules import FireContext, fire_instant
@@ -139,7 +140,7 @@ async def update_schedule(
     return to_out(schedule, now)
 
 
-async def run_now(state: AppState, principal: Principal, schedule_id: uuid.UUID) -> Job:
+async def run_now(state: AppState, principal: Principal, schedule_id: uuid.UUID) -> NewJob:
     """Fire the schedule's job now (its instant is the database's now), paused or not, and
     whatever `overlap` says: the caller asked for it. Enqueued after the commit."""
     ctx = FireContext(settings=state.settings, policy=state.policy)

@@ -17,12 +17,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.models import Job
-from shared.repositories.job import insert_jobs
+from shared.repositories.job import NewJob, insert_jobs
 
 MAX_FLUSH = 500  # rows per INSERT; more waiting simply go in the next flush
 
-Pending = tuple[dict[str, Any], asyncio.Future[Job]]
+Pending = tuple[dict[str, Any], asyncio.Future[NewJob]]
 
 
 class Submitter:
@@ -31,16 +30,16 @@ class Submitter:
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
-        after_commit: Callable[[Sequence[Job]], Awaitable[None]],
+        after_commit: Callable[[Sequence[NewJob]], Awaitable[None]],
     ) -> None:
         self._sessionmaker = sessionmaker
         self._after_commit = after_commit
         self._pending: list[Pending] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def submit(self, row: dict[str, Any]) -> Job:
+    async def submit(self, row: dict[str, Any]) -> NewJob:
         """Insert one job row (in a shared transaction) and enqueue it; returns the job."""
-        future: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[NewJob] = asyncio.get_running_loop().create_future()
         self._pending.append((row, future))
         if self._flusher is None or self._flusher.done():
             # A task of its own: a client that goes away must not cancel the others' flush.

@@ -38,14 +38,13 @@ from shared.egress import EgressPolicy
 from shared.errors import AppError, Conflict, ValidationFailed
 from shared.logging import get_logger
 from shared.models import (
-    Job,
     Schedule,
     ScheduleMisfire,
     ScheduleOverlap,
     ScheduleRunStatus,
     ScheduleTrigger,
 )
-from shared.repositories.job import insert_jobs
+from shared.repositories.job import NewJob, insert_jobs
 from shared.repositories.schedule import advance, attach_job, has_active_job, insert_run
 from shared.services.jobs import prepare_job_row
 from shared.settings import Settings
@@ -123,7 +122,7 @@ async def fire_instant(
     now: datetime,
     *,
     trigger: ScheduleTrigger = ScheduleTrigger.SCHEDULE,
-) -> Job | None:
+) -> NewJob | None:
     """Record the instant and create its queued job; None if skipped or already fired.
     A manual run ignores `overlap` and raises what the scheduler records as a skipped run."""
     manual = trigger == ScheduleTrigger.MANUAL
@@ -178,7 +177,7 @@ async def _skip(session: AsyncSession, schedule: Schedule, instant: datetime, wh
 
 async def process_due(
     session: AsyncSession, ctx: FireContext, schedule: Schedule, now: datetime
-) -> list[Job]:
+) -> list[NewJob]:
     """Fire what is due of a schedule the caller has claimed; [] if another worker got there
     first. The caller commits, then enqueues the returned jobs."""
     cron = CronSchedule.parse(schedule.cron, schedule.timezone)

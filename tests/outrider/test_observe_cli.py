@@ -20,13 +20,15 @@ from shared.liveness import publish_liveness
 from shared.models import Job, JobStatus, utcnow
 from shared.queue import queue_key
 from shared.repositories.agent import get_default_agent
-from shared.repositories.job import insert_jobs
+from shared.repositories.job import NewJob, insert_jobs
 from shared.repositories.owner import get_or_create_owner
 from shared.services.status import queue_snapshots
 from shared.settings import Settings
 
 
-async def _jobs(settings: Settings, owner_name: str, states: list[tuple[str, float]]) -> list[Job]:
+async def _jobs(
+    settings: Settings, owner_name: str, states: list[tuple[str, float]]
+) -> list[NewJob]:
     """Jobs of a new owner in the given (status, finished this many hours ago) states."""
     engine = create_engine(settings)
     try:

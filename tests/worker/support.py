@@ -14,9 +14,8 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.models import Job
 from shared.repositories.agent import get_default_agent
-from shared.repositories.job import insert_jobs
+from shared.repositories.job import NewJob, insert_jobs
 from shared.repositories.owner import create_api_key, get_or_create_owner
 
 
@@ -94,7 +93,7 @@ async def insert_http_job(
     *,
     max_attempts: int = 3,
     queue: str = "default",
-) -> Job:
+) -> NewJob:
     """Write a queued `http` job row without enqueuing it (what a lost enqueue leaves)."""
     row = {
         "owner_id": owner.id,
