@@ -51,12 +51,14 @@ typecheck: install
 
 check: lint typecheck test  ## Lint, types, tests.
 
-# Benchmarks need PostgreSQL (OUTRIDER_BENCH_DATABASE_URL, default the local server) and wrk.
+# Benchmarks need PostgreSQL (OUTRIDER_BENCH_DATABASE_URL, default the local server), wrk and
+# Chromium; BENCH_ARGS passes options, e.g. make bench BENCH_ARGS='--quick --scenario fetch'.
 bench: install  ## Run every benchmark scenario against its bare baseline (see benchmarks/README.md).
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || \
 		{ echo "wrk is needed: apt-get install wrk"; exit 1; }
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .outrider .pytest_cache .mypy_cache .ruff_cache

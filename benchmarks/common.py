@@ -58,6 +58,30 @@ class Stats:
         }
 
 
+@dataclass(frozen=True)
+class Sizes:
+    """How big each scenario is; `QUICK` is for development runs."""
+
+    quick: bool = False
+    e2e_jobs: int = 5000
+    concurrency_jobs: int = 3000
+    site_pages: int = 500
+    render_pages: int = 100
+    soak_jobs: int = 10_000
+    submit_seconds: int = 5
+
+
+QUICK = Sizes(
+    quick=True,
+    e2e_jobs=1000,
+    concurrency_jobs=1000,
+    site_pages=100,
+    render_pages=20,
+    soak_jobs=1000,
+    submit_seconds=2,
+)
+
+
 def percentile(values: list[float], pct: float) -> float:
     """The pct-th percentile (nearest rank)."""
     ordered = sorted(values)
@@ -173,6 +197,19 @@ class Processes:
 
     def outrider(self, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
         return self.start([sys.executable, "-m", "outrider", *args], env)
+
+    def stop_some(self, procs: list[subprocess.Popen[bytes]], timeout_s: float = 60) -> None:
+        """SIGTERM `procs` (the way users stop them) and wait for them to exit."""
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            self.procs.remove(proc)
 
     def stop(self) -> None:
         for proc in reversed(self.procs):

@@ -1,4 +1,5 @@
-"""The benchmark scenarios of the spine. Each returns a dict of Stats and a verdict."""
+"""The benchmark scenarios of the spine (submit, dispatch) and the registry of all of them.
+Each returns a dict of Stats and a verdict."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import asyncpg
 import httpx
 from redis import Redis
 
+from benchmarks import scenarios_browser, scenarios_pipeline, scenarios_soak
 from benchmarks.common import (
     Processes,
+    Sizes,
     Stats,
     create_key,
     free_port,
@@ -192,8 +195,14 @@ async def _dispatch_latencies(db: str, ids: list[str]) -> list[float]:
         await conn.close()
 
 
-SCENARIOS: dict[str, Callable[[int], Result]] = {
-    "submit_single": submit_single,
-    "submit_batch": submit_batch,
-    "dispatch_latency": dispatch_latency,
+# Every scenario, in the order `make bench` runs them: (rounds, sizes) -> result.
+SCENARIOS: dict[str, Callable[[int, Sizes], Result]] = {
+    "submit_single": lambda rounds, sizes: submit_single(rounds, sizes.submit_seconds),
+    "submit_batch": lambda rounds, sizes: submit_batch(rounds),
+    "dispatch_latency": lambda rounds, sizes: dispatch_latency(rounds),
+    "e2e_http": scenarios_pipeline.e2e_http,
+    "concurrency": scenarios_pipeline.concurrency,
+    "fetch": scenarios_pipeline.fetch,
+    "render": scenarios_browser.render,
+    "soak": scenarios_soak.soak,
 }
