@@ -142,12 +142,24 @@ class EventPublisher:
         self.retention_s = retention_s
         self._pending: deque[JobEvent] = deque()
         self._lock = asyncio.Lock()
+        self._sender: asyncio.Task[None] | None = None
 
     async def publish(self, events: Iterable[JobEvent]) -> None:
+        """Queue events for Redis and return at once: a background task sends whatever is
+        pending in one pipelined round trip, so a busy worker sends many jobs' events at a
+        time. Order is kept (one queue, one sender)."""
         self._pending.extend(events)
         while len(self._pending) > MAX_PENDING:
             self._pending.popleft()
-        await self.flush()
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_all())
+
+    async def _send_all(self) -> None:
+        while self._pending:
+            waiting = len(self._pending)
+            await self.flush()
+            if len(self._pending) >= waiting:
+                return  # Redis is unreachable: the next publish (or the heartbeat) tries again
 
     async def flush(self) -> None:
         async with self._lock:

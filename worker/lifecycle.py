@@ -95,6 +95,7 @@ async def heartbeat_loop(state: WorkerState) -> None:
             # Even when the database is down: liveness is what tells the reconciler that this
             # worker's expired leases are a database blip, not a dead worker.
             await _guarded(_publish_liveness(state, started_at))
+            await state.events.flush()  # events an outage held back
             last_beat = time.monotonic()
         await asyncio.sleep(CANCEL_WATCH_S)
 

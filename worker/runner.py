@@ -12,6 +12,7 @@ from arq import Retry
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from shared.db import autocommit
 from shared.jsonsafe import scrub
 from shared.logging import get_logger
 from shared.models import AttemptOutcome, JobStatus, utcnow
@@ -22,6 +23,7 @@ from shared.repositories.execution import (
     record_cancelled,
     record_outcome,
 )
+from shared.repositories.execution_pg import claim_job_pg, record_outcome_pg
 from worker import metrics
 from worker.engines.base import Engine, EngineContext
 from worker.engines.call import run_http
@@ -62,11 +64,22 @@ async def _write_outcome(state: WorkerState, claim: Claim, outcome: Outcome) -> 
         reraise=True,
     ):
         with attempt:
-            async with state.sessionmaker.begin() as session:
-                written = await record_outcome(session, claim.job.id, claim.fence, outcome)
+            if state.single_statements and not _announces(claim, outcome):
+                async with autocommit(state.engine) as conn:
+                    written = await record_outcome_pg(conn, claim.job.id, claim.fence, outcome)
+            else:
+                async with state.sessionmaker.begin() as session:
+                    written = await record_outcome(session, claim.job.id, claim.fence, outcome)
     if written:
         await job_ended(state, claim.job, outcome)
     return written
+
+
+def _announces(claim: Claim, outcome: Outcome) -> bool:
+    """Whether this outcome queues webhook deliveries (then it is written in a transaction
+    with them). The agent's webhook_url as of the claim: one set later applies to later jobs."""
+    ends = outcome.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+    return ends and bool(claim.job.webhook_url or claim.agent.webhook_url)
 
 
 def _failure_outcome(state: WorkerState, claim: Claim, error: JobError) -> Outcome:
@@ -119,8 +132,12 @@ async def _execute(state: WorkerState, claim: Claim) -> dict[str, Any]:
 
 async def _claim(state: WorkerState, job_id: uuid.UUID) -> Claim | None:
     try:
+        lease_s = state.settings.worker_lease_s
+        if state.single_statements:
+            async with autocommit(state.engine) as conn:
+                return await claim_job_pg(conn, job_id, state.worker_id, lease_s)
         async with state.sessionmaker.begin() as session:
-            return await claim_job(session, job_id, state.worker_id, state.settings.worker_lease_s)
+            return await claim_job(session, job_id, state.worker_id, lease_s)
     except DB_ERRORS as exc:
         log.warning("job.claim_failed", error=str(exc)[:200])
         raise Retry(defer=DB_UNAVAILABLE_DEFER_S) from exc

@@ -61,6 +61,8 @@ class WorkerState:
     jobs_failed: int = 0  # attempts that ended the job failed, in this process
     browser: BrowserPool | None = None
     metrics_port: int | None = None  # where this worker serves /metrics (None: it does not)
+    # PostgreSQL: claims and outcomes are single statements (shared/repositories/execution_pg.py).
+    single_statements: bool = False
 
     @classmethod
     def create(cls, settings: Settings, queue: str) -> WorkerState:
@@ -77,11 +79,14 @@ class WorkerState:
             redis=redis,
             policy=policy,
             box=SecretBox(settings.resolved_secret_key()),
-            http=create_session(policy),
+            # No per-host cap here: --concurrency bounds the requests, and per-host politeness
+            # (Redis, shared by all workers) decides how many one host gets.
+            http=create_session(policy, limit=0, limit_per_host=0),
             # Shared by every worker of this process; `fetch` workers parse every job, so their
             # children start now, while browser workers start them on their first page.
             parse_pool=acquire_shared_pool(warm=queue == "default"),
             events=EventPublisher(redis, settings.events_retention_s),
+            single_statements=engine.dialect.name == "postgresql",
         )
 
     async def start(self) -> None:

@@ -72,25 +72,41 @@ async def claim_job(
     return Claim(job=job, agent=agent, fence=job.fence)
 
 
-async def record_outcome(
-    session: AsyncSession, job_id: uuid.UUID, fence: int, outcome: Outcome
-) -> bool:
-    """Write an attempt's outcome if the claim still holds; False if it was fenced out. A
-    terminal outcome queues the job's webhook deliveries in the same transaction."""
-    now = utcnow()
-    terminal = outcome.status != JobStatus.QUEUED
+def outcome_values(outcome: Outcome, now: datetime) -> dict[str, Any]:
+    """The job row's new values for an attempt's outcome."""
     values: dict[str, Any] = {
         "status": outcome.status,
         "result": outcome.result,
         "error": outcome.error,
         "worker_id": None,
         "lease_expires_at": None,
-        "finished_at": now if terminal else None,
+        "finished_at": now if outcome.status != JobStatus.QUEUED else None,
     }
     if outcome.run_after is not None:
         values["run_after"] = outcome.run_after
     if outcome.refund_attempt:
         values["attempts"] = Job.attempts - 1
+    return values
+
+
+def attempt_values(
+    outcome: AttemptOutcome, error: dict[str, Any] | None, now: datetime
+) -> dict[str, Any]:
+    """The attempt row's values when it ends."""
+    return {
+        "outcome": outcome,
+        "finished_at": now,
+        "error_code": error.get("code") if error else None,
+        "error_message": str(error.get("message", ""))[:2000] if error else None,
+    }
+
+
+async def record_outcome(
+    session: AsyncSession, job_id: uuid.UUID, fence: int, outcome: Outcome
+) -> bool:
+    """Write an attempt's outcome if the claim still holds; False if it was fenced out. A
+    terminal outcome queues the job's webhook deliveries in the same transaction."""
+    values = outcome_values(outcome, utcnow())
     # A job's end is announced (webhooks) in this transaction: nothing can end unannounced.
     announce = outcome.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
     returning = webhook_urls() if announce else (Job.id,)
@@ -127,12 +143,7 @@ async def _close_attempt(
     await session.execute(
         update(JobAttempt)
         .where(JobAttempt.job_id == job_id, JobAttempt.fence == fence)
-        .values(
-            outcome=outcome,
-            finished_at=utcnow(),
-            error_code=error.get("code") if error else None,
-            error_message=str(error.get("message", ""))[:2000] if error else None,
-        )
+        .values(**attempt_values(outcome, error, utcnow()))
     )
 
 

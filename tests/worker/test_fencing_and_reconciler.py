@@ -342,3 +342,48 @@ async def test_a_job_a_dead_worker_took_from_arq_but_never_claimed_runs(
     assert done["status"] == "succeeded", done
     assert done["attempts"] == 1
     assert target.hits["/ok"] == 1
+
+
+@pytest.mark.postgres
+async def test_the_single_statement_claim_and_outcome_are_fenced_too(
+    sessionmaker: Sessions, owner: Owner, settings: Settings
+) -> None:
+    from shared.db import autocommit, create_engine
+    from shared.repositories.execution_pg import claim_job_pg, record_outcome_pg
+
+    job = await insert_http_job(sessionmaker, owner, "http://127.0.0.1:9/never-called")
+    engine = create_engine(settings)
+    try:
+        async with autocommit(engine) as conn:
+            first = await claim_job_pg(conn, job.id, "worker-a", 30)
+            assert first is not None
+            assert first.agent.id == owner.agent_id
+            assert (first.job.status, first.job.attempts, first.fence) == ("running", 1, 1)
+            assert await claim_job_pg(conn, job.id, "worker-x", 30) is None
+            retry = Outcome(
+                status=JobStatus.QUEUED,
+                attempt_outcome=AttemptOutcome.RETRYING,
+                error={"code": "http_503", "message": "busy"},
+                run_after=utcnow(),
+            )
+            assert await record_outcome_pg(conn, job.id, first.fence, retry)
+            second = await claim_job_pg(conn, job.id, "worker-b", 30)
+            assert second is not None
+            assert second.fence == first.fence + 1
+            done = Outcome(JobStatus.SUCCEEDED, AttemptOutcome.SUCCEEDED, result={"ok": True})
+            assert not await record_outcome_pg(conn, job.id, first.fence, done)  # stale
+            assert await record_outcome_pg(conn, job.id, second.fence, done)
+    finally:
+        await engine.dispose()
+    row, attempts = await load(sessionmaker, job.id)
+    assert row is not None
+    assert (row.status, row.result, row.attempts, row.worker_id) == (
+        "succeeded",
+        {"ok": True},
+        2,
+        None,
+    )
+    assert [(a.fence, a.outcome, a.error_code) for a in attempts] == [
+        (1, "retrying", "http_503"),
+        (2, "succeeded", None),
+    ]
