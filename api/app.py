@@ -27,7 +27,7 @@ from api.routes import (
 )
 from api.services.jobs import after_commit
 from api.services.submitter import Submitter
-from shared import __version__
+from shared import __version__, heap
 from shared.crypto import SecretBox
 from shared.db import create_engine, create_sessionmaker
 from shared.egress import EgressPolicy
@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         state.submitter = Submitter(state.sessionmaker, partial(after_commit, state))
         revocations = asyncio.create_task(state.principals.watch_revocations(streams))
+        heap.settle()
         try:
             yield
         finally:
