@@ -108,10 +108,9 @@ async def get_state(request: Request) -> AppState:  # async: no threadpool hop
     return state
 
 
-async def get_session(
-    state: Annotated[AppState, Depends(get_state)],
-) -> AsyncIterator[AsyncSession]:
-    """One session per request: the key check and the route's work share a connection."""
+@contextlib.asynccontextmanager
+async def request_session(state: AppState) -> AsyncIterator[AsyncSession]:
+    """A session for one request's work, closed however the request ends."""
     session = state.sessionmaker()
     try:
         yield session
@@ -125,12 +124,19 @@ async def get_session(
                 await session.invalidate()
 
 
+async def get_session(
+    state: Annotated[AppState, Depends(get_state)],
+) -> AsyncIterator[AsyncSession]:
+    """One session per request (opened lazily: no connection until it is used)."""
+    async with request_session(state) as session:
+        yield session
+
+
 bearer = HTTPBearer(auto_error=False, description="An API key from `outrider keys create`.")
 
 
 async def get_principal(
     state: Annotated[AppState, Depends(get_state)],
-    session: Annotated[AsyncSession, Depends(get_session)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """The owner of the presented key; 401 for a missing, unknown or revoked key."""
@@ -143,7 +149,8 @@ async def get_principal(
     principal = state.principals.get(key_hash)
     if principal is not None:
         return principal
-    found = await find_owner_by_key(session, key)
+    async with request_session(state) as session:
+        found = await find_owner_by_key(session, key)
     if found is None:
         raise Unauthorized("Invalid API key.")
     owner, default_agent = found

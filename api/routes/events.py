@@ -142,7 +142,6 @@ def _sse(body: AsyncIterator[str]) -> StreamingResponse:
 async def owner_events(
     state: StateDep,
     principal: PrincipalDep,
-    session: SessionDep,
     kind: Annotated[list[JobKind] | None, Query(description="Only jobs of these kinds.")] = None,
     status: Annotated[list[EventType] | None, Query(description="Only these event types.")] = None,
     last_event_id: LastEventId = None,
@@ -150,7 +149,6 @@ async def owner_events(
 ) -> StreamingResponse:
     """Every state change of the caller's jobs, as it happens (queued, started, progress,
     retrying, succeeded, failed, cancelled). Without Last-Event-ID the stream starts now."""
-    await session.close()  # the key is checked; a stream must not hold a connection
     _admit(state)
     after = _resume_point(last_event_id, last_event_id_query)
     if after is None:
@@ -187,7 +185,7 @@ async def job_events(
     one that ends it (succeeded, failed or cancelled), after which the stream closes. For a
     job that ended before the replay window, the stream sends one event with its final state."""
     job = await get_job(session, principal.owner_id, job_id)
-    await session.close()
+    await session.close()  # a stream must not hold a database connection
     _admit(state)
     resume = _resume_point(last_event_id, last_event_id_query)
     ended = job.status in TERMINAL_STATUSES

@@ -44,7 +44,6 @@ IdempotencyKey = Annotated[
 async def submit_job(
     spec: JobSpec,
     state: StateDep,
-    session: SessionDep,
     principal: PrincipalDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
@@ -52,7 +51,7 @@ async def submit_job(
     """Queue a job. The row is written before the job is enqueued, so an accepted job is
     never lost; with `Idempotency-Key`, a repeat returns the original job (a different body
     under the same key is a 409)."""
-    job, created = await submit_one(state, session, principal, spec, idempotency_key)
+    job, created = await submit_one(state, principal, spec, idempotency_key)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return JobOut.model_validate(job)

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import metrics
-from api.deps import AppState, Principal
+from api.deps import AppState, Principal, request_session
 from shared.errors import IdempotencyConflict
 from shared.events import JobLike, enqueue_announced
 from shared.logging import get_logger
@@ -44,13 +44,27 @@ async def enqueue_jobs(state: AppState, jobs: Sequence[JobLike], reason: str = "
 
 
 async def submit_one(
+    state: AppState, principal: Principal, spec: AnySpec, idempotency_key: str | None
+) -> tuple[Job | NewJob, bool]:
+    """Create one job (or find the one this Idempotency-Key made); True if created now."""
+    if not idempotency_key and spec.agent_id is None and state.submitter is not None:
+        # The common case needs no session of its own: the default agent came with the key,
+        # and the row shares one INSERT, COMMIT and enqueue with concurrent requests.
+        row = job_row(
+            state.settings, state.policy, principal.owner_id, spec, _agents(principal)[None]
+        )
+        return await state.submitter.submit(row), True
+    async with request_session(state) as session:
+        return await _submit_in_session(state, session, principal, spec, idempotency_key)
+
+
+async def _submit_in_session(
     state: AppState,
     session: AsyncSession,
     principal: Principal,
     spec: AnySpec,
     idempotency_key: str | None,
 ) -> tuple[Job | NewJob, bool]:
-    """Create one job (or find the one this Idempotency-Key made); True if created now."""
     fingerprint = request_hash(spec) if idempotency_key else None
     if idempotency_key:
         existing = await find_by_idempotency_key(session, principal.owner_id, idempotency_key)
@@ -59,7 +73,6 @@ async def submit_one(
     agent = await resolve_agent(session, principal.owner_id, spec.agent_id, _agents(principal))
     row = job_row(state.settings, state.policy, principal.owner_id, spec, agent)
     if not idempotency_key and state.submitter is not None:
-        # The common case: share one INSERT, COMMIT and enqueue with concurrent requests.
         return await state.submitter.submit(row), True
     row.update(idempotency_key=idempotency_key, request_hash=fingerprint)
     try:
