@@ -161,22 +161,26 @@ async def cancel_job(session: AsyncSession, job: Job) -> Job:
     return job
 
 
+def retry_values() -> dict[str, Any]:
+    """A retried job's row: queued now, with a fresh attempt budget and no outcome."""
+    return {
+        "status": JobStatus.QUEUED,
+        "attempts": 0,
+        "error": None,
+        "result": None,
+        "run_after": utcnow(),
+        "finished_at": None,
+        "worker_id": None,
+        "lease_expires_at": None,
+    }
+
+
 async def retry_job(session: AsyncSession, job: Job) -> Job:
     """Send a failed or cancelled job round again with a fresh attempt budget."""
-    now = utcnow()
     result = await session.execute(
         update(Job)
         .where(Job.id == job.id, Job.status.in_([JobStatus.FAILED, JobStatus.CANCELLED]))
-        .values(
-            status=JobStatus.QUEUED,
-            attempts=0,
-            error=None,
-            result=None,
-            run_after=now,
-            finished_at=None,
-            worker_id=None,
-            lease_expires_at=None,
-        )
+        .values(**retry_values())
     )
     if result.rowcount == 0:  # type: ignore[attr-defined]
         raise InvalidState(f"A {job.status} job cannot be retried; only failed or cancelled.")

@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.models import Job, JobStatus, Owner, utcnow
+from shared.models import Job, JobStatus, Owner
 from shared.repositories.execution import QueuedJob
+from shared.repositories.job import retry_values
 
 RETRYABLE = (JobStatus.FAILED, JobStatus.CANCELLED)
 
@@ -61,20 +62,10 @@ async def retry_batch(session: AsyncSession, query: JobQuery, limit: int) -> lis
             _matching(query).with_only_columns(Job.id).order_by(Job.finished_at).limit(limit)
         )
     )
-    now = utcnow()
     rows = await session.execute(
         update(Job)
         .where(Job.id.in_(ids), Job.status == query.status)
-        .values(
-            status=JobStatus.QUEUED,
-            attempts=0,
-            error=None,
-            result=None,
-            run_after=now,
-            finished_at=None,
-            worker_id=None,
-            lease_expires_at=None,
-        )
+        .values(**retry_values())
         .returning(Job.id, Job.owner_id, Job.kind, Job.queue, Job.attempts, Job.run_after)
         .execution_options(synchronize_session=False)
     )
