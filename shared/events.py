@@ -32,6 +32,7 @@ STREAM_PREFIX = "outrider:events:"
 EVENT_TYPES = ("queued", "started", "progress", "retrying", "succeeded", "failed", "cancelled")
 TERMINAL_EVENTS = frozenset({"succeeded", "failed", "cancelled"})
 PUBLISH_TIMEOUT_S = 2.0
+SEND_LINGER_S = 0.005
 MAX_PENDING = 100_000
 
 
@@ -155,6 +156,9 @@ class EventPublisher:
             self._sender = asyncio.create_task(self._send_all())
 
     async def _send_all(self) -> None:
+        # Linger a moment: a busy worker's events then go by the dozen, not one pipeline (and
+        # redis-py's per-call overhead) per event. Nothing waits for them.
+        await asyncio.sleep(SEND_LINGER_S)
         while self._pending:
             waiting = len(self._pending)
             await self.flush()
