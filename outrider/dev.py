@@ -192,6 +192,7 @@ def run_dev(settings: Settings, dev_key: str, host: str, port: int) -> None:
         _wait_ready(base_url, procs)
         print(
             f"\nOutrider is running.\n  API:      {base_url}\n  Docs:     {base_url}/docs\n"
+            f"  Dashboard: {base_url}/dashboard (sign in with the API key)\n"
             f"  Metrics:  {base_url}/metrics{_worker_metrics_line(ports)}\n"
             f"  API key:  {dev_key}\n  Data dir: {settings.data_dir.resolve()}\n"
             "Press Ctrl-C to stop.\n",
