@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy import update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
@@ -143,6 +144,26 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
             yield http
+
+
+@pytest.fixture(autouse=True)
+async def _settle_leftover_deliveries(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[None]:
+    """A webhook delivery a test leaves pending must not be sent by a later test's worker."""
+    from shared.models import DeliveryStatus, WebhookDelivery, utcnow
+
+    started = utcnow()
+    yield
+    async with sessionmaker.begin() as session:
+        await session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.status == DeliveryStatus.PENDING,
+                WebhookDelivery.created_at >= started,
+            )
+            .values(status=DeliveryStatus.FAILED, next_attempt_at=None)
+        )
 
 
 @pytest.fixture

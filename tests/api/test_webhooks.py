@@ -4,15 +4,14 @@ and a job's deliveries (written with the cancel, owner-scoped)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.crypto import SecretBox
-from shared.models import Agent, DeliveryStatus, WebhookDelivery, utcnow
+from shared.models import Agent
 from shared.repositories.agent import open_webhook_secret
 from shared.settings import Settings
 from tests.api.support import assert_error, closed_port_url
@@ -21,24 +20,6 @@ from tests.conftest import NewOwner
 from tests.helpers import http_job
 
 HOOK = "http://127.0.0.1:9/hook"  # accepted (loopback is allowed in tests), never served
-
-
-@pytest.fixture(autouse=True)
-async def _settle_leftover_deliveries(
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[None]:
-    """Deliveries made here must not be sent by the workers of later tests."""
-    started = utcnow()
-    yield
-    async with sessionmaker.begin() as session:
-        await session.execute(
-            update(WebhookDelivery)
-            .where(
-                WebhookDelivery.status == DeliveryStatus.PENDING,
-                WebhookDelivery.created_at >= started,
-            )
-            .values(status=DeliveryStatus.FAILED, next_attempt_at=None)
-        )
 
 
 async def stored_secret(

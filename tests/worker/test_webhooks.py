@@ -89,24 +89,6 @@ async def serve(receiver: Receiver, host: str = "127.0.0.1") -> AsyncIterator[Re
         await runner.cleanup()
 
 
-@pytest.fixture(autouse=True)
-async def _settle_leftover_deliveries(
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[None]:
-    """A delivery a test leaves pending must not be sent by a later test's worker."""
-    started = utcnow()
-    yield
-    async with sessionmaker.begin() as session:
-        await session.execute(
-            update(WebhookDelivery)
-            .where(
-                WebhookDelivery.status == DeliveryStatus.PENDING,
-                WebhookDelivery.created_at >= started,
-            )
-            .values(status=DeliveryStatus.FAILED, next_attempt_at=None)
-        )
-
-
 def assert_signed(received: Received, secret: str) -> dict[str, Any]:
     """Check the signature over timestamp and body as a receiver would; returns the body."""
     timestamp = received.headers["Outrider-Timestamp"]
