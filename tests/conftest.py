@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
@@ -147,15 +147,25 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture(autouse=True)
-async def _settle_leftover_deliveries(
+async def _settle_leftovers(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[None]:
-    """A webhook delivery a test leaves pending must not be sent by a later test's worker."""
-    from shared.models import DeliveryStatus, WebhookDelivery, utcnow
+    """What a test leaves behind must not run in a later test's worker: jobs still queued
+    (no worker, or a retry's backoff) are cancelled, pending webhook deliveries failed.
+    Cancelled rows are skipped by claims, so later tests (and their counters) see only theirs."""
+    from shared.models import DeliveryStatus, Job, JobStatus, WebhookDelivery, utcnow
 
     started = utcnow()
     yield
     async with sessionmaker.begin() as session:
+        await session.execute(
+            update(Job)
+            .where(
+                Job.status == JobStatus.QUEUED,
+                or_(Job.created_at >= started, Job.run_after >= started),
+            )
+            .values(status=JobStatus.CANCELLED, finished_at=utcnow())
+        )
         await session.execute(
             update(WebhookDelivery)
             .where(
