@@ -222,9 +222,3 @@ async def requeue_now(redis: ArqRedis, jobs: Sequence[tuple[str, str]]) -> None:
     ]
     if calls:
         await _run_script(redis, _REQUEUE_LUA, calls)
-
-
-async def queue_depth(redis: ArqRedis, queue: str) -> int:
-    """How many job ids the queue holds (ready, deferred and running)."""
-    count: int = await redis.zcard(queue_key(queue))
-    return count
