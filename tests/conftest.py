@@ -151,9 +151,10 @@ async def _settle_leftovers(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[None]:
     """What a test leaves behind must not run in a later test's worker: jobs still queued
-    (no worker, or a retry's backoff) are cancelled, pending webhook deliveries failed.
-    Cancelled rows are skipped by claims, so later tests (and their counters) see only theirs."""
-    from shared.models import DeliveryStatus, Job, JobStatus, WebhookDelivery, utcnow
+    (no worker, or a retry's backoff) are cancelled, pending webhook deliveries failed, and
+    schedules paused (the fuzzer makes some too). Cancelled rows are skipped by claims, so
+    later tests (and their counters) see only their own."""
+    from shared.models import DeliveryStatus, Job, JobStatus, Schedule, WebhookDelivery, utcnow
 
     started = utcnow()
     yield
@@ -173,6 +174,9 @@ async def _settle_leftovers(
                 WebhookDelivery.created_at >= started,
             )
             .values(status=DeliveryStatus.FAILED, next_attempt_at=None)
+        )
+        await session.execute(
+            update(Schedule).where(Schedule.enabled.is_(True)).values(enabled=False)
         )
 
 
