@@ -1,10 +1,12 @@
 """The `render` job: load a page in Chromium, wait, act, screenshot, then extract from the DOM.
 
 Every page operation has a hard deadline: Playwright's own timeout set to the time the job has
-left, and an asyncio timeout a little past it in case the driver does not answer. Requests go
-through a context route (non-http(s) schemes and URLs the policy refuses are aborted, blocked
-resource types are dropped, the job's headers go to the page's own host only) and then through
-the worker's egress proxy, which is the authoritative check (see worker/browser_egress.py).
+left, and an asyncio timeout a little past it in case the driver does not answer. Every request
+goes through the worker's egress proxy, the check that decides (see worker/browser_egress.py);
+Chromium itself keeps web pages away from file:, chrome: and the like. A job that blocks
+resource types or sends headers also gets a context route (blocked types are dropped, URLs the
+policy refuses are aborted early, the job's headers go to the page's own host only). Without
+one, requests are not intercepted at all: interception costs a driver round trip per request.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from playwright.async_api import BrowserContext, Page, Request, Response, Route
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page, Request, Response, Route
 from yarl import URL
 
 from shared.domains import domain_allowed
@@ -28,6 +30,7 @@ from worker.browser_egress import MARKER_HEADER, EgressProxy, Refusal, resolve_c
 from worker.engines.base import EngineContext
 from worker.extract import SchemaError, build_result, parse_off_loop
 from worker.extract.schema import compile_schema
+from worker.metrics import REFUSAL_CODES
 from worker.retry import JobError, status_error
 
 CLEANUP_RESERVE_S = 3.0
@@ -78,10 +81,39 @@ def _check_response(response: Response | None, proxy: EgressProxy) -> int:
     return status
 
 
+class Refusals:
+    """The page's requests the egress policy refused: in the context route (when the job has
+    one), or by the egress proxy, seen as its marked answers and as failed tunnels to a host:port
+    it refused."""
+
+    def __init__(self, proxy: EgressProxy) -> None:
+        self.proxy = proxy
+        self.urls: list[str] = []
+
+    def watch(self, context: BrowserContext) -> None:
+        context.on("response", self._answered)
+        context.on("requestfailed", self._failed)
+
+    def _answered(self, response: Response) -> None:
+        code = self.proxy.marked_code(response.headers.get(MARKER_HEADER.lower()))
+        if code in REFUSAL_CODES:
+            self.urls.append(response.url)
+
+    def _failed(self, request: Request) -> None:
+        if "ERR_TUNNEL_CONNECTION_FAILED" in (request.failure or ""):
+            refusal = self.proxy.refusal_for(request.url)
+            if refusal is not None and refusal.code in REFUSAL_CODES:
+                self.urls.append(request.url)
+
+
+def _headers(ctx: EngineContext, spec: RenderInput) -> dict[str, str]:
+    return {k.lower(): v for k, v in {**(ctx.agent.headers or {}), **spec.headers}.items()}
+
+
 def _router(
-    ctx: EngineContext, spec: RenderInput, main_host: str | None, blocked: list[str]
+    ctx: EngineContext, spec: RenderInput, main_host: str | None, refusals: Refusals
 ) -> Callable[[Route], Awaitable[None]]:
-    headers = {k.lower(): v for k, v in {**(ctx.agent.headers or {}), **spec.headers}.items()}
+    headers = _headers(ctx, spec)
 
     async def handle(route: Route) -> None:
         request = route.request
@@ -90,9 +122,9 @@ def _router(
                 await route.abort("blockedbyclient")
                 return
             try:
-                ctx.policy.check_url(request.url)  # also refuses file:, chrome:, ... schemes
+                ctx.policy.check_url(request.url)
             except EgressBlocked:
-                blocked.append(request.url)
+                refusals.urls.append(request.url)
                 await route.abort("blockedbyclient")
                 return
             if headers and URL(request.url).host == main_host:  # never to third parties
@@ -221,13 +253,15 @@ async def _check_target(ctx: EngineContext, url: str) -> str:
 async def _render(
     ctx: EngineContext, runtime: RenderRuntime, spec: RenderInput, url: str, budget: Budget
 ) -> tuple[str, dict[str, Any], tuple[bytes, bool] | None, int]:
-    blocked: list[str] = []
     proxy = runtime.pool.proxy
+    refusals = Refusals(proxy)
     options: dict[str, Any] = {"viewport": VIEWPORT, "service_workers": "block"}
     if ctx.agent.user_agent:
         options["user_agent"] = ctx.agent.user_agent
     async with runtime.pool.context(accept_downloads=False, **options) as context:
-        await context.route("**/*", _router(ctx, spec, URL(url).host, blocked))
+        refusals.watch(context)
+        if spec.block_resources or _headers(ctx, spec):
+            await context.route("**/*", _router(ctx, spec, URL(url).host, refusals))
         page = await budget.run("Opening a page", lambda _ms: context.new_page())
         status = await _navigate(page, url, budget, proxy)
         await ctx.progress("loaded", status_code=status)
@@ -246,7 +280,7 @@ async def _render(
     if not domain_allowed(final_url, ctx.agent.allowed_domains, ctx.agent.blocked_domains):
         raise JobError("domain_not_allowed", "The page moved to a forbidden host.", retryable=False)
     meta = {"final_url": final_url, "status_code": status, "content_type": "text/html"}
-    return html, meta, shot, len(blocked)
+    return html, meta, shot, len(refusals.urls)
 
 
 async def run_render(ctx: EngineContext) -> dict[str, Any]:
