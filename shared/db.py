@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+import asyncpg
+from sqlalchemy import event, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -57,14 +55,33 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     )
 
 
+def pg_dsn(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL (`postgresql+asyncpg://...`) as an asyncpg DSN."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _json_codecs(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name, encoder=_json_dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+def create_pg_pool(settings: Settings, max_size: int) -> asyncpg.Pool:
+    """A plain asyncpg pool (JSON as Python values, the engine's timeouts) for the few
+    statements a worker runs per job (shared/repositories/execution_pg.py). It connects
+    lazily: `await pool` (no connection yet), then use it; close it with `pool.close()`."""
+    return asyncpg.create_pool(
+        pg_dsn(settings.resolved_database_url),
+        min_size=0,
+        max_size=max_size,
+        init=_json_codecs,
+        timeout=5,
+        command_timeout=30,
+        max_inactive_connection_lifetime=1800,
+    )
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded objects usable after commit."""
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-
-
-@asynccontextmanager
-async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A connection whose statements each commit on their own (no BEGIN/COMMIT round trips):
-    for single statements that are atomic by themselves."""
-    async with engine.connect() as conn:
-        yield await conn.execution_options(isolation_level="AUTOCOMMIT")

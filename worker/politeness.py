@@ -121,7 +121,7 @@ async def polite(state: WorkerState, claim: Claim) -> AsyncIterator[None]:
         return
     url, host = governed
     settings, agent = state.settings, claim.agent
-    gate = HostGate(state.redis)
+    gate = state.gate
     token = f"{claim.job.id}:{claim.fence}"
     lease_s = settings.host_lease_s
     try:

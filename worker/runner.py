@@ -7,12 +7,12 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import structlog
 from arq import Retry
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from shared.db import autocommit
 from shared.jsonsafe import scrub
 from shared.logging import get_logger
 from shared.models import AttemptOutcome, JobStatus, utcnow
@@ -49,7 +49,16 @@ ENGINES: dict[str, Engine] = {
     "render": _run_render,
     "scrape": run_scrape,
 }
-DB_ERRORS = (OperationalError, InterfaceError, DBAPIError, OSError)
+# SQLAlchemy's errors, and asyncpg's from the claim and outcome statements.
+DB_ERRORS = (
+    OperationalError,
+    InterfaceError,
+    DBAPIError,
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
 DB_UNAVAILABLE_DEFER_S = 3.0
 OUTCOME_WRITE_PATIENCE_S = 90.0
 
@@ -64,9 +73,8 @@ async def _write_outcome(state: WorkerState, claim: Claim, outcome: Outcome) -> 
         reraise=True,
     ):
         with attempt:
-            if state.single_statements and not _announces(claim, outcome):
-                async with autocommit(state.engine) as conn:
-                    written = await record_outcome_pg(conn, claim.job.id, claim.fence, outcome)
+            if state.pg is not None and not _announces(claim, outcome):
+                written = await record_outcome_pg(state.pg, claim.job.id, claim.fence, outcome)
             else:
                 async with state.sessionmaker.begin() as session:
                     written = await record_outcome(session, claim.job.id, claim.fence, outcome)
@@ -133,9 +141,8 @@ async def _execute(state: WorkerState, claim: Claim) -> dict[str, Any]:
 async def _claim(state: WorkerState, job_id: uuid.UUID) -> Claim | None:
     try:
         lease_s = state.settings.worker_lease_s
-        if state.single_statements:
-            async with autocommit(state.engine) as conn:
-                return await claim_job_pg(conn, job_id, state.worker_id, lease_s)
+        if state.pg is not None:
+            return await claim_job_pg(state.pg, job_id, state.worker_id, lease_s)
         async with state.sessionmaker.begin() as session:
             return await claim_job(session, job_id, state.worker_id, lease_s)
     except DB_ERRORS as exc:

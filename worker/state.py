@@ -9,16 +9,19 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import aiohttp
+import asyncpg
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.crypto import SecretBox
-from shared.db import create_engine, create_sessionmaker
+from shared.db import create_engine, create_pg_pool, create_sessionmaker
 from shared.egress import EgressPolicy
 from shared.events import EventPublisher
+from shared.politeness import HostGate
 from shared.queue import create_redis
 from shared.settings import Settings
 from worker.extract.pool import ParsePool, acquire_shared_pool, release_shared_pool
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
     from worker.browser import BrowserPool
 
 BROWSER_QUEUE = "browser"
+PG_POOL_SIZE = 10  # connections for claims and outcomes, besides the engine's pool
 
 
 @dataclass
@@ -61,8 +65,14 @@ class WorkerState:
     jobs_failed: int = 0  # attempts that ended the job failed, in this process
     browser: BrowserPool | None = None
     metrics_port: int | None = None  # where this worker serves /metrics (None: it does not)
-    # PostgreSQL: claims and outcomes are single statements (shared/repositories/execution_pg.py).
-    single_statements: bool = False
+    # PostgreSQL: claims and outcomes are single statements on a plain asyncpg pool
+    # (shared/repositories/execution_pg.py), opened by start(); None on SQLite.
+    pg: asyncpg.Pool | None = None
+
+    @cached_property
+    def gate(self) -> HostGate:
+        """Admission to hosts (its scripts are hashed once per process, not per job)."""
+        return HostGate(self.redis)
 
     @classmethod
     def create(cls, settings: Settings, queue: str) -> WorkerState:
@@ -86,12 +96,14 @@ class WorkerState:
             # children start now, while browser workers start them on their first page.
             parse_pool=acquire_shared_pool(warm=queue == "default"),
             events=EventPublisher(redis, settings.events_retention_s),
-            single_statements=engine.dialect.name == "postgresql",
         )
 
     async def start(self) -> None:
-        """What the queue needs beyond the clients: the browser queue launches Chromium (one
-        per process) and hands it to the jobs this worker runs."""
+        """What running jobs needs beyond the clients: on PostgreSQL the pool of the claim and
+        outcome statements; the browser queue launches Chromium (one per process) and hands it
+        to the jobs this worker runs."""
+        if self.engine.dialect.name == "postgresql":
+            self.pg = await create_pg_pool(self.settings, PG_POOL_SIZE)  # connects on first use
         if self.queue == BROWSER_QUEUE:
             from worker.browser import BrowserPool, RenderRuntime, bind_runtime
 
@@ -107,4 +119,6 @@ class WorkerState:
         await self.http.close()
         await release_shared_pool(self.parse_pool)
         await self.redis.aclose(close_connection_pool=True)
+        if self.pg is not None:
+            await self.pg.close()
         await self.engine.dispose()

@@ -348,33 +348,29 @@ async def test_a_job_a_dead_worker_took_from_arq_but_never_claimed_runs(
 async def test_the_single_statement_claim_and_outcome_are_fenced_too(
     sessionmaker: Sessions, owner: Owner, settings: Settings
 ) -> None:
-    from shared.db import autocommit, create_engine
+    from shared.db import create_pg_pool
     from shared.repositories.execution_pg import claim_job_pg, record_outcome_pg
 
     job = await insert_http_job(sessionmaker, owner, "http://127.0.0.1:9/never-called")
-    engine = create_engine(settings)
-    try:
-        async with autocommit(engine) as conn:
-            first = await claim_job_pg(conn, job.id, "worker-a", 30)
-            assert first is not None
-            assert first.agent.id == owner.agent_id
-            assert (first.job.status, first.job.attempts, first.fence) == ("running", 1, 1)
-            assert await claim_job_pg(conn, job.id, "worker-x", 30) is None
-            retry = Outcome(
-                status=JobStatus.QUEUED,
-                attempt_outcome=AttemptOutcome.RETRYING,
-                error={"code": "http_503", "message": "busy"},
-                run_after=utcnow(),
-            )
-            assert await record_outcome_pg(conn, job.id, first.fence, retry)
-            second = await claim_job_pg(conn, job.id, "worker-b", 30)
-            assert second is not None
-            assert second.fence == first.fence + 1
-            done = Outcome(JobStatus.SUCCEEDED, AttemptOutcome.SUCCEEDED, result={"ok": True})
-            assert not await record_outcome_pg(conn, job.id, first.fence, done)  # stale
-            assert await record_outcome_pg(conn, job.id, second.fence, done)
-    finally:
-        await engine.dispose()
+    async with create_pg_pool(settings, max_size=2) as pool:
+        first = await claim_job_pg(pool, job.id, "worker-a", 30)
+        assert first is not None
+        assert first.agent.id == owner.agent_id
+        assert (first.job.status, first.job.attempts, first.fence) == ("running", 1, 1)
+        assert await claim_job_pg(pool, job.id, "worker-x", 30) is None
+        retry = Outcome(
+            status=JobStatus.QUEUED,
+            attempt_outcome=AttemptOutcome.RETRYING,
+            error={"code": "http_503", "message": "busy"},
+            run_after=utcnow(),
+        )
+        assert await record_outcome_pg(pool, job.id, first.fence, retry)
+        second = await claim_job_pg(pool, job.id, "worker-b", 30)
+        assert second is not None
+        assert second.fence == first.fence + 1
+        done = Outcome(JobStatus.SUCCEEDED, AttemptOutcome.SUCCEEDED, result={"ok": True})
+        assert not await record_outcome_pg(pool, job.id, first.fence, done)  # stale
+        assert await record_outcome_pg(pool, job.id, second.fence, done)
     row, attempts = await load(sessionmaker, job.id)
     assert row is not None
     assert (row.status, row.result, row.attempts, row.worker_id) == (

@@ -11,6 +11,7 @@ import os
 import socket
 from collections import Counter
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
@@ -156,7 +157,7 @@ async def test_worker_metrics_match_the_jobs_it_ran(
 async def _owner_name(sessionmaker: async_sessionmaker[AsyncSession], job_id: str) -> str:
     async with sessionmaker() as session:
         name = await session.scalar(
-            select(Owner.name).join(Job, Job.owner_id == Owner.id).where(Job.id == job_id)
+            select(Owner.name).join(Job, Job.owner_id == Owner.id).where(Job.id == UUID(job_id))
         )
     assert name is not None
     return name
