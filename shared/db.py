@@ -67,6 +67,11 @@ async def _json_codecs(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Nothing to reset: the pool's statements change no session state. (asyncpg itself still
+    rolls back an open transaction; its default reset query would cost a round trip per use.)"""
+
+
 def create_pg_pool(settings: Settings, max_size: int) -> asyncpg.Pool:
     """A plain asyncpg pool (JSON as Python values, the engine's timeouts) for the few
     statements a worker runs per job (shared/repositories/execution_pg.py). It connects
@@ -76,6 +81,7 @@ def create_pg_pool(settings: Settings, max_size: int) -> asyncpg.Pool:
         min_size=0,
         max_size=max_size,
         init=_json_codecs,
+        reset=_keep_session,
         timeout=5,
         command_timeout=30,
         max_inactive_connection_lifetime=1800,
