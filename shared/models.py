@@ -147,16 +147,35 @@ class Agent(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(TZDateTime(), nullable=True)
 
 
+def _only_set(column: str) -> dict[str, Any]:
+    """A partial index's predicate: the rows where `column` is set."""
+    where = text(f"{column} IS NOT NULL")
+    return {"postgresql_where": where, "sqlite_where": where}
+
+
 class Job(Base):
     __tablename__ = "job"
     __table_args__ = (
         Index("ix_job_owner_created", "owner_id", "created_at", "id"),
         Index("ix_job_status_run_after", "status", "run_after"),
+        # The next three hold only the rows they are for: every write of a job row skips them.
         # The queue's completed/failed counts over the last hour.
-        Index("ix_job_finished_at", "finished_at"),
-        Index("ix_job_owner_idempotency", "owner_id", "idempotency_key", unique=True),
+        Index("ix_job_finished_at", "finished_at", **_only_set("finished_at")),
+        Index(
+            "ix_job_owner_idempotency",
+            "owner_id",
+            "idempotency_key",
+            unique=True,
+            **_only_set("idempotency_key"),
+        ),
         # A schedule fires at most one job per instant (the second guard after schedule_run).
-        Index("ix_job_schedule_instant", "schedule_id", "schedule_instant", unique=True),
+        Index(
+            "ix_job_schedule_instant",
+            "schedule_id",
+            "schedule_instant",
+            unique=True,
+            **_only_set("schedule_id"),
+        ),
         # The overlap check reads only the few live jobs of a schedule.
         Index(
             "ix_job_schedule_active",
