@@ -4,7 +4,7 @@ A round runs three sides in turn, each alone: Outrider (one `outrider worker --q
 whose default page limit is 4), the one-browser loop and the launch-per-page loop of
 benchmarks/bare_render.py (4 pages at once). While each runs, the PSS of its whole process tree
 (worker or script, Playwright's driver, every Chromium process, Outrider's parse pool) is
-sampled every 0.25 s.
+sampled every second (see SAMPLE_S).
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ from benchmarks.stack import Stack, outrider_stack
 Result = dict[str, Any]
 CONCURRENCY = 4
 PSS_LIMIT_MB = 1536
-SAMPLE_S = 0.25
+# A PSS sample walks the page tables of every process in the tree (~35 ms of CPU here) and
+# holds each one's memory map meanwhile; every 0.25 s it slowed the side with the bigger tree
+# (Outrider's: the worker's heap, its parse pool) by ~10 %. Once a second perturbs far less.
+SAMPLE_S = 1.0
 MARKDOWN_SQL = "SELECT avg(length(result->>'markdown'))::float8 AS chars FROM job"
 
 
