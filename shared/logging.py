@@ -30,6 +30,7 @@ def configure_logging(settings: Settings) -> None:
     )
     structlog.configure(
         processors=[
+            structlog.stdlib.filter_by_level,  # a record below the level costs no processing
             *shared_processors,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
