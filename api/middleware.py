@@ -39,7 +39,6 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        too_large = PayloadTooLarge(f"The body exceeds {self.max_bytes} bytes.").body()
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -47,7 +46,7 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = self.max_bytes + 1
                 if declared > self.max_bytes:
-                    await _send_error(send, 413, too_large)
+                    await self._refuse(send)
                     return
         chunks: list[bytes] = []
         size = 0
@@ -58,7 +57,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await _send_error(send, 413, too_large)
+                await self._refuse(send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -74,6 +73,10 @@ class BodyLimitMiddleware:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Send) -> None:
+        too_large = PayloadTooLarge(f"The body exceeds {self.max_bytes} bytes.")
+        await _send_error(send, 413, too_large.body())
 
 
 class RequestIdMiddleware:
