@@ -106,15 +106,13 @@ class Refusals:
                 self.urls.append(request.url)
 
 
-def _headers(ctx: EngineContext, spec: RenderInput) -> dict[str, str]:
-    return {k.lower(): v for k, v in {**(ctx.agent.headers or {}), **spec.headers}.items()}
-
-
 def _router(
-    ctx: EngineContext, spec: RenderInput, main_host: str | None, refusals: Refusals
+    ctx: EngineContext,
+    spec: RenderInput,
+    headers: dict[str, str],
+    main_host: str | None,
+    refusals: Refusals,
 ) -> Callable[[Route], Awaitable[None]]:
-    headers = _headers(ctx, spec)
-
     async def handle(route: Route) -> None:
         request = route.request
         try:
@@ -260,8 +258,9 @@ async def _render(
         options["user_agent"] = ctx.agent.user_agent
     async with runtime.pool.context(accept_downloads=False, **options) as context:
         refusals.watch(context)
-        if spec.block_resources or _headers(ctx, spec):
-            await context.route("**/*", _router(ctx, spec, URL(url).host, refusals))
+        headers = {k.lower(): v for k, v in {**(ctx.agent.headers or {}), **spec.headers}.items()}
+        if spec.block_resources or headers:
+            await context.route("**/*", _router(ctx, spec, headers, URL(url).host, refusals))
         page = await budget.run("Opening a page", lambda _ms: context.new_page())
         status = await _navigate(page, url, budget, proxy)
         await ctx.progress("loaded", status_code=status)
