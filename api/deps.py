@@ -140,6 +140,19 @@ async def get_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """The owner of the presented key; 401 for a missing, unknown or revoked key."""
+    return await principal_for(state, credentials)
+
+
+async def authenticate(request: Request) -> tuple[AppState, Principal]:
+    """`get_state` and `get_principal` as one plain call, for a route that declares no
+    FastAPI parameters (see `json_body`)."""
+    state: AppState = request.app.state.outrider
+    return state, await principal_for(state, await bearer(request))
+
+
+async def principal_for(
+    state: AppState, credentials: HTTPAuthorizationCredentials | None
+) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("Send `Authorization: Bearer <api key>`.")
     key = credentials.credentials

@@ -6,9 +6,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import StringConstraints, TypeAdapter
 
-from api.deps import PrincipalDep, SessionDep, StateDep
+from api.deps import PrincipalDep, SessionDep, StateDep, authenticate, bearer
+from api.direct import documented, header, json_body
 from api.errors import error_responses
 from api.schemas import (
     AttemptList,
@@ -23,38 +25,48 @@ from api.services.jobs import enqueue_jobs, submit_batch, submit_one
 from shared.errors import ValidationFailed
 from shared.events import JobEvent
 from shared.repositories import job as jobs
-from shared.specs import JOB_KINDS, JobSpec
+from shared.specs import JOB_KINDS, AnyJobSpec, JobSpec
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=200,
-        pattern=r"^[\x21-\x7e]+$",
-        description="Repeat a request safely: the same key returns the original job.",
-    ),
-]
+SPEC: TypeAdapter[AnyJobSpec] = TypeAdapter(JobSpec)
+IDEMPOTENCY_KEY: TypeAdapter[str] = TypeAdapter(
+    Annotated[str, StringConstraints(max_length=200, pattern=r"^[\x21-\x7e]+$")]
+)
+SUBMIT_DOCS = documented(
+    body=SPEC,
+    headers={
+        "Idempotency-Key": (
+            IDEMPOTENCY_KEY,
+            "Repeat a request safely: the same key returns the original job.",
+        )
+    },
+    security_scheme=bearer.scheme_name,
+)
 
 
 @router.post(
-    "", status_code=202, response_model=JobOut, responses=error_responses(400, 409, 413, 422)
+    "",
+    status_code=202,
+    response_model=JobOut,
+    responses=error_responses(400, 409, 413, 422),
+    openapi_extra=SUBMIT_DOCS,
 )
-async def submit_job(
-    spec: JobSpec,
-    state: StateDep,
-    principal: PrincipalDep,
-    response: Response,
-    idempotency_key: IdempotencyKey = None,
-) -> JobOut:
+async def submit_job(request: Request) -> Response:
     """Queue a job. The row is written before the job is enqueued, so an accepted job is
     never lost; with `Idempotency-Key`, a repeat returns the original job (a different body
     under the same key is a 409)."""
+    # A direct route (api/direct.py): the parameters above are parsed here, not by FastAPI.
+    state, principal = await authenticate(request)
+    spec = await json_body(request, SPEC)
+    idempotency_key = header(request, "Idempotency-Key", IDEMPOTENCY_KEY)
     job, created = await submit_one(state, principal, spec, idempotency_key)
-    if not created:
-        response.headers["Idempotent-Replayed"] = "true"
-    return JobOut.model_validate(job)
+    return Response(
+        JobOut.model_validate(job).model_dump_json(),
+        status_code=202,
+        media_type="application/json",
+        headers=None if created else {"Idempotent-Replayed": "true"},
+    )
 
 
 @router.post(

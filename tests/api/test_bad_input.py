@@ -404,7 +404,8 @@ async def test_bad_idempotency_keys(
     headers = [(name.encode(), value.encode()) for name, value in auth.items()]
     headers.append((b"Idempotency-Key", key))
     response = await client.post("/v1/jobs", json=http_job(URL), headers=headers)
-    assert_error(response, 422, "validation_error")
+    error = assert_error(response, 422, "validation_error")
+    assert [d["loc"] for d in error["details"]] == [["header", "Idempotency-Key"]]
     await assert_nothing_created(client, auth)
 
 

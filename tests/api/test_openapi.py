@@ -81,6 +81,41 @@ async def test_error_body_schema_is_the_documented_shape(client: httpx.AsyncClie
     assert set(detail["required"]) >= {"code", "message"}
 
 
+def refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if "$ref" in node else []
+        return own + [r for v in node.values() for r in refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in refs(v)]
+    return []
+
+
+async def test_every_reference_resolves(client: httpx.AsyncClient) -> None:
+    spec = await openapi(client)
+    schemas = spec["components"]["schemas"]
+    found = refs(spec["paths"])
+    assert "#/components/schemas/HttpJobSpec" in found
+    for ref in found:
+        assert ref.rsplit("/", 1)[1] in schemas, ref
+
+
+async def test_submit_documents_what_it_parses_itself(client: httpx.AsyncClient) -> None:
+    """POST /v1/jobs parses its own parameters (api/direct.py): its OpenAPI must still
+    declare the body, the Idempotency-Key header and the bearer auth."""
+    operation = (await openapi(client))["paths"]["/v1/jobs"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert operation["requestBody"]["required"] is True
+    assert body["discriminator"]["propertyName"] == "kind"
+    assert set(body["discriminator"]["mapping"]) == {"http", "fetch", "render", "scrape"}
+    (key,) = operation["parameters"]
+    assert (key["name"], key["in"], key["required"]) == ("Idempotency-Key", "header", False)
+    assert key["schema"]["maxLength"] == 200
+    assert operation["security"] == [{"HTTPBearer": []}]
+    assert operation["responses"]["202"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/JobOut"
+    }
+
+
 def fuzz(
     operation: Any,
     mode: schemathesis.GenerationMode,
