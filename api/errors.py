@@ -26,6 +26,10 @@ OUTAGE_ERRORS: tuple[type[Exception], ...] = (
     RedisTimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
+    # The group commit's INSERT runs on asyncpg directly (shared/repositories/job_pg.py):
+    # a server shutting down, or a connection closed under a statement.
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
     ConnectionError,
     TimeoutError,
     OSError,

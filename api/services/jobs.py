@@ -5,19 +5,23 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
+import asyncpg
 from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import metrics
 from api.deps import AppState, Principal, request_session
+from api.services.submitter import Insert
 from shared.errors import IdempotencyConflict
 from shared.events import JobLike, enqueue_announced
 from shared.logging import get_logger
 from shared.models import Agent, Job
 from shared.repositories.job import NewJob, find_by_idempotency_key, insert_jobs
+from shared.repositories.job_pg import insert_jobs_pg
 from shared.services.jobs import job_row, resolve_agent
 from shared.specs import AnyJobSpec
 
@@ -87,6 +91,21 @@ async def _submit_in_session(
         return _replay(existing, fingerprint), False
     await after_commit(state, [job])
     return job, True
+
+
+def insert_committed(
+    sessionmaker: async_sessionmaker[AsyncSession], pg: asyncpg.Pool | None
+) -> Insert:
+    """How the group commit (api/services/submitter.py) writes its rows: one asyncpg statement
+    on PostgreSQL (shared/repositories/job_pg.py), a transaction of a session elsewhere."""
+    if pg is not None:
+        return partial(insert_jobs_pg, pg)
+
+    async def in_session(rows: list[dict[str, Any]]) -> list[NewJob]:
+        async with sessionmaker.begin() as session:
+            return await insert_jobs(session, rows)
+
+    return in_session
 
 
 async def after_commit(state: AppState, jobs: Sequence[JobLike]) -> None:

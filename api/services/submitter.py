@@ -15,24 +15,22 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from shared.repositories.job import NewJob, insert_jobs
+from shared.repositories.job import NewJob
 
 MAX_FLUSH = 500  # rows per INSERT; more waiting simply go in the next flush
 
 Pending = tuple[dict[str, Any], asyncio.Future[NewJob]]
+Insert = Callable[[list[dict[str, Any]]], Awaitable[list[NewJob]]]
 
 
 class Submitter:
     """One per API process (in AppState)."""
 
     def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        after_commit: Callable[[Sequence[NewJob]], Awaitable[None]],
+        self, insert: Insert, after_commit: Callable[[Sequence[NewJob]], Awaitable[None]]
     ) -> None:
-        self._sessionmaker = sessionmaker
+        """`insert` commits the rows it is given, all or none (app.py picks it)."""
+        self._insert = insert
         self._after_commit = after_commit
         self._pending: list[Pending] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -54,8 +52,7 @@ class Submitter:
 
     async def _flush(self, batch: list[Pending]) -> None:
         try:
-            async with self._sessionmaker.begin() as session:
-                jobs = await insert_jobs(session, [row for row, _ in batch])
+            jobs = await self._insert([row for row, _ in batch])
         except Exception as exc:  # every waiter gets the failure (an outage: a 503 each)
             for _, future in batch:
                 if not future.done():

@@ -57,17 +57,12 @@ class NewJob:
     webhook_url: str | None = None
 
 
-async def insert_jobs(
-    session: AsyncSession, rows: Sequence[dict[str, Any]], *, now: datetime | None = None
-) -> list[NewJob]:
-    """Insert queued jobs (one round trip for the lot) and return them in order; `now`
-    (default: this host's clock) is their creation time.
-
-    A Core insert, not the unit of work: every column is known here, and the ORM's flush costs
-    more than the database does on the submit path.
-    """
+def new_job_values(
+    rows: Sequence[dict[str, Any]], now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Every column of new queued jobs: the given ones, a fresh id, and the queued defaults."""
     now = now or utcnow()
-    values = [
+    return [
         {
             "id": uuid.uuid4(),
             "status": JobStatus.QUEUED,
@@ -79,6 +74,18 @@ async def insert_jobs(
         }
         for row in rows
     ]
+
+
+async def insert_jobs(
+    session: AsyncSession, rows: Sequence[dict[str, Any]], *, now: datetime | None = None
+) -> list[NewJob]:
+    """Insert queued jobs (one round trip for the lot) and return them in order; `now`
+    (default: this host's clock) is their creation time.
+
+    A Core insert, not the unit of work: every column is known here, and the ORM's flush costs
+    more than the database does on the submit path.
+    """
+    values = new_job_values(rows, now)
     await session.execute(insert(cast(Table, Job.__table__)), values)
     return [NewJob(**value) for value in values]
 

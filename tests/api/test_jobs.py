@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Any
@@ -83,6 +84,24 @@ async def test_submit_returns_the_documented_fields(
     assert fetched.json() == job
     attempts = await client.get(f"/v1/jobs/{job['id']}/attempts", headers=auth)
     assert attempts.json() == {"items": []}
+
+
+async def test_concurrent_submissions_share_flushes_and_each_is_durable(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    """Concurrent POST /v1/jobs share the group commit's INSERT (api/services/submitter.py):
+    each answer is its own job, exactly as written."""
+    urls = [closed_port_url(f"/together/{i}") for i in range(40)]
+    responses = await asyncio.gather(
+        *(client.post("/v1/jobs", json=http_job(url), headers=auth) for url in urls)
+    )
+    assert [r.status_code for r in responses] == [202] * len(urls), responses[0].text
+    jobs = [r.json() for r in responses]
+    assert [job["input"]["url"] for job in jobs] == urls
+    assert len({job["id"] for job in jobs}) == len(urls)
+    for job in jobs:
+        fetched = await client.get(f"/v1/jobs/{job['id']}", headers=auth)
+        assert fetched.json() == job
 
 
 async def test_idempotency_key_replays_and_conflicts(
