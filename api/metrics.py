@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from api.deps import AppState
 from api.services.status import queue_status
@@ -215,35 +215,19 @@ HTTP_DURATION = Histogram(
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-class HttpMetricsMiddleware:
-    """Pure ASGI: counts requests and their latency by route template (never the raw path:
-    ids would make a series each). Label lookups are cached; a request costs one closure."""
+class HttpSeries:
+    """Counts requests and their latency by route template (never the raw path: ids would
+    make a series each), for api/middleware.py's edge layer. Label lookups are cached."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self) -> None:
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500  # what the client gets if the app raises before it answers
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = scope.get("route")  # set by the router on the scope we passed down
-            key = (scope["method"], getattr(route, "path", "unmatched"), status)
-            series = self._series.get(key) or self._add(key)
-            series[0].inc()
-            series[1].observe(time.perf_counter() - started)
+    def observe(self, scope: Scope, status: int, seconds: float) -> None:
+        route = scope.get("route")  # set by the router on the scope the app was given
+        key = (scope["method"], getattr(route, "path", "unmatched"), status)
+        series = self._series.get(key) or self._add(key)
+        series[0].inc()
+        series[1].observe(seconds)
 
     def _add(self, key: tuple[str, str, int]) -> tuple[Any, Any]:
         method, route, status = key

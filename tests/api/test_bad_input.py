@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -140,6 +141,25 @@ async def test_body_over_limit_with_content_length(
     assert_error(await small_client.send(request), 413, "payload_too_large")
     items = (await small_client.get("/v1/jobs", headers=auth)).json()["items"]
     assert [job["id"] for job in items] == [ok.json()["id"]]
+
+
+async def test_every_answer_carries_its_own_request_id(
+    small_client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    """X-Request-ID (api/middleware.py) on answers of every kind: accepted, refused before
+    parsing (413), invalid, unknown route, unauthenticated."""
+    responses = [
+        await post_raw(small_client, auth, "/v1/jobs", padded_job(10)),
+        await post_raw(small_client, auth, "/v1/jobs", padded_job(2000)),
+        await post_raw(small_client, auth, "/v1/jobs", b"nope"),
+        await small_client.get("/v1/nothing", headers=auth),
+        await small_client.get("/v1/jobs"),
+        await small_client.get("/healthz"),
+    ]
+    assert [r.status_code for r in responses] == [202, 413, 400, 404, 401, 200]
+    ids = [r.headers["x-request-id"] for r in responses]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids), ids
+    assert len(set(ids)) == len(ids)
 
 
 async def test_body_over_limit_when_chunked(

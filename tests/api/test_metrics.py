@@ -155,7 +155,7 @@ async def test_http_metrics_label_requests_by_route_template(
 ) -> None:
     from api.app import create_app
 
-    app = create_app(settings)  # HttpMetricsMiddleware is the app's outermost middleware
+    app = create_app(settings)  # EdgeMiddleware (api/middleware.py) counts every request
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
