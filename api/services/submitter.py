@@ -1,5 +1,6 @@
-"""Group commit for single submissions: concurrent `POST /v1/jobs` requests share one INSERT,
-one COMMIT and one pipelined enqueue.
+"""Group commit for single submissions: concurrent `POST /v1/jobs` requests share one committed
+INSERT (on PostgreSQL a single statement, shared/repositories/job_pg.py) and one pipelined
+enqueue.
 
 A request hands its validated row over and waits. One flush runs at a time: whatever arrived
 while it ran goes in the next one, so an idle API adds no delay (a lone request is flushed at
