@@ -318,10 +318,16 @@ async def test_a_template_that_no_longer_validates_is_a_skipped_run(
 async def test_workers_fire_each_instant_once_and_run_the_jobs(
     sessionmaker: Sessions, owner: Owner, target: TargetServer, run_worker: RunWorker
 ) -> None:
-    first = minute_floor(datetime.now(UTC)) - timedelta(minutes=2)
-    schedule_id = await add_schedule(sessionmaker, owner, first, url=target.url("/ok"))
+    # Hourly, so that no further instant falls due while the test runs (with a minutely cron,
+    # a minute starting mid-test fired a fourth instant); not in the last minute of an hour.
+    hourly = "0 * * * *"
+    now = datetime.now(UTC)
+    if now.minute == 59:
+        await asyncio.sleep(61 - now.second)
+    first = minute_floor(datetime.now(UTC)).replace(minute=0) - timedelta(hours=2)
+    schedule_id = await add_schedule(sessionmaker, owner, first, cron=hourly, url=target.url("/ok"))
     soon = datetime.now(UTC) + timedelta(seconds=1.5)
-    later_id = await add_schedule(sessionmaker, owner, soon, url=target.url("/ok"))
+    later_id = await add_schedule(sessionmaker, owner, soon, cron=hourly, url=target.url("/ok"))
 
     def all_done(expected: int, sid: uuid.UUID) -> Callable[[], Any]:
         async def check() -> bool:
@@ -330,13 +336,13 @@ async def test_workers_fire_each_instant_once_and_run_the_jobs(
 
         return check
 
-    grace = {"schedule_misfire_grace_s": 3600}
+    grace = {"schedule_misfire_grace_s": 4 * 3600}
     async with run_worker(**grace), run_worker(**grace), run_worker(**grace):
         await eventually(all_done(3, schedule_id), 20, "three instants fired and run")
         await eventually(all_done(1, later_id), 20, "the upcoming instant fired and run")
         await asyncio.sleep(1.5)  # more passes of all three workers
     jobs = await jobs_of(sessionmaker, schedule_id)
-    assert [j.schedule_instant for j in jobs] == [first + timedelta(minutes=m) for m in range(3)]
+    assert [j.schedule_instant for j in jobs] == [first + timedelta(hours=h) for h in range(3)]
     (later,) = await jobs_of(sessionmaker, later_id)
     assert later.schedule_instant == soon
     assert later.created_at >= soon  # never before its instant
