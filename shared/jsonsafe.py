@@ -5,9 +5,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 MAX_SAFE_INT = 2**63 - 1
 # pydantic refuses to serialize much deeper values (and Python recursion is finite).
 MAX_DEPTH = 100
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON text (UTF-8, not ASCII-escaped), the form stored in JSONB and Redis.
+
+    orjson, not the standard library: on the submit path (1,000 rows and events a batch) the
+    encoding was a fifth of the API's CPU. Non-string keys become strings, as with `json`.
+    """
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def find_bad_value(value: Any, path: str = "$", depth: int = 0) -> str | None:

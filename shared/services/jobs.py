@@ -6,7 +6,6 @@ Nothing here commits or inserts: the caller's transaction does (shared/repositor
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -15,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.domains import domain_allowed
 from shared.egress import EgressPolicy
 from shared.errors import EgressBlocked, InvalidUrl, NotFound, ValidationFailed
+from shared.jsonsafe import json_text
 from shared.models import Agent
 from shared.repositories.agent import get_agent, get_default_agent
 from shared.settings import Settings
@@ -95,7 +95,7 @@ def job_row(
         )
     max_attempts = spec.max_attempts or agent.max_attempts or settings.job_default_max_attempts
     input_data = spec.input.model_dump(mode="json", by_alias=True, exclude_none=True)
-    if len(json.dumps(input_data)) > settings.job_input_max_bytes:
+    if len(json_text(input_data).encode()) > settings.job_input_max_bytes:
         raise ValidationFailed(
             f"A job's input may be at most {settings.job_input_max_bytes} bytes.",
             code="input_too_large",
