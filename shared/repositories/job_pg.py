@@ -25,14 +25,22 @@ from shared.repositories.job import NewJob, new_job_values
 JOB = cast(Table, Job.__table__)
 
 
-@functools.cache
-def _insert(columns: tuple[str, ...]) -> str:
+@functools.lru_cache(maxsize=256)
+def _insert(columns: tuple[str, ...], shared: tuple[bool, ...]) -> str:
+    """The statement for these columns; a `shared` column is one parameter, not an array."""
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    arrays = ", ".join(
-        f"${n}::{JOB.c[name].type.compile(dialect=dialect)}[]" for n, name in enumerate(columns, 1)
-    )
-    names = ", ".join(f'"{name}"' for name in columns)
-    return f"INSERT INTO {JOB.name} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
+    selected, arrays, names = [], [], []
+    for n, (name, one) in enumerate(zip(columns, shared, strict=True), 1):
+        sql_type = JOB.c[name].type.compile(dialect=dialect)
+        if one:
+            selected.append(f"${n}::{sql_type}")
+        else:
+            arrays.append(f"${n}::{sql_type}[]")
+            names.append(f'"{name}"')
+            selected.append(f'u."{name}"')
+    into = ", ".join(f'"{name}"' for name in columns)
+    source = f" FROM unnest({', '.join(arrays)}) AS u({', '.join(names)})" if arrays else ""
+    return f"INSERT INTO {JOB.name} ({into}) SELECT {', '.join(selected)}{source}"
 
 
 async def insert_jobs_pg(
@@ -44,5 +52,13 @@ async def insert_jobs_pg(
     columns = tuple(values[0])
     if any(value.keys() != values[0].keys() for value in values):
         raise ValueError("insert_jobs_pg: every row must name the same columns")
-    await pg.execute(_insert(columns), *([value[name] for value in values] for name in columns))
+    # A column holding the very same object in every row (the creation time, the status, a
+    # batch's owner and agent) is sent once: identity, not equality, so a value is never
+    # replaced by an equal one that encodes differently (1 and 1.0 and True in JSON).
+    shared = tuple(all(value[name] is values[0][name] for value in values) for name in columns)
+    args = [
+        values[0][name] if one else [value[name] for value in values]
+        for name, one in zip(columns, shared, strict=True)
+    ]
+    await pg.execute(_insert(columns, shared), *args)
     return [NewJob(**value) for value in values]

@@ -64,3 +64,22 @@ async def test_insert_jobs_pg_writes_what_insert_jobs_writes(
     # What the API answers with (the returned NewJobs) is what was written.
     for new, row in zip(direct, written_direct, strict=True):
         assert {k: getattr(new, k, None) for k in columns(row)} == columns(row)
+
+
+async def test_values_shared_by_every_row_are_sent_once_but_only_when_identical(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    """Equal is not enough to send a value once: 1, 1.0 and True are equal in Python and
+    three different JSON values."""
+    owner = await make_owner(sessionmaker)
+    base = rows(owner.id, owner.agent_id)[0]
+    numbers: list[Any] = [1, 1.0, True]
+    batch = [{**base, "input": {"url": "http://127.0.0.1:9/a", "json": n}} for n in numbers]
+    async with create_pg_pool(settings, max_size=1) as pool:
+        many = await insert_jobs_pg(pool, batch)
+        (one,) = await insert_jobs_pg(pool, batch[:1])  # every column a single value
+    written = await read(sessionmaker, [*many, one])
+    assert [type(job.input["json"]) for job in written] == [int, float, bool, int]
+    assert {job.owner_id for job in written} == {owner.id}
+    assert len({job.id for job in written}) == 4
+    assert written[0].created_at == written[2].created_at
