@@ -32,18 +32,20 @@ JOB_EXPIRES_MS = 7 * 24 * 3600 * 1000
 
 # Enqueue jobs unless arq already holds them, and announce each one that enters the queue (a
 # `queued` event in its owner's stream, shared/events.py) in the same atomic step, so the
-# announcement precedes any `started`. One call carries many jobs: per job, only what differs.
+# announcement precedes any `started`. One call carries the jobs of one queue and one stream
+# (a batch is one call): per job, only its id and event.
 # With ARGV[7] = '1' (the reconciler, for rows queued and due for a while), an in-progress mark
 # is stale: a worker took the id from arq but died before claiming the row. The mark would keep
 # arq from running the job again until it expires, so it is removed and the job made ready.
 # Keys are built from prefixes (standalone Redis, as arq itself requires).
 # ARGV: job key prefix, in-progress prefix, score, job ttl, oldest event id to keep, stream ttl,
-# take over ('1' or ''), payload head, payload tail; then per job: id, queue key, stream key
-# and event ('' and '' for none).
+# take over ('1' or ''), payload head, payload tail, queue key, stream key ('' for none); then
+# per job: id and event ('' for none).
 _ENQUEUE_LUA = """
-local added = 0
-for i = 10, #ARGV, 4 do
-  local id, queue, stream, event = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+local queue, stream = ARGV[10], ARGV[11]
+local added, announced = 0, false
+for i = 12, #ARGV, 2 do
+  local id, event = ARGV[i], ARGV[i + 1]
   local job_key = ARGV[1] .. id
   if ARGV[7] == '1' and redis.call('DEL', ARGV[2] .. id) == 1 then
     redis.call('ZADD', queue, ARGV[3], id)
@@ -52,11 +54,14 @@ for i = 10, #ARGV, 4 do
     redis.call('SET', job_key, ARGV[8] .. id .. ARGV[9], 'PX', ARGV[4])
     if event ~= '' then
       redis.call('XADD', stream, 'MINID', '~', ARGV[5], '*', 'e', event)
-      redis.call('PEXPIRE', stream, ARGV[6])
+      announced = true
     end
     redis.call('ZADD', queue, ARGV[3], id)
     added = added + 1
   end
+end
+if announced then
+  redis.call('PEXPIRE', stream, ARGV[6])
 end
 return added
 """
@@ -172,7 +177,8 @@ async def enqueue_many(
     take_over_stale: bool = False,
 ) -> None:
     """Enqueue (job id, queue) pairs in one pipelined round trip; ids already in arq are skipped.
-    `announce[i]`, if given, is appended to its stream as job i enters the queue.
+    `announce[i]`, if given, is appended to its stream as job i enters the queue (in the given
+    order among the jobs of one queue and one stream).
     `take_over_stale`: the jobs' rows say nobody runs them, so an in-progress mark in arq is a
     dead worker's and is cleared (the reconciler's repair)."""
     score = str(int((time.time() + defer_s) * 1000))
@@ -188,19 +194,17 @@ async def enqueue_many(
         head,
         tail,
     ]
-    calls: list[tuple[list[str], list[str]]] = []
-    for start in range(0, len(jobs), ENQUEUE_CHUNK):
-        args = list(common)
-        for index in range(start, min(start + ENQUEUE_CHUNK, len(jobs))):
-            job_id, queue = jobs[index]
-            note = announce[index] if index < len(announce) else None
-            args += [
-                job_id,
-                queue_key(queue),
-                note.stream if note else "",
-                note.entry if note else "",
-            ]
-        calls.append(([], args))
+    # Group by (queue, stream), each group in the given order: one call per group and chunk.
+    groups: dict[tuple[str, str], list[str]] = {}
+    for index, (job_id, queue) in enumerate(jobs):
+        note = announce[index] if index < len(announce) else None
+        group = groups.setdefault((queue_key(queue), note.stream if note else ""), [])
+        group += (job_id, note.entry if note else "")
+    calls: list[tuple[list[str], list[str]]] = [
+        ([], [*common, queue, stream, *group[start : start + 2 * ENQUEUE_CHUNK]])
+        for (queue, stream), group in groups.items()
+        for start in range(0, len(group), 2 * ENQUEUE_CHUNK)
+    ]
     if calls:
         await _run_script(redis, _ENQUEUE_LUA, calls)
 

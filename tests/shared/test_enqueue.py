@@ -1,0 +1,70 @@
+"""The enqueue script (shared/queue.py): one call per queue and stream, every job queued once
+and announced once, in the given order within its stream."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from arq.constants import job_key_prefix
+from redis.asyncio import Redis
+
+from shared.events import enqueue_announced, stream_key
+from shared.queue import create_redis, deserialize, queue_key
+from shared.settings import Settings
+
+
+class Job:
+    def __init__(self, owner_id: uuid.UUID, queue: str) -> None:
+        self.id = uuid.uuid4()
+        self.owner_id = owner_id
+        self.kind = "render" if queue == "browser" else "http"
+        self.queue = queue
+        self.attempts = 0
+
+
+async def queued_ids(redis: Redis, queue: str) -> set[str]:
+    return {member.decode() for member in await redis.zrange(queue_key(queue), 0, -1)}
+
+
+async def announced(redis: Redis, owner_id: uuid.UUID) -> list[tuple[str, str]]:
+    entries = await redis.xrange(stream_key(owner_id))
+    return [
+        (event["job_id"], event["queue"])
+        for event in (json.loads(fields[b"e"]) for _, fields in entries)
+    ]
+
+
+@pytest.mark.redis
+async def test_interleaved_owners_and_queues_are_each_queued_and_announced_once(
+    settings: Settings,
+) -> None:
+    owners = [uuid.uuid4(), uuid.uuid4()]
+    # Two owners, two queues, interleaved; more jobs than one script call carries (500).
+    jobs = [Job(owners[n % 2], "browser" if n % 3 == 0 else "default") for n in range(1203)]
+    redis = create_redis(settings.resolved_redis_url, patient=False)
+    plain = Redis.from_url(settings.resolved_redis_url)
+    try:
+        before = {q: await queued_ids(plain, q) for q in ("default", "browser")}
+        await enqueue_announced(redis, jobs, 600, "submitted")
+        await enqueue_announced(redis, jobs[:10], 600, "submitted")  # already queued: no-op
+
+        for queue in ("default", "browser"):
+            added = await queued_ids(plain, queue) - before[queue]
+            assert added == {str(job.id) for job in jobs if job.queue == queue}
+        payload = await plain.get(job_key_prefix + str(jobs[7].id))
+        assert payload is not None
+        assert deserialize(payload)["a"] == [str(jobs[7].id)]
+        for owner in owners:
+            mine = [job for job in jobs if job.owner_id == owner]
+            events = await announced(plain, owner)
+            assert sorted(events) == sorted((str(job.id), job.queue) for job in mine)
+            for queue in ("default", "browser"):  # the given order, per queue
+                assert [i for i, q in events if q == queue] == [
+                    str(job.id) for job in mine if job.queue == queue
+                ]
+            assert 0 < await plain.pttl(stream_key(owner)) <= 1_200_000
+    finally:
+        await redis.aclose()
+        await plain.aclose()
