@@ -136,7 +136,13 @@ async def submit_batch(
     for index, spec in enumerate(specs):
         agent = await resolve_agent(session, principal.owner_id, spec.agent_id, agents)
         rows.append(job_row(state.settings, state.policy, principal.owner_id, spec, agent, index))
-    jobs = await insert_jobs(session, rows)
-    await session.commit()
+    if state.submitter is not None:
+        # The group commit's writer (one asyncpg statement on PostgreSQL). The agent lookups'
+        # read ends first: on SQLite no reader may stay open while another connection writes.
+        await session.commit()
+        jobs = await state.submitter.insert(rows)
+    else:
+        jobs = await insert_jobs(session, rows)
+        await session.commit()
     await after_commit(state, jobs)
     return jobs

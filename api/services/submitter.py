@@ -30,8 +30,9 @@ class Submitter:
     def __init__(
         self, insert: Insert, after_commit: Callable[[Sequence[NewJob]], Awaitable[None]]
     ) -> None:
-        """`insert` commits the rows it is given, all or none (app.py picks it)."""
-        self._insert = insert
+        """`insert` commits the rows it is given, all or none (app.py picks it); batches
+        (`POST /v1/jobs/batch`) write through it too."""
+        self.insert = insert
         self._after_commit = after_commit
         self._pending: list[Pending] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -53,7 +54,7 @@ class Submitter:
 
     async def _flush(self, batch: list[Pending]) -> None:
         try:
-            jobs = await self._insert([row for row, _ in batch])
+            jobs = await self.insert([row for row, _ in batch])
         except Exception as exc:  # every waiter gets the failure (an outage: a 503 each)
             for _, future in batch:
                 if not future.done():
