@@ -217,6 +217,9 @@ class EgressPolicy:
     # URLs that passed `check_url`, with their normal form: a policy never changes, and
     # batches and crawls check the same URLs over and over.
     _passed: dict[str, str] = field(init=False, repr=False, compare=False)
+    _authorities: dict[tuple[str, str], tuple[str, int, IPAddress | None]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         for name in ("allow_cidrs", "allowed_ports"):
@@ -231,6 +234,7 @@ class EgressPolicy:
         object.__setattr__(self, "_v6", tuple(n for n in nets if n.version == 6))
         object.__setattr__(self, "_ports", tuple(_parse_port_range(p) for p in ports))
         object.__setattr__(self, "_passed", {})
+        object.__setattr__(self, "_authorities", {})
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EgressPolicy:
@@ -300,7 +304,7 @@ class EgressPolicy:
     def _check_url(self, url: str) -> str:
         if len(url) > MAX_URL_LENGTH:
             raise _invalid(f"URL is longer than {MAX_URL_LENGTH} characters")
-        if any(c.isspace() or unicodedata.category(c)[0] in "CZ" for c in url):
+        if _has_space_or_control(url):
             raise _invalid("URL contains whitespace or control characters")
         match = _SCHEME.fullmatch(url)
         scheme = match.group(1).lower() if match else ""
@@ -312,6 +316,19 @@ class EgressPolicy:
         # The authority ends at the first / ? or #; browsers also end it at a backslash.
         authority = re.split(r"[/?#]", rest[2:], maxsplit=1)[0]
         tail = rest[2 + len(authority) :]
+        key = (scheme, authority)
+        checked = self._authorities.get(key)
+        if checked is None:
+            checked = self._check_authority(scheme, authority)
+            if len(self._authorities) >= PASSED_CACHE_SIZE:
+                self._authorities.clear()
+            self._authorities[key] = checked
+        name, port, ip = checked
+        return _rebuild(scheme, name, port, tail, ip)
+
+    def _check_authority(self, scheme: str, authority: str) -> tuple[str, int, IPAddress | None]:
+        """The host (normalized), port and IP literal of an authority the policy accepts. The
+        same for every URL of the authority: a batch of one site's pages checks it once."""
         if "\\" in authority:
             raise _invalid("URL authority contains a backslash")
         if "@" in authority:
@@ -368,7 +385,19 @@ class EgressPolicy:
             port_free = self._check_name(name)
         if not port_free and not self._port_allowed(port):
             raise _invalid(f"port {port} is not allowed")
-        return _rebuild(scheme, name, port, tail, ip)
+        return name, port, ip
+
+
+# ASCII whitespace and control characters (categories Cc and Zs): U+0000-U+0020 and U+007F.
+_ASCII_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+
+
+def _has_space_or_control(url: str) -> bool:
+    """Whitespace, or a character of Unicode category C (control, format, unassigned...) or Z
+    (separators). One regex search for ASCII URLs, the common case; a scan otherwise."""
+    if url.isascii():
+        return _ASCII_SPACE_OR_CONTROL.search(url) is not None
+    return any(c.isspace() or unicodedata.category(c)[0] in "CZ" for c in url)
 
 
 def _rebuild(scheme: str, name: str, port: int, tail: str, ip: IPAddress | None) -> str:
