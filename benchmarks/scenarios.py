@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -115,16 +116,21 @@ def submit_batch(rounds: int, batches: int = 5) -> Result:
         port = free_port()
         procs.outrider(env, "api", "--port", str(port))
         wait_http(f"http://127.0.0.1:{port}/readyz")
-        spec = {"kind": "http", "input": {"url": "http://127.0.0.1:9/ok"}}
-        payload = {"jobs": [spec] * 1000}
+        # Every job its own URL (one site's pages, as a crawl submits them), bodies built
+        # before the clock starts.
+        bodies = [
+            json.dumps({"jobs": [_batch_spec(n, i) for i in range(1000)]}).encode()
+            for n in range(1 + rounds * batches)
+        ]
         stats = Stats("batch jobs/s", "jobs/s")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            auth = {"Authorization": f"Bearer {key}"}
-            client.post("/v1/jobs/batch", json=payload, headers=auth).raise_for_status()
+            headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+            client.post("/v1/jobs/batch", content=bodies.pop(), headers=headers).raise_for_status()
             for _ in range(rounds):
                 started = time.perf_counter()
                 for _ in range(batches):
-                    client.post("/v1/jobs/batch", json=payload, headers=auth).raise_for_status()
+                    body = bodies.pop()
+                    client.post("/v1/jobs/batch", content=body, headers=headers).raise_for_status()
                 stats.values.append(batches * 1000 / (time.perf_counter() - started))
         expected = 1000 * (1 + rounds * batches)
         rows = asyncio.run(_count(db, "SELECT count(*) FROM job"))
@@ -137,6 +143,10 @@ def submit_batch(rounds: int, batches: int = 5) -> Result:
         "pass": stats.median >= 10_000 and durable,
         "notes": f"{rows} rows, {queued} queued, {expected} expected",
     }
+
+
+def _batch_spec(batch: int, index: int) -> dict[str, Any]:
+    return {"kind": "http", "input": {"url": f"http://127.0.0.1:9/page/{batch}/{index}"}}
 
 
 async def _count(db: str, sql: str) -> int:
