@@ -383,3 +383,21 @@ def test_from_settings() -> None:
     assert policy.is_ip_allowed("10.1.1.1")
     assert policy.check_url("http://example.com:9000/") == "http://example.com:9000/"
     assert EgressPolicy.from_settings(Settings()) == DEFAULT
+
+
+def test_an_authority_checked_once_still_judges_every_url_of_it() -> None:
+    """The per-authority cache keeps each URL's own checks (its characters, its path) and
+    never turns a refusal into a pass."""
+    policy = EgressPolicy()
+    assert policy.check_url("https://Example.com/ab") == "https://example.com/ab"
+    assert policy.check_url("https://Example.com/x?q=1") == "https://example.com/x?q=1"
+    for _ in range(2):
+        with pytest.raises(EgressBlocked) as refused:
+            policy.check_url("https://example.com/a\tb")
+        assert refused.value.code == "invalid_url"
+        with pytest.raises(EgressBlocked) as blocked:
+            policy.check_url("http://169.254.169.254/latest")
+        assert blocked.value.code == "blocked_destination"
+    assert policy.check_url("http://example.com/") == "http://example.com/"  # its own scheme
+    with pytest.raises(EgressBlocked):
+        policy.check_url("http://example.com:22/")  # its own port
