@@ -42,13 +42,17 @@ CSP = (
 )
 WAIT_MS = 15_000
 # Each change of a job row's status, in order (attribute records keep the value replaced).
+# Recording again starts afresh: the previous observer stops, or it would record every change
+# a second time (a batch of changes twice reads as the statuses going round again).
 RECORD_STATUSES = """() => {
+  window.__statusObserver?.disconnect();
   window.__statuses = [];
-  new MutationObserver((records) => {
+  window.__statusObserver = new MutationObserver((records) => {
     for (const r of records) {
       if (r.type === "attributes") window.__statuses.push([r.target.dataset.jobId, r.oldValue]);
     }
-  }).observe(document.querySelector("#jobs tbody"),
+  });
+  window.__statusObserver.observe(document.querySelector("#jobs tbody"),
     {subtree: true, attributes: true, attributeFilter: ["data-status"], attributeOldValue: true});
 }"""
 STATUS_HISTORY = """(id) => {
