@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from arq import Worker
 from arq.typing import WorkerCoroutine
 
 from shared import heap
@@ -24,6 +23,7 @@ from shared.queue import JOB_FUNCTION, deserialize, queue_key, serialize
 from shared.settings import Settings
 from worker import metrics
 from worker.lifecycle import Reconciler, heartbeat_loop, retire
+from worker.queue_worker import QueueWorker
 from worker.runner import run_job
 from worker.scheduler import scheduler_loop
 from worker.state import BROWSER_QUEUE, WorkerState
@@ -44,10 +44,10 @@ RESTART_DELAY_S = 1.0
 assert run_job.__name__ == JOB_FUNCTION
 
 
-def build_worker(state: WorkerState, concurrency: int) -> Worker:
+def build_worker(state: WorkerState, concurrency: int) -> QueueWorker:
     """An arq Worker for the state's queue. Signals are ours, not arq's."""
     settings = state.settings
-    return Worker(
+    return QueueWorker(
         functions=FUNCTIONS,
         queue_name=queue_key(state.queue),
         redis_pool=state.redis,
@@ -65,7 +65,7 @@ def build_worker(state: WorkerState, concurrency: int) -> Worker:
     )
 
 
-async def _drain(worker: Worker, grace_s: float) -> None:
+async def _drain(worker: QueueWorker, grace_s: float) -> None:
     worker.allow_pick_jobs = False
     tasks = [t for t in worker.tasks.values() if not t.done()]
     log.info("worker.draining", running=len(tasks), grace_s=grace_s)
@@ -77,7 +77,7 @@ async def _drain(worker: Worker, grace_s: float) -> None:
             await asyncio.wait(pending, timeout=10)
 
 
-def _reap_failed_tasks(worker: Worker) -> int:
+def _reap_failed_tasks(worker: QueueWorker) -> int:
     # arq re-raises a failed job task (its own Redis calls failed in an outage) from the poll
     # loop, one per poll; reap them all now, or each would cost another restart after Redis
     # is back. The rows are the truth: the reconciler repairs what those tasks left undone.
