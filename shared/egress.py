@@ -217,7 +217,7 @@ class EgressPolicy:
     # URLs that passed `check_url`, with their normal form: a policy never changes, and
     # batches and crawls check the same URLs over and over.
     _passed: dict[str, str] = field(init=False, repr=False, compare=False)
-    _authorities: dict[tuple[str, str], tuple[str, int, IPAddress | None]] = field(
+    _authorities: dict[tuple[str, str], tuple[str, int, IPAddress | None, str]] = field(
         init=False, repr=False, compare=False
     )
 
@@ -323,12 +323,23 @@ class EgressPolicy:
             if len(self._authorities) >= PASSED_CACHE_SIZE:
                 self._authorities.clear()
             self._authorities[key] = checked
-        name, port, ip = checked
+        name, port, ip, prefix = checked
+        if not tail.startswith("/"):
+            tail = "/" + tail
+        if _PLAIN_TAIL.fullmatch(tail):
+            # Nothing for yarl to encode, decode or remove: the URL is what it would make of it.
+            normalized = prefix + tail
+            if len(normalized) > MAX_URL_LENGTH:
+                raise _invalid(f"URL is longer than {MAX_URL_LENGTH} characters")
+            return normalized
         return _rebuild(scheme, name, port, tail, ip)
 
-    def _check_authority(self, scheme: str, authority: str) -> tuple[str, int, IPAddress | None]:
-        """The host (normalized), port and IP literal of an authority the policy accepts. The
-        same for every URL of the authority: a batch of one site's pages checks it once."""
+    def _check_authority(
+        self, scheme: str, authority: str
+    ) -> tuple[str, int, IPAddress | None, str]:
+        """The host (normalized), port and IP literal of an authority the policy accepts, and
+        the URL's start as yarl writes it (scheme://host[:port]). The same for every URL of the
+        authority: a batch of one site's pages checks it once."""
         if "\\" in authority:
             raise _invalid("URL authority contains a backslash")
         if "@" in authority:
@@ -385,7 +396,10 @@ class EgressPolicy:
             port_free = self._check_name(name)
         if not port_free and not self._port_allowed(port):
             raise _invalid(f"port {port} is not allowed")
-        return name, port, ip
+        # The authority ends where the path starts, so what yarl reads from it does not depend
+        # on the rest of the URL.
+        prefix = _rebuild(scheme, name, port, "/", ip).removesuffix("/")
+        return name, port, ip, prefix
 
 
 # ASCII whitespace and control characters (categories Cc and Zs): U+0000-U+0020 and U+007F.
@@ -398,6 +412,11 @@ def _has_space_or_control(url: str) -> bool:
     if url.isascii():
         return _ASCII_SPACE_OR_CONTROL.search(url) is not None
     return any(c.isspace() or unicodedata.category(c)[0] in "CZ" for c in url)
+
+
+# A path (and query) that yarl leaves exactly as it is: unreserved characters only, no empty,
+# `.` or `..` segment, a query of unreserved characters, `=` and `&`, no fragment.
+_PLAIN_TAIL = re.compile(r"(?:/[A-Za-z0-9_~-]+(?:\.[A-Za-z0-9_~-]+)*)*/?(?:\?[A-Za-z0-9_.~=&-]+)?")
 
 
 def _rebuild(scheme: str, name: str, port: int, tail: str, ip: IPAddress | None) -> str:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import random
+import re
 
 import pytest
 
+from shared import egress
 from shared.egress import EgressPolicy, forbidden_reason, parse_ip_literal
 from shared.errors import EgressBlocked
 from shared.settings import Settings
@@ -401,3 +404,51 @@ def test_an_authority_checked_once_still_judges_every_url_of_it() -> None:
     assert policy.check_url("http://example.com/") == "http://example.com/"  # its own scheme
     with pytest.raises(EgressBlocked):
         policy.check_url("http://example.com:22/")  # its own port
+
+
+PLAIN_AUTHORITIES = [
+    ("http", "example.com"),
+    ("https", "EXAMPLE.com.:443"),
+    ("http", "bücher.example:8080"),
+    ("http", "xn--bcher-kva.example"),
+    ("http", "127.0.0.1:9"),
+    ("https", "[::1]:8443"),
+    ("http", "[fe80::1%25eth0]"),
+]
+
+
+def _tails() -> list[str]:
+    """Paths and queries, plain or nearly: every character yarl might treat specially."""
+    rng = random.Random(20261205)
+    alphabet = "aZ09_~-./?=&%#+;:@!$'()*,[] é"
+    tails = ["", "/", "/a.b", "/a/", "?q=1", "/?a=&b=", "/~x", "/A/B?C=D", "/.", "/..", "/a/./b"]
+    tails += ["/a/../b", "//a", "/a//b", "/a?", "/a#", "/a#f", "/%7e", "/%2F", "/a?b=c d"]
+    for _ in range(3000):
+        tails.append("".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24))))
+        tails.append("/" + "".join(rng.choice(alphabet[:14]) for _ in range(rng.randint(0, 24))))
+    return tails
+
+
+def test_a_plain_path_is_written_as_yarl_would_write_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A URL whose path and query need no encoding skips yarl's round trip: the result must be
+    # exactly what the round trip makes of it, for every authority shape.
+    allow = ["0.0.0.0/0", "::/0"]
+    fast, slow = EgressPolicy(allow_cidrs=allow), EgressPolicy(allow_cidrs=allow)
+    plain = 0
+    for scheme, authority in PLAIN_AUTHORITIES:
+        for tail in _tails():
+            url = f"{scheme}://{authority}{tail}"
+            path = tail if tail.startswith("/") else "/" + tail
+            plain += bool(egress._PLAIN_TAIL.fullmatch(path))
+            with monkeypatch.context() as patch:
+                patch.setattr(egress, "_PLAIN_TAIL", re.compile(r"(?!)"))  # never plain
+                try:
+                    expected: str | None = slow._check_url(url)
+                except EgressBlocked:
+                    expected = None
+            try:
+                got: str | None = fast._check_url(url)
+            except EgressBlocked:
+                got = None
+            assert got == expected, url
+    assert plain > 2000  # the fast path was taken, often
