@@ -235,11 +235,11 @@ async def enqueue_announced(
     retention_s: float,
     reason: str,
     *,
-    take_over_stale: bool = False,
+    take_over_after_s: float | None = None,
 ) -> None:
     """Enqueue jobs (one pipelined round trip) with a `queued` event for each that enters the
     queue now; a job already in the queue is neither enqueued nor announced again.
-    `take_over_stale`: see shared/queue.py enqueue_many."""
+    `take_over_after_s`: see shared/queue.py enqueue_many."""
     at = time.time()
     notes = [
         Announcement(
@@ -253,5 +253,5 @@ async def enqueue_announced(
         [(str(job.id), job.queue) for job in jobs],
         announce=notes,
         trim=StreamTrim(min_id(retention_s), retention_ms(retention_s)),
-        take_over_stale=take_over_stale,
+        take_over_after_s=take_over_after_s,
     )

@@ -34,20 +34,37 @@ JOB_EXPIRES_MS = 7 * 24 * 3600 * 1000
 # `queued` event in its owner's stream, shared/events.py) in the same atomic step, so the
 # announcement precedes any `started`. One call carries the jobs of one queue and one stream
 # (a batch is one call): per job, only its id and event.
-# With ARGV[7] = '1' (the reconciler, for rows queued and due for a while), an in-progress mark
-# is stale: a worker took the id from arq but died before claiming the row. The mark would keep
-# arq from running the job again until it expires, so it is removed and the job made ready.
+# With ARGV[7] set (the reconciler, for rows queued and due for a while), an in-progress mark
+# older than ARGV[7] ms is stale: a worker took the id from arq but died before claiming the row.
+# The mark would keep arq from running the job again until it expires, so it is removed and the
+# job made ready. A younger mark is a live worker's that has not claimed the row yet (a backlog):
+# it is left alone. Our workers' marks hold the Redis time they were set at
+# (worker/queue_worker.py); stock arq's hold 1, so they count as old.
 # Keys are built from prefixes (standalone Redis, as arq itself requires).
 # ARGV: job key prefix, in-progress prefix, score, job ttl, oldest event id to keep, stream ttl,
-# take over ('1' or ''), payload head, payload tail, queue key, stream key ('' for none); then
-# per job: id and event ('' for none).
+# take-over age in ms ('' for none), payload head, payload tail, queue key, stream key ('' for
+# none); then per job: id and event ('' for none).
 _ENQUEUE_LUA = """
 local queue, stream = ARGV[10], ARGV[11]
 local added, announced = 0, false
+local now, take_over = 0, tonumber(ARGV[7])
+if take_over then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 for i = 12, #ARGV, 2 do
   local id, event = ARGV[i], ARGV[i + 1]
-  local job_key = ARGV[1] .. id
-  if ARGV[7] == '1' and redis.call('DEL', ARGV[2] .. id) == 1 then
+  local job_key, mark = ARGV[1] .. id, ARGV[2] .. id
+  local stale = false
+  if take_over then
+    local at = redis.call('GET', mark)
+    if at then
+      local at_ms = tonumber(at)
+      stale = at_ms == nil or now - at_ms > take_over
+    end
+  end
+  if stale then
+    redis.call('DEL', mark)
     redis.call('ZADD', queue, ARGV[3], id)
     added = added + 1
   elseif redis.call('EXISTS', job_key) == 0 then
@@ -174,13 +191,14 @@ async def enqueue_many(
     defer_s: float = 0.0,
     announce: Sequence[Announcement | None] = (),
     trim: StreamTrim = StreamTrim("0", "1"),
-    take_over_stale: bool = False,
+    take_over_after_s: float | None = None,
 ) -> None:
     """Enqueue (job id, queue) pairs in one pipelined round trip; ids already in arq are skipped.
     `announce[i]`, if given, is appended to its stream as job i enters the queue (in the given
     order among the jobs of one queue and one stream).
-    `take_over_stale`: the jobs' rows say nobody runs them, so an in-progress mark in arq is a
-    dead worker's and is cleared (the reconciler's repair)."""
+    `take_over_after_s`: the jobs' rows say nobody has claimed them for a while, so an arq
+    in-progress mark older than this is a dead worker's and is cleared (the reconciler's
+    repair); a younger one is left to the live worker that is about to claim the row."""
     score = str(int((time.time() + defer_s) * 1000))
     head, tail = _payload_parts()
     common = [
@@ -190,7 +208,7 @@ async def enqueue_many(
         str(JOB_EXPIRES_MS),
         trim.keep_after_id,
         trim.ttl_ms,
-        "1" if take_over_stale else "",
+        "" if take_over_after_s is None else str(int(take_over_after_s * 1000)),
         head,
         tail,
     ]

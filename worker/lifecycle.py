@@ -172,13 +172,15 @@ class Reconciler:
             rows = await find_unenqueued(session, older_than, self._position, RECONCILE_BATCH)
         if rows:
             # Queued and due for a while: no worker runs them (a claim would have made them
-            # running), so an in-progress mark in arq is a dead worker's.
+            # running), so an in-progress mark in arq as old as that is a dead worker's. A
+            # younger one belongs to a worker that took the id from a backlog and is about to
+            # claim the row.
             await enqueue_announced(
                 state.redis,
                 rows,
                 state.settings.events_retention_s,
                 reason="recovered",
-                take_over_stale=True,
+                take_over_after_s=state.settings.enqueue_grace_s,
             )
         # Walk the backlog a batch per pass, then start over.
         last = rows[-1] if len(rows) == RECONCILE_BATCH else None

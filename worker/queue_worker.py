@@ -6,7 +6,8 @@ several workers most of those exchanges end in "started elsewhere". Here one Lua
 and marks as many of the ids as this worker has free slots for, atomically, in one round trip.
 The marks are arq's own in-progress keys with arq's timeout, set under the same conditions (not
 in progress anywhere, still in the queue, due), so the rest of arq (running, retrying, finishing,
-aborting) and our reconciler's take-over see exactly what they would have.
+aborting) sees exactly what it would have; their value is when they were set, which tells the
+reconciler a live worker's fresh mark from a dead worker's old one.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ from arq import Worker
 from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 
-# KEYS[1]: the queue. ARGV: in-progress key prefix, mark TTL (ms), now (ms), how many to take,
-# then the ids read from the queue, in its order. Returns the taken ids and their scores.
+# KEYS[1]: the queue. ARGV: in-progress key prefix, mark TTL (ms), now (ms, arq's clock for the
+# scores), how many to take, then the ids read from the queue, in its order. A mark holds the
+# Redis time it was set at (arq only checks that it exists): the reconciler takes over only
+# marks older than its grace (shared/queue.py). Returns the taken ids and their scores.
 _TAKE_LUA = """
 local taken = {}
 local want, now = tonumber(ARGV[4]) * 2, tonumber(ARGV[3])
+local t = redis.call('TIME')
+local marked_at = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
 for i = 5, #ARGV do
   if #taken >= want then break end
   local id = ARGV[i]
@@ -29,7 +34,7 @@ for i = 5, #ARGV do
   if redis.call('EXISTS', mark) == 0 then
     local score = redis.call('ZSCORE', KEYS[1], id)
     if score and tonumber(score) <= now then
-      redis.call('PSETEX', mark, ARGV[2], '1')
+      redis.call('PSETEX', mark, ARGV[2], marked_at)
       taken[#taken + 1] = id
       taken[#taken + 1] = score
     end

@@ -7,7 +7,7 @@ import json
 import uuid
 
 import pytest
-from arq.constants import job_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix
 from redis.asyncio import Redis
 
 from shared.events import enqueue_announced, stream_key
@@ -66,5 +66,47 @@ async def test_interleaved_owners_and_queues_are_each_queued_and_announced_once(
                 ]
             assert 0 < await plain.pttl(stream_key(owner)) <= 1_200_000
     finally:
+        await redis.aclose()
+        await plain.aclose()
+
+
+@pytest.mark.redis
+async def test_the_reconciler_takes_over_only_marks_older_than_its_grace(
+    settings: Settings,
+) -> None:
+    # Rows queued and due for a while; arq holds each id with an in-progress mark: stock arq's
+    # (value 1), a dead worker's (set 30 s ago) and a live worker's that took it from a backlog
+    # a moment ago and is about to claim the row.
+    owner = uuid.uuid4()
+    stock, dead, live = (Job(owner, "default") for _ in range(3))
+    redis = create_redis(settings.resolved_redis_url, patient=False)
+    plain = Redis.from_url(settings.resolved_redis_url)
+    seconds, micros = await plain.time()
+    now_ms = seconds * 1000 + micros // 1000
+    marks = {stock: b"1", dead: str(now_ms - 30_000).encode(), live: str(now_ms).encode()}
+    try:
+        await enqueue_announced(redis, [stock, dead, live], 600, "submitted")
+        # The worker's take removed nothing from the queue; the scores say "enqueued long ago".
+        await plain.zadd(queue_key("default"), {str(job.id): 1 for job in marks})
+        for job, value in marks.items():
+            await plain.set(in_progress_key_prefix + str(job.id), value, px=600_000)
+
+        await enqueue_announced(redis, list(marks), 600, "recovered", take_over_after_s=10)
+
+        for job in (stock, dead):  # cleared and ready again (a new score)
+            assert not await plain.exists(in_progress_key_prefix + str(job.id))
+            assert (await plain.zscore(queue_key("default"), str(job.id)) or 0) > 1
+        assert await plain.get(in_progress_key_prefix + str(live.id)) == marks[live]
+        assert await plain.zscore(queue_key("default"), str(live.id)) == 1
+        # Taken over without a second announcement: the job entered the queue only once.
+        assert [job_id for job_id, _ in await announced(plain, owner)] == [
+            str(stock.id),
+            str(dead.id),
+            str(live.id),
+        ]
+    finally:
+        keys = [in_progress_key_prefix + str(job.id) for job in marks]
+        await plain.delete(*keys, stream_key(owner))
+        await plain.zrem(queue_key("default"), *(str(job.id) for job in marks))
         await redis.aclose()
         await plain.aclose()

@@ -71,6 +71,10 @@ async def test_takes_due_free_ids_in_order_up_to_its_free_slots(settings: Settin
             assert await redis.exists(in_progress_key_prefix + ids[name]) == marked, name
         ttl_ms = await redis.pttl(in_progress_key_prefix + ids["b"])
         assert 0 < ttl_ms <= worker.in_progress_timeout_s * 1000
+        # A mark holds the Redis time it was set at (for the reconciler's take-over).
+        seconds, micros = await redis.time()
+        marked_at = int(await redis.get(in_progress_key_prefix + ids["b"]) or 0)
+        assert 0 <= seconds * 1000 + micros // 1000 - marked_at < 5_000
         # No free slot: nothing more is taken, nothing marked.
         await worker.start_jobs([ids["a"].encode()])
         assert not await redis.exists(in_progress_key_prefix + ids["a"])
