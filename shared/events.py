@@ -26,7 +26,14 @@ from redis.exceptions import RedisError
 
 from shared.jsonsafe import json_text
 from shared.logging import get_logger
-from shared.queue import Announcement, QueueClient, StreamTrim, enqueue_many
+from shared.queue import (
+    Announcement,
+    QueueClient,
+    ScriptCalls,
+    StreamTrim,
+    enqueue_calls,
+    run_enqueue,
+)
 
 log = get_logger(__name__)
 
@@ -239,7 +246,20 @@ async def enqueue_announced(
 ) -> None:
     """Enqueue jobs (one pipelined round trip) with a `queued` event for each that enters the
     queue now; a job already in the queue is neither enqueued nor announced again.
-    `take_over_after_s`: see shared/queue.py enqueue_many."""
+    `take_over_after_s`: see shared/queue.py enqueue_calls."""
+    calls = announced_enqueue(jobs, retention_s, reason, take_over_after_s=take_over_after_s)
+    await run_enqueue(redis, calls)
+
+
+def announced_enqueue(
+    jobs: Sequence[JobLike],
+    retention_s: float,
+    reason: str,
+    *,
+    take_over_after_s: float | None = None,
+) -> ScriptCalls:
+    """What `enqueue_announced` sends (`run_enqueue` sends it): built apart, it can be built
+    while something else is awaited."""
     at = time.time()
     notes = [
         Announcement(
@@ -248,8 +268,7 @@ async def enqueue_announced(
         )
         for job in jobs
     ]
-    await enqueue_many(
-        redis,
+    return enqueue_calls(
         [(str(job.id), job.queue) for job in jobs],
         announce=notes,
         trim=StreamTrim(min_id(retention_s), retention_ms(retention_s)),

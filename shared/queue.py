@@ -184,6 +184,9 @@ class StreamTrim:
     ttl_ms: str
 
 
+ScriptCalls = list[tuple[list[str], list[str]]]  # (keys, args) of each script call
+
+
 async def enqueue_many(
     redis: ArqRedis,
     jobs: Sequence[tuple[str, str]],
@@ -194,6 +197,32 @@ async def enqueue_many(
     take_over_after_s: float | None = None,
 ) -> None:
     """Enqueue (job id, queue) pairs in one pipelined round trip; ids already in arq are skipped.
+    The arguments are those of `enqueue_calls`."""
+    calls = enqueue_calls(
+        jobs,
+        defer_s=defer_s,
+        announce=announce,
+        trim=trim,
+        take_over_after_s=take_over_after_s,
+    )
+    await run_enqueue(redis, calls)
+
+
+async def run_enqueue(redis: ArqRedis, calls: ScriptCalls) -> None:
+    """Send what `enqueue_calls` prepared (one pipelined round trip)."""
+    if calls:
+        await _run_script(redis, _ENQUEUE_LUA, calls)
+
+
+def enqueue_calls(
+    jobs: Sequence[tuple[str, str]],
+    *,
+    defer_s: float = 0.0,
+    announce: Sequence[Announcement | None] = (),
+    trim: StreamTrim = StreamTrim("0", "1"),
+    take_over_after_s: float | None = None,
+) -> ScriptCalls:
+    """The script calls that enqueue (job id, queue) pairs; ids already in arq are skipped.
     `announce[i]`, if given, is appended to its stream as job i enters the queue (in the given
     order among the jobs of one queue and one stream).
     `take_over_after_s`: the jobs' rows say nobody has claimed them for a while, so an arq
@@ -218,13 +247,11 @@ async def enqueue_many(
         note = announce[index] if index < len(announce) else None
         group = groups.setdefault((queue_key(queue), note.stream if note else ""), [])
         group += (job_id, note.entry if note else "")
-    calls: list[tuple[list[str], list[str]]] = [
+    return [
         ([], [*common, queue, stream, *group[start : start + 2 * ENQUEUE_CHUNK]])
         for (queue, stream), group in groups.items()
         for start in range(0, len(group), 2 * ENQUEUE_CHUNK)
     ]
-    if calls:
-        await _run_script(redis, _ENQUEUE_LUA, calls)
 
 
 async def enqueue(redis: ArqRedis, job_id: str, queue: str, *, defer_s: float = 0.0) -> None:

@@ -79,10 +79,16 @@ async def submit_jobs(
     body: BatchIn, state: StateDep, session: SessionDep, principal: PrincipalDep
 ) -> Response:
     """Queue up to 1,000 jobs in one transaction; all or none. Answers in the given order."""
-    created = await submit_batch(state, session, principal, body.jobs)
-    # One validation of the lot, serialized here: FastAPI would validate the answer again.
-    answer = BatchOut.model_validate({"jobs": created})
-    return Response(answer.model_dump_json(), status_code=202, media_type="application/json")
+    # One validation of the lot, serialized here (FastAPI would validate the answer again),
+    # while the database writes the rows.
+    answer = await submit_batch(
+        state,
+        session,
+        principal,
+        body.jobs,
+        lambda created: BatchOut.model_validate({"jobs": created}).model_dump_json(),
+    )
+    return Response(answer, status_code=202, media_type="application/json")
 
 
 def _utc(value: datetime | None, name: str) -> datetime | None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from redis.exceptions import RedisError
@@ -17,10 +18,16 @@ from api import metrics
 from api.deps import AppState, Principal, request_session
 from api.services.submitter import Insert
 from shared.errors import IdempotencyConflict
-from shared.events import JobLike, enqueue_announced
+from shared.events import JobLike, announced_enqueue
 from shared.logging import get_logger
 from shared.models import Agent, Job
-from shared.repositories.job import NewJob, find_by_idempotency_key, insert_jobs
+from shared.queue import ScriptCalls, run_enqueue
+from shared.repositories.job import (
+    NewJob,
+    find_by_idempotency_key,
+    insert_jobs,
+    new_job_values,
+)
 from shared.repositories.job_pg import insert_jobs_pg
 from shared.services.jobs import job_row, resolve_agent
 from shared.specs import AnyJobSpec
@@ -28,6 +35,7 @@ from shared.specs import AnyJobSpec
 log = get_logger(__name__)
 
 AnySpec = AnyJobSpec
+T = TypeVar("T")
 
 
 def request_hash(spec: AnySpec) -> str:
@@ -40,11 +48,16 @@ async def enqueue_jobs(state: AppState, jobs: Sequence[JobLike], reason: str = "
     """Enqueue (and announce) committed jobs; if Redis is down, leave them to the reconciler."""
     if reason == "retry":  # POST /v1/jobs/{id}/retry
         metrics.jobs_retried_by_user(jobs)
+    calls = announced_enqueue(jobs, state.settings.events_retention_s, reason)
+    await _send_enqueue(state, calls, len(jobs))
+
+
+async def _send_enqueue(state: AppState, calls: ScriptCalls, count: int) -> None:
     try:
-        await enqueue_announced(state.redis, jobs, state.settings.events_retention_s, reason)
+        await run_enqueue(state.redis, calls)
     except (RedisError, OSError) as exc:
         # The rows are committed: the reconciler enqueues them once Redis is back.
-        log.warning("jobs.enqueue_deferred", count=len(jobs), error=str(exc)[:200])
+        log.warning("jobs.enqueue_deferred", count=count, error=str(exc)[:200])
 
 
 async def submit_one(
@@ -128,21 +141,40 @@ def _replay(existing: Job, fingerprint: str | None) -> Job:
 
 
 async def submit_batch(
-    state: AppState, session: AsyncSession, principal: Principal, specs: Sequence[AnySpec]
-) -> list[NewJob]:
-    """Create many jobs in one transaction and enqueue them in one pipelined round trip."""
+    state: AppState,
+    session: AsyncSession,
+    principal: Principal,
+    specs: Sequence[AnySpec],
+    answer: Callable[[list[NewJob]], T],
+) -> T:
+    """Create many jobs in one transaction and enqueue them in one pipelined round trip;
+    returns `answer(jobs)`, which (like the queue's entries) is built while the database
+    writes the rows, and stands only once they have committed."""
     agents = _agents(principal)
     rows = []
     for index, spec in enumerate(specs):
         agent = await resolve_agent(session, principal.owner_id, spec.agent_id, agents)
         rows.append(job_row(state.settings, state.policy, principal.owner_id, spec, agent, index))
-    if state.submitter is not None:
-        # The group commit's writer (one asyncpg statement on PostgreSQL). The agent lookups'
-        # read ends first: on SQLite no reader may stay open while another connection writes.
+    if state.submitter is None:
+        created = await insert_jobs(session, rows)
         await session.commit()
-        jobs = await state.submitter.insert(rows)
-    else:
-        jobs = await insert_jobs(session, rows)
-        await session.commit()
-    await after_commit(state, jobs)
-    return jobs
+        await after_commit(state, created)
+        return answer(created)
+    # The group commit's writer (one asyncpg statement on PostgreSQL). The agent lookups' read
+    # ends first: on SQLite no reader may stay open while another connection writes.
+    await session.commit()
+    values = new_job_values(rows)  # the ids and times the INSERT writes
+    jobs = [NewJob(**value) for value in values]
+    insert = asyncio.ensure_future(state.submitter.insert(values))
+    try:
+        await asyncio.sleep(0)  # the INSERT goes out; what follows overlaps the database's work
+        answered = answer(jobs)
+        calls = announced_enqueue(jobs, state.settings.events_retention_s, "submitted")
+        await insert
+    except BaseException:
+        insert.cancel()  # a dropped request, or a failure here: nothing is answered
+        insert.add_done_callback(lambda task: task.cancelled() or task.exception())
+        raise
+    metrics.jobs_submitted(jobs)
+    await _send_enqueue(state, calls, len(jobs))
+    return answered

@@ -60,11 +60,12 @@ class NewJob:
 def new_job_values(
     rows: Sequence[dict[str, Any]], now: datetime | None = None
 ) -> list[dict[str, Any]]:
-    """Every column of new queued jobs: the given ones, a fresh id, and the queued defaults."""
+    """Every column of new queued jobs: the given ones, a fresh id (unless given), and the
+    queued defaults."""
     now = now or utcnow()
     return [
         {
-            "id": uuid.uuid4(),
+            "id": row["id"] if "id" in row else uuid.uuid4(),
             "status": JobStatus.QUEUED,
             "attempts": 0,
             "fence": 0,

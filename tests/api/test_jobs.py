@@ -9,7 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
+from shared.queue import queue_key
 from shared.settings import Settings
 from tests.api.support import api_client, assert_error, closed_port_url
 from tests.conftest import RunWorker
@@ -148,6 +150,38 @@ async def test_batch_returns_jobs_in_order(client: httpx.AsyncClient, auth: dict
         assert fetched.json()["input"]["url"] == job["input"]["url"]
     listed = await list_all(client, auth, 500)
     assert {job["id"] for job in listed} == {job["id"] for job in jobs}
+
+
+async def test_a_batch_whose_insert_fails_is_neither_answered_nor_queued(
+    client: httpx.AsyncClient, auth: dict[str, str], settings: Settings
+) -> None:
+    # The answer and the queue's entries are built while the INSERT runs: when the INSERT
+    # fails, the client gets a 503 and nothing is queued or listed.
+    state = client._transport.app.state.outrider  # type: ignore[attr-defined]
+    real = state.submitter.insert
+
+    async def lost(values: list[dict[str, Any]]) -> list[Any]:
+        await asyncio.sleep(0.05)  # long enough for the answer to be built meanwhile
+        raise ConnectionError("the database went away")
+
+    redis = Redis.from_url(settings.resolved_redis_url)
+    queued = await redis.zcard(queue_key("default"))
+    specs = [http_job(closed_port_url(f"/lost/{i}")) for i in range(20)]
+    state.submitter.insert = lost
+    try:
+        response = await client.post("/v1/jobs/batch", json={"jobs": specs}, headers=auth)
+    finally:
+        state.submitter.insert = real
+    try:
+        assert_error(response, 503, "service_unavailable")
+        assert await redis.zcard(queue_key("default")) == queued
+        assert await list_all(client, auth, 500) == []
+        # The next batch goes through.
+        again = await client.post("/v1/jobs/batch", json={"jobs": specs}, headers=auth)
+        assert again.status_code == 202, again.text
+        assert await redis.zcard(queue_key("default")) == queued + len(specs)
+    finally:
+        await redis.aclose()
 
 
 async def test_batch_over_the_limit_is_refused(
