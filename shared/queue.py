@@ -187,27 +187,6 @@ class StreamTrim:
 ScriptCalls = list[tuple[list[str], list[str]]]  # (keys, args) of each script call
 
 
-async def enqueue_many(
-    redis: ArqRedis,
-    jobs: Sequence[tuple[str, str]],
-    *,
-    defer_s: float = 0.0,
-    announce: Sequence[Announcement | None] = (),
-    trim: StreamTrim = StreamTrim("0", "1"),
-    take_over_after_s: float | None = None,
-) -> None:
-    """Enqueue (job id, queue) pairs in one pipelined round trip; ids already in arq are skipped.
-    The arguments are those of `enqueue_calls`."""
-    calls = enqueue_calls(
-        jobs,
-        defer_s=defer_s,
-        announce=announce,
-        trim=trim,
-        take_over_after_s=take_over_after_s,
-    )
-    await run_enqueue(redis, calls)
-
-
 async def run_enqueue(redis: ArqRedis, calls: ScriptCalls) -> None:
     """Send what `enqueue_calls` prepared (one pipelined round trip)."""
     if calls:
@@ -256,7 +235,7 @@ def enqueue_calls(
 
 async def enqueue(redis: ArqRedis, job_id: str, queue: str, *, defer_s: float = 0.0) -> None:
     """Enqueue one job id."""
-    await enqueue_many(redis, [(job_id, queue)], defer_s=defer_s)
+    await run_enqueue(redis, enqueue_calls([(job_id, queue)], defer_s=defer_s))
 
 
 async def requeue_now(redis: ArqRedis, jobs: Sequence[tuple[str, str]]) -> None:
