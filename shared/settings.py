@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     webhook_max_age_s: float = Field(default=86400.0, gt=0)
     webhook_backoff_base_s: float = Field(default=2.0, gt=0)
     webhook_backoff_max_s: float = Field(default=3600.0, gt=0)
+    # Retention (worker/retention.py): unset = jobs are kept forever.
+    job_retention_s: float | None = Field(default=None, ge=3600)
+    retention_interval_s: float = Field(default=300.0, gt=0)
     # Worker /metrics (worker/metrics.py): 0 = a free port the OS picks; empty or -1 = off.
     worker_metrics_port: int | None = Field(default=9464, ge=-1, le=65535)
     worker_metrics_host: str = "127.0.0.1"
@@ -104,7 +107,7 @@ class Settings(BaseSettings):
     browser_launch_timeout_s: float = Field(default=30.0, gt=0)
     artifact_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
-    @field_validator("worker_metrics_port", "metrics_token", mode="before")
+    @field_validator("worker_metrics_port", "metrics_token", "job_retention_s", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

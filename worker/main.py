@@ -24,6 +24,7 @@ from shared.settings import Settings
 from worker import metrics
 from worker.lifecycle import Reconciler, heartbeat_loop, retire
 from worker.queue_worker import QueueWorker
+from worker.retention import retention_loop
 from worker.runner import run_job
 from worker.scheduler import scheduler_loop
 from worker.state import BROWSER_QUEUE, WorkerState
@@ -38,6 +39,7 @@ BACKGROUND_LOOPS: list[Callable[[WorkerState], Awaitable[None]]] = [
     lambda state: Reconciler(state).loop(),
     scheduler_loop,
     webhook_loop,
+    retention_loop,
 ]
 RESTART_DELAY_S = 1.0
 

@@ -1,0 +1,95 @@
+"""Retention: a background loop in every worker that deletes jobs ended more than
+`job_retention_s` ago, with their attempts, artifacts and webhook deliveries, and the schedule
+runs left without a job (shared/repositories/retention.py says what goes and what stays).
+
+Off unless `OUTRIDER_JOB_RETENTION_S` is set: by default every job is kept. The cutoff is read
+from the clock all workers share (PostgreSQL's, or Redis's with SQLite), so a worker with a
+fast clock deletes nothing early. Deletes run in batches of `BATCH` rows, one short transaction
+each, so neither the API's reads nor the workers' writes wait behind a long purge; every worker
+runs the loop, and on PostgreSQL concurrent passes skip each other's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.clock import shared_now
+from shared.logging import get_logger
+from shared.repositories.retention import delete_ended_jobs, delete_old_schedule_runs
+from worker.state import WorkerState
+
+log = get_logger(__name__)
+
+BATCH = 500
+LOOP_ERRORS = (SQLAlchemyError, RedisError, OSError, TimeoutError)
+
+
+@dataclass
+class Pruned:
+    jobs: int = 0
+    schedule_runs: int = 0
+
+
+class Pruner:
+    """Deletes one worker's share of the expired history."""
+
+    def __init__(self, state: WorkerState, batch: int = BATCH) -> None:
+        self.state = state
+        self.batch = batch
+
+    async def cutoff(self, session: AsyncSession, retention_s: float) -> datetime:
+        return await shared_now(session, self.state.redis) - timedelta(seconds=retention_s)
+
+    async def run_once(self) -> Pruned:
+        """Delete everything that has expired, a batch at a time; what went."""
+        pruned = Pruned()
+        retention_s = self.state.settings.job_retention_s
+        if retention_s is None:
+            return pruned
+        async with self.state.sessionmaker() as session:
+            cutoff = await self.cutoff(session, retention_s)
+        for delete_batch, field in (
+            (delete_ended_jobs, "jobs"),
+            (delete_old_schedule_runs, "schedule_runs"),
+        ):
+            while True:
+                async with self.state.sessionmaker.begin() as session:
+                    deleted = await delete_batch(session, cutoff, self.batch)
+                setattr(pruned, field, getattr(pruned, field) + deleted)
+                if deleted < self.batch:
+                    break
+                await asyncio.sleep(0)  # let the worker's jobs run between batches
+        if pruned.jobs or pruned.schedule_runs:
+            log.info(
+                "retention.pruned",
+                jobs=pruned.jobs,
+                schedule_runs=pruned.schedule_runs,
+                cutoff=cutoff.isoformat(),
+            )
+        return pruned
+
+    async def loop(self) -> None:
+        """Prune every `retention_interval_s` (jittered, so workers spread out), forever."""
+        interval = self.state.settings.retention_interval_s
+        await asyncio.sleep(random.uniform(0, interval))
+        while True:
+            try:
+                await self.run_once()
+            except LOOP_ERRORS as exc:
+                log.warning("retention.failed", error=str(exc)[:200])
+            await asyncio.sleep(interval * random.uniform(0.75, 1.25))
+
+
+async def retention_loop(state: WorkerState) -> None:
+    """The worker's background loop (worker/main.py BACKGROUND_LOOPS); idle when retention
+    is off."""
+    if state.settings.job_retention_s is None:
+        return
+    await Pruner(state).loop()
