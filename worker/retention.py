@@ -13,22 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from redis.exceptions import RedisError
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clock import shared_now
 from shared.logging import get_logger
 from shared.repositories.retention import delete_ended_jobs, delete_old_schedule_runs
+from worker.lifecycle import LOOP_ERRORS
 from worker.state import WorkerState
 
 log = get_logger(__name__)
 
 BATCH = 500
-LOOP_ERRORS = (SQLAlchemyError, RedisError, OSError, TimeoutError)
+DeleteBatch = Callable[[AsyncSession, datetime, int], Awaitable[int]]
 
 
 @dataclass
@@ -44,28 +44,19 @@ class Pruner:
         self.state = state
         self.batch = batch
 
-    async def cutoff(self, session: AsyncSession, retention_s: float) -> datetime:
-        return await shared_now(session, self.state.redis) - timedelta(seconds=retention_s)
-
     async def run_once(self) -> Pruned:
         """Delete everything that has expired, a batch at a time; what went."""
-        pruned = Pruned()
         retention_s = self.state.settings.job_retention_s
         if retention_s is None:
-            return pruned
+            return Pruned()
         async with self.state.sessionmaker() as session:
-            cutoff = await self.cutoff(session, retention_s)
-        for delete_batch, field in (
-            (delete_ended_jobs, "jobs"),
-            (delete_old_schedule_runs, "schedule_runs"),
-        ):
-            while True:
-                async with self.state.sessionmaker.begin() as session:
-                    deleted = await delete_batch(session, cutoff, self.batch)
-                setattr(pruned, field, getattr(pruned, field) + deleted)
-                if deleted < self.batch:
-                    break
-                await asyncio.sleep(0)  # let the worker's jobs run between batches
+            now = await shared_now(session, self.state.redis)
+        cutoff = now - timedelta(seconds=retention_s)
+        # Jobs first: their schedule runs are left without a job as they go.
+        pruned = Pruned(
+            jobs=await self._drain(delete_ended_jobs, cutoff),
+            schedule_runs=await self._drain(delete_old_schedule_runs, cutoff),
+        )
         if pruned.jobs or pruned.schedule_runs:
             log.info(
                 "retention.pruned",
@@ -74,6 +65,17 @@ class Pruner:
                 cutoff=cutoff.isoformat(),
             )
         return pruned
+
+    async def _drain(self, delete_batch: DeleteBatch, cutoff: datetime) -> int:
+        """Run `delete_batch` until a batch comes back short; how many rows went."""
+        total = 0
+        while True:
+            async with self.state.sessionmaker.begin() as session:
+                deleted = await delete_batch(session, cutoff, self.batch)
+            total += deleted
+            if deleted < self.batch:
+                return total
+            await asyncio.sleep(0)  # let the worker's jobs run between batches
 
     async def loop(self) -> None:
         """Prune every `retention_interval_s` (jittered, so workers spread out), forever."""

@@ -20,7 +20,6 @@ from datetime import datetime
 
 from redis.exceptions import RedisError
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clock import is_postgres, shared_now
@@ -29,6 +28,7 @@ from shared.logging import get_logger
 from shared.repositories.job import NewJob
 from shared.repositories.schedule import claim_due, earliest_fire_at
 from shared.services.schedules import FireContext, process_due
+from worker.lifecycle import LOOP_ERRORS
 from worker.state import WorkerState
 
 log = get_logger(__name__)
@@ -38,7 +38,6 @@ QUARANTINE_S = 30.0  # a schedule whose firing crashed is left alone this long
 BUSY_RECHECK_S = 0.25  # something is due but held by another worker: look again soon
 MIN_SLEEP_S = 0.01
 IDLE_TX_TIMEOUT = "SET LOCAL idle_in_transaction_session_timeout = '10s'"
-LOOP_ERRORS = (SQLAlchemyError, RedisError, OSError, TimeoutError)
 
 Clock = Callable[[AsyncSession], Awaitable[datetime]]
 
