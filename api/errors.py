@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas import ErrorBody
@@ -22,6 +23,7 @@ log = get_logger(__name__)
 OUTAGE_ERRORS: tuple[type[Exception], ...] = (
     OperationalError,
     InterfaceError,
+    PoolTimeoutError,  # every pooled connection busy for `db_pool_timeout_s`
     RedisConnectionError,
     RedisTimeoutError,
     asyncpg.PostgresConnectionError,

@@ -35,7 +35,11 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
-            url, json_serializer=json_text, connect_args={"timeout": 15}, pool_pre_ping=True
+            url,
+            json_serializer=json_text,
+            connect_args={"timeout": 15},
+            pool_pre_ping=True,
+            pool_timeout=settings.db_pool_timeout_s,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
@@ -44,6 +48,7 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         json_serializer=json_text,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_s,
         # No pre-ping (a round trip per checkout): a connection broken by a server restart
         # fails once, which invalidates the whole pool; callers answer 503 or retry.
         pool_recycle=1800,

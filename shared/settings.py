@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     auth_cache_s: float = Field(default=5.0, ge=0)
     db_pool_size: int = 20
     db_max_overflow: int = 10
+    # How long a request waits for a pooled connection before it is answered 503 (and a
+    # worker defers its job): a stall, not a queue.
+    db_pool_timeout_s: float = Field(default=10.0, gt=0)
 
     worker_concurrency: int = 50
     worker_shutdown_grace_s: float = 20.0

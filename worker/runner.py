@@ -11,6 +11,7 @@ import asyncpg
 import structlog
 from arq import Retry
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from shared.jsonsafe import scrub
@@ -54,6 +55,7 @@ DB_ERRORS = (
     OperationalError,
     InterfaceError,
     DBAPIError,
+    PoolTimeoutError,
     OSError,
     TimeoutError,
     asyncpg.PostgresError,

@@ -64,15 +64,19 @@ async def submit_one(
     state: AppState, principal: Principal, spec: AnySpec, idempotency_key: str | None
 ) -> tuple[Job | NewJob, bool]:
     """Create one job (or find the one this Idempotency-Key made); True if created now."""
-    if not idempotency_key and spec.agent_id is None and state.submitter is not None:
-        # The common case needs no session of its own: the default agent came with the key,
-        # and the row shares one INSERT, COMMIT and enqueue with concurrent requests.
-        row = job_row(
-            state.settings, state.policy, principal.owner_id, spec, _agents(principal)[None]
-        )
-        return await state.submitter.submit(row), True
-    async with request_session(state) as session:
-        return await _submit_in_session(state, session, principal, spec, idempotency_key)
+    if idempotency_key or state.submitter is None:
+        async with request_session(state) as session:
+            return await _submit_in_session(state, session, principal, spec, idempotency_key)
+    # The common case: the row shares one INSERT, COMMIT and enqueue with concurrent requests.
+    # No database connection is held while the group commit runs (a burst of submissions
+    # would otherwise hold the whole pool while waiting for the writer, which needs one too).
+    if spec.agent_id is None:
+        agent = principal.default_agent  # it came with the key
+    else:
+        async with request_session(state) as session:
+            agent = await resolve_agent(session, principal.owner_id, spec.agent_id)
+    row = job_row(state.settings, state.policy, principal.owner_id, spec, agent)
+    return await state.submitter.submit(row), True
 
 
 async def _submit_in_session(
@@ -89,8 +93,6 @@ async def _submit_in_session(
             return _replay(existing, fingerprint), False
     agent = await resolve_agent(session, principal.owner_id, spec.agent_id, _agents(principal))
     row = job_row(state.settings, state.policy, principal.owner_id, spec, agent)
-    if not idempotency_key and state.submitter is not None:
-        return await state.submitter.submit(row), True
     row.update(idempotency_key=idempotency_key, request_hash=fingerprint)
     try:
         (job,) = await insert_jobs(session, [row])
