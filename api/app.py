@@ -24,15 +24,16 @@ from api.routes import (
     status,
     webhooks,
 )
-from api.services.jobs import after_commit, insert_committed
+from api.services.jobs import after_commit
 from api.services.submitter import Submitter
 from shared import __version__, heap
 from shared.crypto import SecretBox
-from shared.db import create_engine, create_pg_pool, create_sessionmaker
+from shared.db import create_engine, create_sessionmaker
 from shared.egress import EgressPolicy
 from shared.events import EventPublisher
 from shared.logging import configure_logging
-from shared.queue import create_redis
+from shared.queue import JobQueue, create_redis
+from shared.repositories.job_store import open_job_store
 from shared.settings import Settings, get_settings
 
 DESCRIPTION = """Outrider takes web jobs for AI agents and data pipelines over HTTP, queues them
@@ -56,22 +57,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_connections=settings.sse_max_streams,
             blocking_reads=True,
         )
+        sessionmaker = create_sessionmaker(engine)
+        # The group commit's writes go through the job store (on PostgreSQL one asyncpg
+        # statement on a pool of its own: one flush runs at a time, two connections are plenty).
+        store = await open_job_store(settings, engine, sessionmaker, pg_connections=2)
+        job_queue = JobQueue(redis, settings.events_retention_s)
         app.state.outrider = state = AppState(
             settings=settings,
             engine=engine,
-            sessionmaker=create_sessionmaker(engine),
+            sessionmaker=sessionmaker,
             redis=redis,
+            store=store,
+            job_queue=job_queue,
+            submitter=Submitter(store.insert, partial(after_commit, job_queue)),
             policy=EgressPolicy.from_settings(settings),
             box=SecretBox(settings.resolved_secret_key()),
             events=EventPublisher(redis, settings.events_retention_s),
             streams=streams,
             principals=PrincipalCache(settings.auth_cache_s),
-        )
-        # PostgreSQL: the group commit's INSERT is one asyncpg statement on a pool of its own
-        # (one flush runs at a time: two connections are plenty).
-        pg = await create_pg_pool(settings, 2) if engine.dialect.name == "postgresql" else None
-        state.submitter = Submitter(
-            insert_committed(state.sessionmaker, pg), partial(after_commit, state)
         )
         revocations = asyncio.create_task(state.principals.watch_revocations(streams))
         heap.settle()
@@ -81,8 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             revocations.cancel()
             await asyncio.gather(revocations, return_exceptions=True)
             await state.submitter.close()
-            if pg is not None:
-                await pg.close()
+            await store.close()
             await streams.aclose(close_connection_pool=True)
             await redis.aclose(close_connection_pool=True)
             await engine.dispose()

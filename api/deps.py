@@ -25,7 +25,8 @@ from shared.errors import Unauthorized
 from shared.events import EventPublisher
 from shared.logging import get_logger
 from shared.models import Agent
-from shared.queue import QueueClient
+from shared.queue import JobQueue, QueueClient
+from shared.repositories.job_store import JobStore
 from shared.repositories.owner import find_owner_by_key
 from shared.settings import Settings
 
@@ -40,13 +41,15 @@ class AppState:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: QueueClient
+    store: JobStore  # the job table's hot paths (the group commit writes through it)
+    job_queue: JobQueue  # the one way jobs get onto the queue
+    submitter: Submitter  # group commit of single submissions (app.py)
     policy: EgressPolicy
     box: SecretBox
     events: EventPublisher
     streams: QueueClient  # for SSE readers, which hold a connection while they wait
     open_streams: int = 0  # SSE responses this process is serving now
     principals: PrincipalCache = field(default_factory=lambda: PrincipalCache(0))
-    submitter: Submitter | None = None  # group commit of single submissions (app.py)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ OUTAGE_ERRORS: tuple[type[Exception], ...] = (
     RedisTimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
-    # The group commit's INSERT runs on asyncpg directly (shared/repositories/job_pg.py):
+    # The job store's INSERT runs on asyncpg directly (shared/repositories/job_store_pg.py):
     # a server shutting down, or a connection closed under a statement.
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.InterfaceError,

@@ -64,13 +64,15 @@ def _apps() -> dict[str, tuple[Any, list[tuple[bytes, bytes]]]]:
         engine=None,  # type: ignore[arg-type]
         sessionmaker=None,  # type: ignore[arg-type]
         redis=None,  # type: ignore[arg-type]
+        store=None,  # type: ignore[arg-type]
+        job_queue=None,  # type: ignore[arg-type]
+        submitter=Committed(),  # type: ignore[arg-type]
         policy=EgressPolicy.from_settings(settings),
         box=None,  # type: ignore[arg-type]
         events=None,  # type: ignore[arg-type]
         streams=None,  # type: ignore[arg-type]
         principals=PrincipalCache(3600),
     )
-    state.submitter = Committed()  # type: ignore[assignment]
     principal = Principal(owner_id=agent.owner_id, owner_name="bench", default_agent=agent)
     state.principals.put(hash_key(KEY), principal)
     app.state.outrider = state

@@ -13,10 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outrider.tables import age, format_table, when
 from shared.db import create_engine, create_sessionmaker
-from shared.events import enqueue_announced
 from shared.liveness import live_workers
 from shared.models import utcnow
-from shared.queue import QueueClient, create_redis
+from shared.queue import JobQueue, QueueClient, create_redis
 from shared.repositories.operator import JobQuery, recent_jobs, retry_batch
 from shared.services.status import queue_snapshots
 from shared.settings import Settings
@@ -164,8 +163,8 @@ async def retry_jobs(settings: Settings, query: JobQuery, limit: int | None) -> 
                 jobs = await retry_batch(session, query, size)
             if not jobs:
                 break
-            # If QueueClient is down, the reconciler enqueues them once it is back: rows are truth.
-            await enqueue_announced(redis, jobs, settings.events_retention_s, reason="retry")
+            # If Redis is down, the reconciler enqueues them once it is back: rows are the truth.
+            await JobQueue(redis, settings.events_retention_s).enqueue(jobs, "retry")
             retried += len(jobs)
         return retried
 

@@ -13,12 +13,8 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.db import is_postgres
 from shared.models import utcnow
-
-
-def is_postgres(session: AsyncSession) -> bool:
-    """Whether the session talks to PostgreSQL."""
-    return session.get_bind().dialect.name == "postgresql"
 
 
 async def database_now(session: AsyncSession) -> datetime:

@@ -29,6 +29,16 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
     cursor.close()
 
 
+def is_postgres_engine(engine: AsyncEngine) -> bool:
+    """Whether the engine talks to PostgreSQL (else SQLite)."""
+    return engine.dialect.name == "postgresql"
+
+
+def is_postgres(session: AsyncSession) -> bool:
+    """Whether the session talks to PostgreSQL (else SQLite)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     """An engine for the configured database; SQLite gets WAL and a busy timeout."""
     url = url or settings.resolved_database_url
@@ -73,7 +83,7 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
 
 def create_pg_pool(settings: Settings, max_size: int) -> asyncpg.Pool:
     """A plain asyncpg pool (JSON as Python values, the engine's timeouts) for the few
-    statements a worker runs per job (shared/repositories/execution_pg.py). It connects
+    statements run per job (shared/repositories/job_store_pg.py). It connects
     lazily: `await pool` (no connection yet), then use it; close it with `pool.close()`."""
     return asyncpg.create_pool(
         pg_dsn(settings.resolved_database_url),

@@ -5,8 +5,8 @@ A stream entry's id (`<ms>-<seq>`) is the Server-Sent Events id, so a client rec
 `events_retention_s` (at least 10 minutes) on every write, so they never grow without bound.
 
 Events are written after the transition they describe has committed; the job row stays the
-truth. `queued` is written by the enqueue script itself (shared/queue.py), in the same atomic
-step that puts the job in the queue, so it always precedes the job's `started`.
+truth. `queued` is written by the enqueue script itself (shared/queue.py `JobQueue`), in the same
+atomic step that puts the job in the queue, so it always precedes the job's `started`.
 """
 
 from __future__ import annotations
@@ -26,14 +26,6 @@ from redis.exceptions import RedisError
 
 from shared.jsonsafe import json_text
 from shared.logging import get_logger
-from shared.queue import (
-    Announcement,
-    QueueClient,
-    ScriptCalls,
-    StreamTrim,
-    enqueue_calls,
-    run_enqueue,
-)
 
 log = get_logger(__name__)
 
@@ -234,43 +226,3 @@ def parse_event_id(value: str) -> str | None:
 def id_at(timestamp_s: float) -> str:
     """The stream position just before `timestamp_s`."""
     return f"{max(int(timestamp_s * 1000), 0)}-0"
-
-
-async def enqueue_announced(
-    redis: QueueClient,
-    jobs: Sequence[JobLike],
-    retention_s: float,
-    reason: str,
-    *,
-    take_over_after_s: float | None = None,
-) -> None:
-    """Enqueue jobs (one pipelined round trip) with a `queued` event for each that enters the
-    queue now; a job already in the queue is neither enqueued nor announced again.
-    `take_over_after_s`: see shared/queue.py enqueue_calls."""
-    calls = announced_enqueue(jobs, retention_s, reason, take_over_after_s=take_over_after_s)
-    await run_enqueue(redis, calls)
-
-
-def announced_enqueue(
-    jobs: Sequence[JobLike],
-    retention_s: float,
-    reason: str,
-    *,
-    take_over_after_s: float | None = None,
-) -> ScriptCalls:
-    """What `enqueue_announced` sends (`run_enqueue` sends it): built apart, it can be built
-    while something else is awaited."""
-    at = time.time()
-    notes = [
-        Announcement(
-            stream_key(job.owner_id),
-            JobEvent.of(job, "queued", "queued", reason=reason, at=at).encode(),
-        )
-        for job in jobs
-    ]
-    return enqueue_calls(
-        [(str(job.id), job.queue) for job in jobs],
-        announce=notes,
-        trim=StreamTrim(min_id(retention_s), retention_ms(retention_s)),
-        take_over_after_s=take_over_after_s,
-    )

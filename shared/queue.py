@@ -1,16 +1,19 @@
 """The queue seam: the only place outside worker/ that knows arq's Redis layout.
 
 Redis carries job ids only (JSON-serialized, never pickled); the `job` row is the truth.
-Enqueueing is idempotent: a job id already queued or running in arq is left alone.
+`JobQueue` is the one way in: `enqueue` (or `prepare` then `send`, to build the script calls
+while something else is awaited) puts committed jobs on their queues and announces each one
+that enters (a `queued` event in its owner's stream, shared/events.py) in the same atomic step;
+`requeue_now` makes orphaned jobs runnable at once. Enqueueing is idempotent: a job id already
+queued or running in arq is left alone.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -19,8 +22,9 @@ from redis.asyncio import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from shared.events import JobEvent, JobLike, min_id, retention_ms, stream_key
 
 QueueClient = ArqRedis
 """The Redis client type callers outside this seam may name."""
@@ -29,32 +33,31 @@ JOB_FUNCTION = "run_job"
 """The single arq function every job runs through (worker/runner.py)."""
 
 JOB_EXPIRES_MS = 7 * 24 * 3600 * 1000
+ENQUEUE_CHUNK = 500  # jobs per script call: a call blocks Redis while it runs
 
-# Enqueue jobs unless arq already holds them, and announce each one that enters the queue (a
-# `queued` event in its owner's stream, shared/events.py) in the same atomic step, so the
-# announcement precedes any `started`. One call carries the jobs of one queue and one stream
-# (a batch is one call): per job, only its id and event.
-# With ARGV[7] set (the reconciler, for rows queued and due for a while), an in-progress mark
-# older than ARGV[7] ms is stale: a worker took the id from arq but died before claiming the row.
-# The mark would keep arq from running the job again until it expires, so it is removed and the
-# job made ready. A younger mark is a live worker's that has not claimed the row yet (a backlog):
-# it is left alone. Our workers' marks hold the Redis time they were set at
+# Enqueue jobs unless arq already holds them, and announce each one that enters the queue in the
+# same atomic step, so the announcement precedes any `started`. One call carries the jobs of one
+# queue and one stream (a batch is one call): per job, only its id and event.
+# With `take_over` set (the reconciler, for rows queued and due for a while), an in-progress mark
+# older than `take_over` ms is stale: a worker took the id from arq but died before claiming the
+# row. The mark would keep arq from running the job again until it expires, so it is removed and
+# the job made ready. A younger mark is a live worker's that has not claimed the row yet (a
+# backlog): it is left alone. Our workers' marks hold the Redis time they were set at
 # (worker/queue_worker.py); stock arq's hold 1, so they count as old.
 # Keys are built from prefixes (standalone Redis, as arq itself requires).
-# ARGV: job key prefix, in-progress prefix, score, job ttl, oldest event id to keep, stream ttl,
-# take-over age in ms ('' for none), payload head, payload tail, queue key, stream key ('' for
-# none); then per job: id and event ('' for none).
+# ARGV: the fields of EnqueueArgs, in order; then per job its id and event ('' for none).
 _ENQUEUE_LUA = """
-local queue, stream = ARGV[10], ARGV[11]
+local job_prefix, mark_prefix, score, job_ttl, keep_after, stream_ttl, take_over_ms,
+      payload_head, payload_tail, queue, stream = unpack(ARGV, 1, 11)
 local added, announced = 0, false
-local now, take_over = 0, tonumber(ARGV[7])
+local now, take_over = 0, tonumber(take_over_ms)
 if take_over then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 for i = 12, #ARGV, 2 do
   local id, event = ARGV[i], ARGV[i + 1]
-  local job_key, mark = ARGV[1] .. id, ARGV[2] .. id
+  local job_key, mark = job_prefix .. id, mark_prefix .. id
   local stale = false
   if take_over then
     local at = redis.call('GET', mark)
@@ -65,32 +68,33 @@ for i = 12, #ARGV, 2 do
   end
   if stale then
     redis.call('DEL', mark)
-    redis.call('ZADD', queue, ARGV[3], id)
+    redis.call('ZADD', queue, score, id)
     added = added + 1
   elseif redis.call('EXISTS', job_key) == 0 then
-    redis.call('SET', job_key, ARGV[8] .. id .. ARGV[9], 'PX', ARGV[4])
+    redis.call('SET', job_key, payload_head .. id .. payload_tail, 'PX', job_ttl)
     if event ~= '' then
-      redis.call('XADD', stream, 'MINID', '~', ARGV[5], '*', 'e', event)
+      redis.call('XADD', stream, 'MINID', '~', keep_after, '*', 'e', event)
       announced = true
     end
-    redis.call('ZADD', queue, ARGV[3], id)
+    redis.call('ZADD', queue, score, id)
     added = added + 1
   end
 end
 if announced then
-  redis.call('PEXPIRE', stream, ARGV[6])
+  redis.call('PEXPIRE', stream, stream_ttl)
 end
 return added
 """
-ENQUEUE_CHUNK = 500  # jobs per script call: a call blocks Redis while it runs
 
-# Make an orphaned job (its worker died) runnable now. KEYS: job, in-progress, queue.
+# Make an orphaned job (its worker died) runnable now. KEYS: job, in-progress mark, queue.
 _REQUEUE_LUA = """
-redis.call('DEL', KEYS[2])
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+local job_key, mark, queue = KEYS[1], KEYS[2], KEYS[3]
+local id, payload, score, job_ttl = unpack(ARGV, 1, 4)
+redis.call('DEL', mark)
+if redis.call('EXISTS', job_key) == 0 then
+  redis.call('SET', job_key, payload, 'PX', job_ttl)
 end
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('ZADD', queue, score, id)
 return 1
 """
 
@@ -141,112 +145,102 @@ def _payload(job_id: str) -> str:
     return serialize({"t": 1, "f": JOB_FUNCTION, "a": [job_id], "k": {}, "et": now_ms}).decode()
 
 
-def _payload_parts() -> tuple[str, str]:
-    """The payload of any job id as (head, tail): the script puts the id between them."""
-    head, _, tail = _payload("JOB-ID").partition("JOB-ID")
-    return head, tail
+@dataclass(frozen=True)
+class EnqueueArgs:
+    """The enqueue script's named arguments (its ARGV, in this order), before the jobs."""
+
+    job_prefix: str
+    mark_prefix: str
+    score: str  # when the jobs are due, in epoch ms
+    job_ttl_ms: str
+    keep_after_id: str  # stream entries older than this go
+    stream_ttl_ms: str  # an idle stream expires after this
+    take_over_ms: str  # '' for none: see the script
+    payload_head: str  # the arq payload of any job id is head + id + tail
+    payload_tail: str
+    queue: str
+    stream: str  # '' when nothing is announced
 
 
-async def _run_script(
-    redis: ArqRedis, script: str, calls: Sequence[tuple[list[str], list[str]]]
-) -> None:
-    """EVALSHA each (keys, args) in one pipelined round trip; load the script if Redis lost it
-    (a restart), then run the whole batch again (the scripts are idempotent)."""
-    sha = hashlib.sha1(script.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
-    for _ in range(2):
-        async with redis.pipeline(transaction=False) as pipe:
-            for keys, args in calls:
-                pipe.evalsha(sha, len(keys), *keys, *args)
-            results = await pipe.execute(raise_on_error=False)
-        errors = [r for r in results if isinstance(r, Exception)]
-        if not errors:
+@dataclass(frozen=True)
+class PreparedEnqueue:
+    """Script calls built by `JobQueue.prepare`, for `JobQueue.send`: each is the ARGV of
+    one call (the jobs of one queue and stream, at most ENQUEUE_CHUNK)."""
+
+    calls: tuple[tuple[str, ...], ...]
+    count: int  # jobs
+
+
+class JobQueue:
+    """Puts committed jobs on their arq queues, announced. One per process."""
+
+    def __init__(self, redis: ArqRedis, events_retention_s: float) -> None:
+        self.redis = redis
+        self.events_retention_s = events_retention_s
+        self._enqueue = redis.register_script(_ENQUEUE_LUA)
+        self._requeue = redis.register_script(_REQUEUE_LUA)
+
+    def prepare(
+        self,
+        jobs: Sequence[JobLike],
+        reason: str,
+        *,
+        take_over_after_s: float | None = None,
+        announce: bool = True,
+    ) -> PreparedEnqueue:
+        """The script calls that enqueue `jobs` now, each announced with a `queued` event
+        (`reason` says why) as it enters its queue, in the given order within a stream; ids
+        already in arq are skipped. `take_over_after_s`: the jobs' rows say nobody has claimed
+        them for a while, so an arq in-progress mark older than this is a dead worker's and is
+        cleared (the reconciler's repair); a younger one is left to the live worker."""
+        now = time.time()
+        head, _, tail = _payload("JOB-ID").partition("JOB-ID")
+        retention = self.events_retention_s
+        take_over = "" if take_over_after_s is None else str(int(take_over_after_s * 1000))
+        groups: dict[tuple[str, str], list[str]] = {}
+        for job in jobs:
+            event = JobEvent.of(job, "queued", "queued", reason=reason, at=now).encode()
+            stream = stream_key(job.owner_id) if announce else ""
+            group = groups.setdefault((queue_key(job.queue), stream), [])
+            group += (str(job.id), event if announce else "")
+        calls = []
+        for (queue, stream), group in groups.items():
+            args = EnqueueArgs(
+                job_key_prefix, in_progress_key_prefix, str(int(now * 1000)),
+                str(JOB_EXPIRES_MS), min_id(retention), retention_ms(retention), take_over,
+                head, tail, queue, stream,
+            )  # fmt: skip
+            for start in range(0, len(group), 2 * ENQUEUE_CHUNK):
+                calls.append((*astuple(args), *group[start : start + 2 * ENQUEUE_CHUNK]))
+        return PreparedEnqueue(tuple(calls), len(jobs))
+
+    async def send(self, prepared: PreparedEnqueue) -> None:
+        """Run prepared script calls: one round trip for one call (the usual case), one
+        pipeline for several. Redis errors propagate: the rows are committed, so the caller
+        may leave the jobs to the reconciler."""
+        if len(prepared.calls) == 1:
+            await self._enqueue(keys=[], args=list(prepared.calls[0]))
+        elif prepared.calls:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for args in prepared.calls:
+                    await self._enqueue(keys=[], args=list(args), client=pipe)
+                await pipe.execute()
+
+    async def enqueue(
+        self, jobs: Sequence[JobLike], reason: str, *, take_over_after_s: float | None = None
+    ) -> None:
+        """`prepare` and `send` in one call."""
+        await self.send(self.prepare(jobs, reason, take_over_after_s=take_over_after_s))
+
+    async def requeue_now(self, jobs: Sequence[JobLike]) -> None:
+        """Make orphaned jobs runnable at once, even if arq still marks them in progress."""
+        if not jobs:
             return
-        if not all(isinstance(e, NoScriptError) for e in errors):
-            raise errors[0]
-        await redis.script_load(script)
-    raise RuntimeError("Redis keeps forgetting the enqueue script")
-
-
-@dataclass(frozen=True)
-class Announcement:
-    """An entry to append to `stream` when (and only if) a job is newly enqueued."""
-
-    stream: str
-    entry: str
-
-
-@dataclass(frozen=True)
-class StreamTrim:
-    """How streams written by an enqueue are kept short: entries older than `keep_after_id`
-    go, and an idle stream expires after `ttl_ms`."""
-
-    keep_after_id: str
-    ttl_ms: str
-
-
-ScriptCalls = list[tuple[list[str], list[str]]]  # (keys, args) of each script call
-
-
-async def run_enqueue(redis: ArqRedis, calls: ScriptCalls) -> None:
-    """Send what `enqueue_calls` prepared (one pipelined round trip)."""
-    if calls:
-        await _run_script(redis, _ENQUEUE_LUA, calls)
-
-
-def enqueue_calls(
-    jobs: Sequence[tuple[str, str]],
-    *,
-    defer_s: float = 0.0,
-    announce: Sequence[Announcement | None] = (),
-    trim: StreamTrim = StreamTrim("0", "1"),
-    take_over_after_s: float | None = None,
-) -> ScriptCalls:
-    """The script calls that enqueue (job id, queue) pairs; ids already in arq are skipped.
-    `announce[i]`, if given, is appended to its stream as job i enters the queue (in the given
-    order among the jobs of one queue and one stream).
-    `take_over_after_s`: the jobs' rows say nobody has claimed them for a while, so an arq
-    in-progress mark older than this is a dead worker's and is cleared (the reconciler's
-    repair); a younger one is left to the live worker that is about to claim the row."""
-    score = str(int((time.time() + defer_s) * 1000))
-    head, tail = _payload_parts()
-    common = [
-        job_key_prefix,
-        in_progress_key_prefix,
-        score,
-        str(JOB_EXPIRES_MS),
-        trim.keep_after_id,
-        trim.ttl_ms,
-        "" if take_over_after_s is None else str(int(take_over_after_s * 1000)),
-        head,
-        tail,
-    ]
-    # Group by (queue, stream), each group in the given order: one call per group and chunk.
-    groups: dict[tuple[str, str], list[str]] = {}
-    for index, (job_id, queue) in enumerate(jobs):
-        note = announce[index] if index < len(announce) else None
-        group = groups.setdefault((queue_key(queue), note.stream if note else ""), [])
-        group += (job_id, note.entry if note else "")
-    return [
-        ([], [*common, queue, stream, *group[start : start + 2 * ENQUEUE_CHUNK]])
-        for (queue, stream), group in groups.items()
-        for start in range(0, len(group), 2 * ENQUEUE_CHUNK)
-    ]
-
-
-async def enqueue(redis: ArqRedis, job_id: str, queue: str, *, defer_s: float = 0.0) -> None:
-    """Enqueue one job id."""
-    await run_enqueue(redis, enqueue_calls([(job_id, queue)], defer_s=defer_s))
-
-
-async def requeue_now(redis: ArqRedis, jobs: Sequence[tuple[str, str]]) -> None:
-    """Make orphaned jobs runnable at once, even if arq still marks them in progress."""
-    score = str(int(time.time() * 1000))
-    calls = [
-        (
-            [job_key_prefix + job_id, in_progress_key_prefix + job_id, queue_key(queue)],
-            [job_id, _payload(job_id), score, str(JOB_EXPIRES_MS)],
-        )
-        for job_id, queue in jobs
-    ]
-    if calls:
-        await _run_script(redis, _REQUEUE_LUA, calls)
+        score = str(int(time.time() * 1000))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job in jobs:
+                job_id = str(job.id)
+                keys = [job_key_prefix + job_id, in_progress_key_prefix + job_id]
+                args = [job_id, _payload(job_id), score, str(JOB_EXPIRES_MS)]
+                await self._requeue(keys=[*keys, queue_key(job.queue)], args=args, client=pipe)
+            await pipe.execute()

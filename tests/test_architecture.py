@@ -173,7 +173,7 @@ def test_checker_resolves_imports_relative_to_the_package() -> None:
         ("worker.engines.call", "from ..retry import JobError"),
         ("outrider.cli", "from worker.main import run\nfrom api.app import create_app"),
         ("outrider.dev", "from outrider.cli import app"),
-        ("api.routes.jobs", "from shared.queue import run_enqueue"),
+        ("api.routes.jobs", "from shared.queue import JobQueue"),
         ("api.routes.jobs", "from api.workerish import x\nimport arqueology"),
         ("shared.models", "from sqlalchemy import select"),
     ],

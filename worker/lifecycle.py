@@ -19,19 +19,10 @@ from redis.exceptions import LockError, RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared import __version__
-from shared.events import enqueue_announced
 from shared.liveness import liveness_key, publish_liveness, remove_liveness
 from shared.logging import get_logger
 from shared.models import utcnow
-from shared.queue import requeue_now
-from shared.repositories.execution import (
-    Released,
-    find_orphans,
-    find_unenqueued,
-    release_orphan,
-    renew_leases,
-    stale_claims,
-)
+from shared.repositories.execution import Released
 from worker.observe import job_ended
 from worker.state import WorkerState
 
@@ -74,8 +65,7 @@ async def _watch_cancels(state: WorkerState) -> None:
     pairs = [(job_id, run.fence) for job_id, run in state.running.items()]
     if not pairs:
         return
-    async with state.sessionmaker() as session:
-        gone = await stale_claims(session, pairs)
+    gone = await state.store.stale_claims(pairs)
     for job_id in gone:
         run = state.running.get(job_id)
         if run is not None and not run.task.done():
@@ -101,10 +91,9 @@ async def heartbeat_loop(state: WorkerState) -> None:
 
 
 async def _renew_leases(state: WorkerState) -> None:
-    async with state.sessionmaker.begin() as session:
-        await renew_leases(
-            session, state.worker_id, state.settings.worker_lease_s, list(state.running)
-        )
+    await state.store.renew_leases(
+        state.worker_id, state.settings.worker_lease_s, list(state.running)
+    )
 
 
 async def _guarded(step: Awaitable[None]) -> None:
@@ -134,14 +123,12 @@ class Reconciler:
 
     async def _orphans(self) -> int:
         state = self.state
-        async with state.sessionmaker() as session:
-            orphans = await find_orphans(session, RECONCILE_BATCH)
+        orphans = await state.store.find_orphans(RECONCILE_BATCH)
         released: list[Released] = []
         for job_id, fence, worker_id in orphans:
             if worker_id and await self._runs(worker_id, job_id):
                 continue  # alive but could not renew (a database blip): let it finish
-            async with state.sessionmaker.begin() as session:
-                found = await release_orphan(session, job_id, fence)
+            found = await state.store.release_orphan(job_id, fence)
             if found is not None:
                 released.append(found)
                 log.warning(
@@ -149,9 +136,8 @@ class Reconciler:
                     job_id=str(job_id),
                     fence=fence,
                 )
-        requeue = [(str(r.job.id), r.job.queue) for r in released if r.requeued]
-        if requeue:
-            await requeue_now(state.redis, requeue)
+        requeue = [r.job for r in released if r.requeued]
+        await state.job_queue.requeue_now(requeue)
         for item in released:
             await job_ended(state, item.job, item.outcome)
         return len(requeue)
@@ -168,19 +154,14 @@ class Reconciler:
     async def _unenqueued(self) -> int:
         state = self.state
         older_than = utcnow() - timedelta(seconds=state.settings.enqueue_grace_s)
-        async with state.sessionmaker() as session:
-            rows = await find_unenqueued(session, older_than, self._position, RECONCILE_BATCH)
+        rows = await state.store.find_unenqueued(older_than, self._position, RECONCILE_BATCH)
         if rows:
             # Queued and due for a while: no worker runs them (a claim would have made them
             # running), so an in-progress mark in arq as old as that is a dead worker's. A
             # younger one belongs to a worker that took the id from a backlog and is about to
             # claim the row.
-            await enqueue_announced(
-                state.redis,
-                rows,
-                state.settings.events_retention_s,
-                reason="recovered",
-                take_over_after_s=state.settings.enqueue_grace_s,
+            await state.job_queue.enqueue(
+                rows, "recovered", take_over_after_s=state.settings.enqueue_grace_s
             )
         # Walk the backlog a batch per pass, then start over.
         last = rows[-1] if len(rows) == RECONCILE_BATCH else None

@@ -104,7 +104,7 @@ async def serve(
     settings: Settings, queue: str, concurrency: int, stop: asyncio.Event | None = None
 ) -> None:
     """Run a worker until `stop` is set (by default: until SIGTERM or SIGINT)."""
-    state = WorkerState.create(settings, queue)
+    state = await WorkerState.create(settings, queue)
     structlog.contextvars.bind_contextvars(worker_id=state.worker_id)
     if stop is None:
         stop = asyncio.Event()

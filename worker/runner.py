@@ -17,14 +17,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from shared.jsonsafe import scrub
 from shared.logging import get_logger
 from shared.models import AttemptOutcome, JobStatus, utcnow
-from shared.repositories.execution import (
-    Claim,
-    Outcome,
-    claim_job,
-    record_cancelled,
-    record_outcome,
-)
-from shared.repositories.execution_pg import claim_job_pg, record_outcome_pg
+from shared.repositories.execution import Claim, Outcome
 from worker import metrics
 from worker.engines.base import Engine, EngineContext
 from worker.engines.call import run_http
@@ -75,21 +68,10 @@ async def _write_outcome(state: WorkerState, claim: Claim, outcome: Outcome) -> 
         reraise=True,
     ):
         with attempt:
-            if state.pg is not None and not _announces(claim, outcome):
-                written = await record_outcome_pg(state.pg, claim.job.id, claim.fence, outcome)
-            else:
-                async with state.sessionmaker.begin() as session:
-                    written = await record_outcome(session, claim.job.id, claim.fence, outcome)
+            written = await state.store.record_outcome(claim, outcome)
     if written:
         await job_ended(state, claim.job, outcome)
     return written
-
-
-def _announces(claim: Claim, outcome: Outcome) -> bool:
-    """Whether this outcome queues webhook deliveries (then it is written in a transaction
-    with them). The agent's webhook_url as of the claim: one set later applies to later jobs."""
-    ends = outcome.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
-    return ends and bool(claim.job.webhook_url or claim.agent.webhook_url)
 
 
 def _failure_outcome(state: WorkerState, claim: Claim, error: JobError) -> Outcome:
@@ -142,11 +124,7 @@ async def _execute(state: WorkerState, claim: Claim) -> dict[str, Any]:
 
 async def _claim(state: WorkerState, job_id: uuid.UUID) -> Claim | None:
     try:
-        lease_s = state.settings.worker_lease_s
-        if state.pg is not None:
-            return await claim_job_pg(state.pg, job_id, state.worker_id, lease_s)
-        async with state.sessionmaker.begin() as session:
-            return await claim_job(session, job_id, state.worker_id, lease_s)
+        return await state.store.claim(job_id, state.worker_id, state.settings.worker_lease_s)
     except DB_ERRORS as exc:
         log.warning("job.claim_failed", error=str(exc)[:200])
         raise Retry(defer=DB_UNAVAILABLE_DEFER_S) from exc
@@ -183,8 +161,7 @@ async def _run_claimed(state: WorkerState, claim: Claim) -> None:
     except asyncio.CancelledError:
         current = asyncio.current_task()
         if running.cancelled_by_user and not (current and current.cancelling()):
-            async with state.sessionmaker.begin() as session:
-                await record_cancelled(session, claim.job.id, claim.fence)
+            await state.store.record_cancelled(claim)
             job_cancelled(state, claim.job)
             log.info("job.cancelled")
             return

@@ -22,8 +22,8 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.clock import is_postgres, shared_now
-from shared.events import enqueue_announced
+from shared.clock import shared_now
+from shared.db import is_postgres
 from shared.logging import get_logger
 from shared.repositories.job import NewJob
 from shared.repositories.schedule import claim_due, earliest_fire_at
@@ -103,8 +103,7 @@ class Scheduler:
 
     async def _enqueue(self, jobs: list[NewJob]) -> None:
         try:
-            retention_s = self.state.settings.events_retention_s
-            await enqueue_announced(self.state.redis, jobs, retention_s, reason="schedule")
+            await self.state.job_queue.enqueue(jobs, "schedule")
         except (RedisError, OSError) as exc:
             # The rows are committed: the reconciler enqueues them once Redis is back.
             log.warning("schedule.enqueue_deferred", count=len(jobs), error=str(exc)[:200])

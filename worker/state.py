@@ -13,16 +13,16 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 import aiohttp
-import asyncpg
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.crypto import SecretBox
-from shared.db import create_engine, create_pg_pool, create_sessionmaker
+from shared.db import create_engine, create_sessionmaker
 from shared.egress import EgressPolicy
 from shared.events import EventPublisher
 from shared.politeness import HostGate
-from shared.queue import create_redis
+from shared.queue import JobQueue, create_redis
+from shared.repositories.job_store import JobStore, open_job_store
 from shared.settings import Settings
 from worker.extract.pool import ParsePool, acquire_shared_pool, release_shared_pool
 from worker.http_client import create_session
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from worker.browser import BrowserPool
 
 BROWSER_QUEUE = "browser"
-PG_POOL_SIZE = 10  # connections for claims and outcomes, besides the engine's pool
+PG_POOL_SIZE = 10  # the job store's connections (PostgreSQL), besides the engine's pool
 
 
 @dataclass
@@ -54,6 +54,8 @@ class WorkerState:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: ArqRedis
+    store: JobStore  # claims, outcomes, leases and the reconciler's reads
+    job_queue: JobQueue  # the one way jobs get onto the queue
     policy: EgressPolicy
     box: SecretBox
     http: aiohttp.ClientSession
@@ -65,9 +67,6 @@ class WorkerState:
     jobs_failed: int = 0  # attempts that ended the job failed, in this process
     browser: BrowserPool | None = None
     metrics_port: int | None = None  # where this worker serves /metrics (None: it does not)
-    # PostgreSQL: claims and outcomes are single statements on a plain asyncpg pool
-    # (shared/repositories/execution_pg.py), opened by start(); None on SQLite.
-    pg: asyncpg.Pool | None = None
 
     @cached_property
     def gate(self) -> HostGate:
@@ -75,9 +74,10 @@ class WorkerState:
         return HostGate(self.redis)
 
     @classmethod
-    def create(cls, settings: Settings, queue: str) -> WorkerState:
+    async def create(cls, settings: Settings, queue: str) -> WorkerState:
         """Open the clients; nothing here blocks on a server being up."""
         engine = create_engine(settings)
+        sessionmaker = create_sessionmaker(engine)
         policy = EgressPolicy.from_settings(settings)
         redis = create_redis(settings.resolved_redis_url, patient=True)
         return cls(
@@ -85,8 +85,11 @@ class WorkerState:
             queue=queue,
             worker_id=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}",
             engine=engine,
-            sessionmaker=create_sessionmaker(engine),
+            sessionmaker=sessionmaker,
             redis=redis,
+            # On PostgreSQL its pool connects on first use.
+            store=await open_job_store(settings, engine, sessionmaker, PG_POOL_SIZE),
+            job_queue=JobQueue(redis, settings.events_retention_s),
             policy=policy,
             box=SecretBox(settings.resolved_secret_key()),
             # No per-host cap here: --concurrency bounds the requests, and per-host politeness
@@ -99,11 +102,8 @@ class WorkerState:
         )
 
     async def start(self) -> None:
-        """What running jobs needs beyond the clients: on PostgreSQL the pool of the claim and
-        outcome statements; the browser queue launches Chromium (one per process) and hands it
-        to the jobs this worker runs."""
-        if self.engine.dialect.name == "postgresql":
-            self.pg = await create_pg_pool(self.settings, PG_POOL_SIZE)  # connects on first use
+        """What running jobs needs beyond the clients: the browser queue launches Chromium (one
+        per process) and hands it to the jobs this worker runs."""
         if self.queue == BROWSER_QUEUE:
             from worker.browser import BrowserPool, RenderRuntime, bind_runtime
 
@@ -119,6 +119,5 @@ class WorkerState:
         await self.http.close()
         await release_shared_pool(self.parse_pool)
         await self.redis.aclose(close_connection_pool=True)
-        if self.pg is not None:
-            await self.pg.close()
+        await self.store.close()
         await self.engine.dispose()

@@ -6,29 +6,25 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import Any, TypeVar
 
-import asyncpg
 from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import metrics
 from api.deps import AppState, Principal, request_session
-from api.services.submitter import Insert
 from shared.errors import IdempotencyConflict
-from shared.events import JobLike, announced_enqueue
+from shared.events import JobLike
 from shared.logging import get_logger
 from shared.models import Agent, Job
-from shared.queue import ScriptCalls, run_enqueue
+from shared.queue import JobQueue, PreparedEnqueue
 from shared.repositories.job import (
     NewJob,
     find_by_idempotency_key,
     insert_jobs,
     new_job_values,
 )
-from shared.repositories.job_pg import insert_jobs_pg
 from shared.services.jobs import job_row, resolve_agent
 from shared.specs import AnyJobSpec
 
@@ -48,23 +44,22 @@ async def enqueue_jobs(state: AppState, jobs: Sequence[JobLike], reason: str = "
     """Enqueue (and announce) committed jobs; if Redis is down, leave them to the reconciler."""
     if reason == "retry":  # POST /v1/jobs/{id}/retry
         metrics.jobs_retried_by_user(jobs)
-    calls = announced_enqueue(jobs, state.settings.events_retention_s, reason)
-    await _send_enqueue(state, calls, len(jobs))
+    await _send(state.job_queue, state.job_queue.prepare(jobs, reason))
 
 
-async def _send_enqueue(state: AppState, calls: ScriptCalls, count: int) -> None:
+async def _send(job_queue: JobQueue, prepared: PreparedEnqueue) -> None:
     try:
-        await run_enqueue(state.redis, calls)
+        await job_queue.send(prepared)
     except (RedisError, OSError) as exc:
         # The rows are committed: the reconciler enqueues them once Redis is back.
-        log.warning("jobs.enqueue_deferred", count=count, error=str(exc)[:200])
+        log.warning("jobs.enqueue_deferred", count=prepared.count, error=str(exc)[:200])
 
 
 async def submit_one(
     state: AppState, principal: Principal, spec: AnySpec, idempotency_key: str | None
 ) -> tuple[Job | NewJob, bool]:
     """Create one job (or find the one this Idempotency-Key made); True if created now."""
-    if idempotency_key or state.submitter is None:
+    if idempotency_key:
         async with request_session(state) as session:
             return await _submit_in_session(state, session, principal, spec, idempotency_key)
     # The common case: the row shares one INSERT, COMMIT and enqueue with concurrent requests.
@@ -104,29 +99,14 @@ async def _submit_in_session(
         if existing is None:
             raise
         return _replay(existing, fingerprint), False
-    await after_commit(state, [job])
+    await after_commit(state.job_queue, [job])
     return job, True
 
 
-def insert_committed(
-    sessionmaker: async_sessionmaker[AsyncSession], pg: asyncpg.Pool | None
-) -> Insert:
-    """How the group commit (api/services/submitter.py) writes its rows: one asyncpg statement
-    on PostgreSQL (shared/repositories/job_pg.py), a transaction of a session elsewhere."""
-    if pg is not None:
-        return partial(insert_jobs_pg, pg)
-
-    async def in_session(rows: list[dict[str, Any]]) -> list[NewJob]:
-        async with sessionmaker.begin() as session:
-            return await insert_jobs(session, rows)
-
-    return in_session
-
-
-async def after_commit(state: AppState, jobs: Sequence[JobLike]) -> None:
+async def after_commit(job_queue: JobQueue, jobs: Sequence[JobLike]) -> None:
     """What follows the commit of new jobs: count them, enqueue and announce them."""
     metrics.jobs_submitted(jobs)
-    await enqueue_jobs(state, jobs)
+    await _send(job_queue, job_queue.prepare(jobs, "submitted"))
 
 
 def _agents(principal: Principal) -> dict[Any, Agent]:
@@ -157,26 +137,21 @@ async def submit_batch(
     for index, spec in enumerate(specs):
         agent = await resolve_agent(session, principal.owner_id, spec.agent_id, agents)
         rows.append(job_row(state.settings, state.policy, principal.owner_id, spec, agent, index))
-    if state.submitter is None:
-        created = await insert_jobs(session, rows)
-        await session.commit()
-        await after_commit(state, created)
-        return answer(created)
-    # The group commit's writer (one asyncpg statement on PostgreSQL). The agent lookups' read
+    # The job store's insert (one asyncpg statement on PostgreSQL). The agent lookups' read
     # ends first: on SQLite no reader may stay open while another connection writes.
     await session.commit()
     values = new_job_values(rows)  # the ids and times the INSERT writes
     jobs = [NewJob(**value) for value in values]
-    insert = asyncio.ensure_future(state.submitter.insert(values))
+    insert = asyncio.ensure_future(state.store.insert(values))
     try:
         await asyncio.sleep(0)  # the INSERT goes out; what follows overlaps the database's work
         answered = answer(jobs)
-        calls = announced_enqueue(jobs, state.settings.events_retention_s, "submitted")
+        prepared = state.job_queue.prepare(jobs, "submitted")
         await insert
     except BaseException:
         insert.cancel()  # a dropped request, or a failure here: nothing is answered
         insert.add_done_callback(lambda task: task.cancelled() or task.exception())
         raise
     metrics.jobs_submitted(jobs)
-    await _send_enqueue(state, calls, len(jobs))
+    await _send(state.job_queue, prepared)
     return answered

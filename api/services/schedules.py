@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import AppState, Principal
 from api.schedule_schemas import ScheduleCreate, ScheduleOut, ScheduleUpdate
-from shared.clock import database_now, is_postgres
+from shared.clock import database_now
 from shared.cron import CronSchedule
+from shared.db import is_postgres
 from shared.errors import ValidationFailed
 from shared.models import Schedule, ScheduleTrigger, utcnow
 from shared.repositories.job import NewJob

@@ -1,6 +1,6 @@
 """Group commit for single submissions: concurrent `POST /v1/jobs` requests share one committed
-INSERT (on PostgreSQL a single statement, shared/repositories/job_pg.py) and one pipelined
-enqueue.
+INSERT (the job store's: on PostgreSQL a single statement, shared/repositories/job_store_pg.py)
+and one enqueue.
 
 A request hands its validated row over and waits. One flush runs at a time: whatever arrived
 while it ran goes in the next one, so an idle API adds no delay (a lone request is flushed at
@@ -30,8 +30,7 @@ class Submitter:
     def __init__(
         self, insert: Insert, after_commit: Callable[[Sequence[NewJob]], Awaitable[None]]
     ) -> None:
-        """`insert` commits the rows it is given, all or none (app.py picks it); batches
-        (`POST /v1/jobs/batch`) write through it too."""
+        """`insert` commits the rows it is given, all or none (the job store's)."""
         self.insert = insert
         self._after_commit = after_commit
         self._pending: list[Pending] = []

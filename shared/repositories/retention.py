@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.clock import is_postgres
+from shared.db import is_postgres
 from shared.models import (
     TERMINAL_STATUSES,
     DeliveryStatus,

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.clock import is_postgres
+from shared.db import is_postgres
 from shared.errors import NotFound
 from shared.models import Job, Owner, Schedule, ScheduleRun, utcnow
 from shared.repositories.pagination import after_cursor, decode_cursor, encode_cursor

@@ -18,8 +18,8 @@ from sqlalchemy import ScalarSelect, Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from shared.clock import is_postgres
 from shared.crypto import SecretBox
+from shared.db import is_postgres
 from shared.models import Agent, DeliveryStatus, Job, JobStatus, WebhookDelivery, utcnow
 from shared.repositories.agent import new_webhook_secret, seal_webhook_secret
 

@@ -158,7 +158,7 @@ async def test_a_batch_whose_insert_fails_is_neither_answered_nor_queued(
     # The answer and the queue's entries are built while the INSERT runs: when the INSERT
     # fails, the client gets a 503 and nothing is queued or listed.
     state = client._transport.app.state.outrider  # type: ignore[attr-defined]
-    real = state.submitter.insert
+    real = state.store.insert
 
     async def lost(values: list[dict[str, Any]]) -> list[Any]:
         await asyncio.sleep(0.05)  # long enough for the answer to be built meanwhile
@@ -167,11 +167,11 @@ async def test_a_batch_whose_insert_fails_is_neither_answered_nor_queued(
     redis = Redis.from_url(settings.resolved_redis_url)
     queued = await redis.zcard(queue_key("default"))
     specs = [http_job(closed_port_url(f"/lost/{i}")) for i in range(20)]
-    state.submitter.insert = lost
+    state.store.insert = lost
     try:
         response = await client.post("/v1/jobs/batch", json={"jobs": specs}, headers=auth)
     finally:
-        state.submitter.insert = real
+        state.store.insert = real
     try:
         assert_error(response, 503, "service_unavailable")
         assert await redis.zcard(queue_key("default")) == queued

@@ -1,5 +1,5 @@
-"""The enqueue script (shared/queue.py): one call per queue and stream, every job queued once
-and announced once, in the given order within its stream."""
+"""The enqueue script (shared/queue.py JobQueue): one call per queue and stream, every job
+queued once and announced once, in the given order within its stream."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from arq.constants import in_progress_key_prefix, job_key_prefix
 from redis.asyncio import Redis
 
-from shared.events import enqueue_announced, stream_key
-from shared.queue import create_redis, deserialize, queue_key
+from shared.events import stream_key
+from shared.queue import JobQueue, create_redis, deserialize, queue_key
 from shared.settings import Settings
 
 
@@ -47,8 +47,8 @@ async def test_interleaved_owners_and_queues_are_each_queued_and_announced_once(
     plain = Redis.from_url(settings.resolved_redis_url)
     try:
         before = {q: await queued_ids(plain, q) for q in ("default", "browser")}
-        await enqueue_announced(redis, jobs, 600, "submitted")
-        await enqueue_announced(redis, jobs[:10], 600, "submitted")  # already queued: no-op
+        await JobQueue(redis, 600).enqueue(jobs, "submitted")
+        await JobQueue(redis, 600).enqueue(jobs[:10], "submitted")  # already queued: no-op
 
         for queue in ("default", "browser"):
             added = await queued_ids(plain, queue) - before[queue]
@@ -85,13 +85,13 @@ async def test_the_reconciler_takes_over_only_marks_older_than_its_grace(
     now_ms = seconds * 1000 + micros // 1000
     marks = {stock: b"1", dead: str(now_ms - 30_000).encode(), live: str(now_ms).encode()}
     try:
-        await enqueue_announced(redis, [stock, dead, live], 600, "submitted")
+        await JobQueue(redis, 600).enqueue([stock, dead, live], "submitted")
         # The worker's take removed nothing from the queue; the scores say "enqueued long ago".
         await plain.zadd(queue_key("default"), {str(job.id): 1 for job in marks})
         for job, value in marks.items():
             await plain.set(in_progress_key_prefix + str(job.id), value, px=600_000)
 
-        await enqueue_announced(redis, list(marks), 600, "recovered", take_over_after_s=10)
+        await JobQueue(redis, 600).enqueue(list(marks), "recovered", take_over_after_s=10)
 
         for job in (stock, dead):  # cleared and ready again (a new score)
             assert not await plain.exists(in_progress_key_prefix + str(job.id))

@@ -18,7 +18,7 @@ from playwright.async_api import Route
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.egress import EgressPolicy
-from shared.queue import create_redis, enqueue_calls, run_enqueue
+from shared.queue import JobQueue, create_redis
 from shared.repositories.job import insert_jobs
 from shared.settings import Settings
 from tests.api.support import assert_error
@@ -254,7 +254,7 @@ async def test_other_schemes_are_refused_before_and_during_navigation(
     redis = create_redis(settings.resolved_redis_url, patient=False)
     actions = [{"type": "click", "selector": "#file"}, {"type": "wait", "ms": 400}]
     async with browser_worker(run_worker):
-        await run_enqueue(redis, enqueue_calls([(str(sneaky.id), "browser")]))
+        await JobQueue(redis, 600).enqueue([sneaky], "submitted")
         refused = await wait_for_job(client, owner.auth, str(sneaky.id), timeout_s=30)
         spec = render_job(site.url("/leave"), actions=actions, formats=["raw_html", "metadata"])
         stayed = await wait_for_job(client, auth, await submit(client, auth, spec), timeout_s=30)

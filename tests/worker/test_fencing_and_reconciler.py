@@ -14,9 +14,10 @@ from arq.constants import in_progress_key_prefix
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.events import JobLike
 from shared.liveness import liveness_key
 from shared.models import AttemptOutcome, Job, JobAttempt, JobStatus, utcnow
-from shared.queue import create_redis, enqueue, queue_key
+from shared.queue import JobQueue, create_redis, queue_key
 from shared.repositories.execution import (
     Outcome,
     claim_job,
@@ -256,7 +257,7 @@ async def test_the_reconciler_leaves_a_live_workers_job_alone(
     await make_orphan(sessionmaker, job.id, slow_worker)
     await redis.set(liveness_key(slow_worker), "{}", px=60_000)
 
-    state = WorkerState.create(settings, "default")
+    state = await WorkerState.create(settings, "default")
     try:
         reconciler = Reconciler(state)
         await reconciler.run_once()
@@ -282,6 +283,10 @@ async def test_the_reconciler_leaves_a_live_workers_job_alone(
         await redis.zrem(queue_key(queue), str(job.id))
 
 
+async def enqueue(redis: ArqRedis, job: JobLike) -> None:
+    await JobQueue(redis, 600).enqueue([job], "submitted")
+
+
 # --- (d) duplicate deliveries ------------------------------------------------------------
 
 
@@ -295,8 +300,8 @@ async def test_duplicate_enqueues_run_the_job_once(
 ) -> None:
     job = await insert_http_job(sessionmaker, owner, target.url("/slow?s=0.5"))
     job_id = str(job.id)
-    await enqueue(redis, job_id, "default")
-    await enqueue(redis, job_id, "default")
+    await enqueue(redis, job)
+    await enqueue(redis, job)
     assert await redis.zscore(queue_key("default"), job_id) is not None
 
     async def delivered() -> bool:
@@ -304,10 +309,10 @@ async def test_duplicate_enqueues_run_the_job_once(
 
     async with run_worker():
         await wait_for_job(client, owner.auth, job_id, {"running"}, timeout_s=10)
-        await enqueue(redis, job_id, "default")  # while it runs
+        await enqueue(redis, job)  # while it runs
         done = await wait_for_job(client, owner.auth, job_id)
         await eventually(delivered, 5, "the worker took the running-time duplicate")
-        await enqueue(redis, job_id, "default")  # after it finished: a real second delivery
+        await enqueue(redis, job)  # after it finished: a real second delivery
         await eventually(delivered, 5, "the worker took the late duplicate")
         after = await get_job(client, owner.auth, job_id)
 
@@ -331,7 +336,7 @@ async def test_a_job_a_dead_worker_took_from_arq_but_never_claimed_runs(
     # before its claim: the row is still queued, and arq alone would not run it for minutes.
     job = await insert_http_job(sessionmaker, owner, target.url("/ok"))
     job_id = str(job.id)
-    await enqueue(redis, job_id, "default")
+    await enqueue(redis, job)
     await redis.set(in_progress_key_prefix + job_id, b"1", px=600_000)
     async with sessionmaker.begin() as session:  # due for longer than the enqueue grace
         await session.execute(
@@ -342,44 +347,3 @@ async def test_a_job_a_dead_worker_took_from_arq_but_never_claimed_runs(
     assert done["status"] == "succeeded", done
     assert done["attempts"] == 1
     assert target.hits["/ok"] == 1
-
-
-@pytest.mark.postgres
-async def test_the_single_statement_claim_and_outcome_are_fenced_too(
-    sessionmaker: Sessions, owner: Owner, settings: Settings
-) -> None:
-    from shared.db import create_pg_pool
-    from shared.repositories.execution_pg import claim_job_pg, record_outcome_pg
-
-    job = await insert_http_job(sessionmaker, owner, "http://127.0.0.1:9/never-called")
-    async with create_pg_pool(settings, max_size=2) as pool:
-        first = await claim_job_pg(pool, job.id, "worker-a", 30)
-        assert first is not None
-        assert first.agent.id == owner.agent_id
-        assert (first.job.status, first.job.attempts, first.fence) == ("running", 1, 1)
-        assert await claim_job_pg(pool, job.id, "worker-x", 30) is None
-        retry = Outcome(
-            status=JobStatus.QUEUED,
-            attempt_outcome=AttemptOutcome.RETRYING,
-            error={"code": "http_503", "message": "busy"},
-            run_after=utcnow(),
-        )
-        assert await record_outcome_pg(pool, job.id, first.fence, retry)
-        second = await claim_job_pg(pool, job.id, "worker-b", 30)
-        assert second is not None
-        assert second.fence == first.fence + 1
-        done = Outcome(JobStatus.SUCCEEDED, AttemptOutcome.SUCCEEDED, result={"ok": True})
-        assert not await record_outcome_pg(pool, job.id, first.fence, done)  # stale
-        assert await record_outcome_pg(pool, job.id, second.fence, done)
-    row, attempts = await load(sessionmaker, job.id)
-    assert row is not None
-    assert (row.status, row.result, row.attempts, row.worker_id) == (
-        "succeeded",
-        {"ok": True},
-        2,
-        None,
-    )
-    assert [(a.fence, a.outcome, a.error_code) for a in attempts] == [
-        (1, "retrying", "http_503"),
-        (2, "succeeded", None),
-    ]

@@ -54,7 +54,7 @@ async def owner(sessionmaker: Sessions) -> AsyncIterator[Owner]:
 
 @pytest.fixture
 async def state(settings: Settings) -> AsyncIterator[WorkerState]:
-    value = WorkerState.create(
+    value = await WorkerState.create(
         settings.model_copy(update={"job_retention_s": RETENTION_S}), "default"
     )
     try:
@@ -251,7 +251,7 @@ async def test_retention_is_off_unless_configured(
 ) -> None:
     assert settings.job_retention_s is None
     job_id = await ended_job(sessionmaker, owner, JobStatus.SUCCEEDED, timedelta(days=400))
-    state = WorkerState.create(settings, "default")
+    state = await WorkerState.create(settings, "default")
     try:
         assert (await Pruner(state).run_once()).jobs == 0
     finally:

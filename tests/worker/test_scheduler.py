@@ -52,7 +52,7 @@ async def owner(sessionmaker: Sessions) -> Owner:
 
 @contextlib.asynccontextmanager
 async def worker_state(settings: Settings, **overrides: Any) -> AsyncIterator[WorkerState]:
-    state = WorkerState.create(settings.model_copy(update=overrides), "default")
+    state = await WorkerState.create(settings.model_copy(update=overrides), "default")
     try:
         yield state
     finally:
