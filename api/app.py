@@ -24,9 +24,9 @@ from api.routes import (
     status,
     webhooks,
 )
-from api.services.jobs import after_commit
+from api.services.submit import after_commit
 from api.services.submitter import Submitter
-from shared import __version__, heap
+from shared import __version__, gc_tuning
 from shared.crypto import SecretBox
 from shared.db import create_engine, create_sessionmaker
 from shared.egress import EgressPolicy
@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             principals=PrincipalCache(settings.auth_cache_s),
         )
         revocations = asyncio.create_task(state.principals.watch_revocations(streams))
-        heap.settle()
+        gc_tuning.settle()
         try:
             yield
         finally:

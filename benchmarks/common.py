@@ -118,7 +118,7 @@ async def _drop_database(db_url: str) -> None:
 @contextlib.contextmanager
 def fresh_database() -> Iterator[str]:
     """A migrated PostgreSQL database for one benchmark run, dropped afterwards."""
-    from shared import migrate
+    from migrations import apply as migrate
 
     url = asyncio.run(_create_database())
     try:

@@ -28,7 +28,7 @@ DEV_KEY_FILE = "dev.key"
 
 
 def _migrate(settings: Settings) -> None:
-    from shared import migrate
+    from migrations import apply as migrate
 
     migrate.upgrade(settings.resolved_database_url)
 
@@ -226,7 +226,7 @@ JobKindChoice = Literal["http", "fetch", "render", "scrape"]
 
 
 def _since(value: str | None) -> datetime | None:
-    from outrider.observe import parse_duration
+    from outrider.inspect import parse_duration
     from shared.models import utcnow
 
     if value is None:
@@ -241,7 +241,7 @@ def _since(value: str | None) -> datetime | None:
 def queue() -> None:
     """Per queue: ready, deferred and running jobs, the oldest ready job's wait, jobs done and
     failed in the last 1/5/60 minutes, jobs finished per second, live workers."""
-    from outrider.observe import render_queue
+    from outrider.inspect import render_queue
 
     typer.echo(asyncio.run(render_queue(get_settings())))
 
@@ -249,7 +249,7 @@ def queue() -> None:
 @app.command()
 def workers() -> None:
     """Every live worker process: queue, concurrency, jobs running/done/failed, heartbeat."""
-    from outrider.observe import render_workers
+    from outrider.inspect import render_workers
 
     typer.echo(asyncio.run(render_workers(get_settings())))
 
@@ -268,7 +268,7 @@ def jobs(
     """List the newest jobs of every owner (with their errors); `jobs retry` requeues in bulk."""
     if ctx.invoked_subcommand is not None:
         return
-    from outrider.observe import render_jobs
+    from outrider.inspect import render_jobs
     from shared.repositories.operator import JobQuery
 
     query = JobQuery(status=status, kind=kind, owner=owner, finished_since=_since(since))
@@ -291,7 +291,7 @@ def jobs_retry(
 ) -> None:
     """Queue failed (or cancelled) jobs again in bulk, each with a fresh attempt budget, as
     POST /v1/jobs/{id}/retry does for one."""
-    from outrider.observe import retry_jobs
+    from outrider.inspect import retry_jobs
     from shared.repositories.operator import JobQuery
 
     query = JobQuery(status=status, kind=kind, owner=owner, finished_since=_since(since))

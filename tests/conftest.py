@@ -26,7 +26,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from shared import migrate
+from migrations import apply as migrate
 from shared.db import create_engine, create_sessionmaker
 from shared.settings import Settings
 from tests.helpers import TargetServer, start_target_server

@@ -23,7 +23,7 @@ from shared.liveness import liveness_key, publish_liveness, remove_liveness
 from shared.logging import get_logger
 from shared.models import utcnow
 from shared.repositories.execution import Released
-from worker.observe import job_ended
+from worker.job_events import job_ended
 from worker.state import WorkerState
 
 log = get_logger(__name__)

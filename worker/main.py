@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 from arq.typing import WorkerCoroutine
 
-from shared import heap
+from shared import gc_tuning
 from shared.logging import get_logger
 from shared.queue import JOB_FUNCTION, deserialize, queue_key, serialize
 from shared.settings import Settings
@@ -120,7 +120,7 @@ async def serve(
         concurrency = min(concurrency, settings.browser_max_pages)
     state.concurrency = concurrency
     metrics_server = metrics.start_server(state)  # before the heartbeat publishes its port
-    heap.settle()
+    gc_tuning.settle()
     loops: list[asyncio.Task[None]] = [asyncio.ensure_future(fn(state)) for fn in BACKGROUND_LOOPS]
     log.info("worker.started", worker_id=state.worker_id, queue=queue, concurrency=concurrency)
     worker = build_worker(state, concurrency)

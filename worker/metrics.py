@@ -1,6 +1,6 @@
 """Prometheus metrics of a worker process, served on `worker_metrics_port` (a thread).
 
-Counters and histograms are per process and count what this process saw commit (worker/observe.py
+Counters and histograms are per process and count what this process saw commit (worker/job_events.py
 calls in after each commit); in-flight jobs and the browser's processes are read at scrape time.
 Several workers in one process (tests) share one set. The cluster-wide truth is the API's
 `/metrics`, whose job gauges come from the database.

@@ -23,7 +23,7 @@ from worker.engines.base import Engine, EngineContext
 from worker.engines.call import run_http
 from worker.engines.fetch import run_fetch
 from worker.engines.scrape import run_scrape
-from worker.observe import job_cancelled, job_ended, job_progress, job_started
+from worker.job_events import job_cancelled, job_ended, job_progress, job_started
 from worker.politeness import polite
 from worker.retry import Deferred, JobError, backoff_s, classify
 from worker.state import Running, WorkerState

@@ -11,7 +11,7 @@ from api.deps import PrincipalDep, StateDep
 from api.errors import error_responses
 from api.schemas import AgentCreate, AgentCreated, AgentList, AgentOut, AgentUpdate
 from shared.repositories import agent as agents
-from shared.services.jobs import check_webhook_url
+from shared.services.job_rows import check_webhook_url
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 

@@ -21,7 +21,7 @@ from api.schemas import (
     JobOut,
     JobStatusName,
 )
-from api.services.jobs import enqueue_jobs, submit_batch, submit_one
+from api.services.submit import enqueue_jobs, submit_batch, submit_one
 from shared.errors import ValidationFailed
 from shared.events import JobEvent
 from shared.repositories import job as jobs

@@ -19,7 +19,7 @@ from api.schedule_schemas import (
 )
 from api.schemas import JobOut
 from api.services import schedules as service
-from api.services.jobs import enqueue_jobs
+from api.services.submit import enqueue_jobs
 from shared.models import utcnow
 from shared.repositories import schedule as schedules
 

@@ -22,7 +22,7 @@ from shared.errors import ValidationFailed
 from shared.models import Schedule, ScheduleTrigger, utcnow
 from shared.repositories.job import NewJob
 from shared.repositories.schedule import count_live, get_schedule
-from shared.services.jobs import prepare_job_row
+from shared.services.job_rows import prepare_job_row
 from shared.services.schedules import FireContext, fire_instant
 from shared.specs import AnyJobSpec
 

@@ -46,7 +46,7 @@ from shared.models import (
 )
 from shared.repositories.job import NewJob, insert_jobs
 from shared.repositories.schedule import advance, attach_job, has_active_job, insert_run
-from shared.services.jobs import prepare_job_row
+from shared.services.job_rows import prepare_job_row
 from shared.settings import Settings
 from shared.specs import AnyJobSpec, JobSpec
 

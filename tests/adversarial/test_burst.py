@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared import migrate
+from migrations import apply as migrate
 from shared.db import create_engine, create_sessionmaker
 from shared.settings import Settings
 from tests.api.support import api_client, closed_port_url

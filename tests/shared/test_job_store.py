@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import migrate
+from migrations import apply as migrate
 from shared.db import create_engine, create_sessionmaker
 from shared.models import (
     AttemptOutcome,

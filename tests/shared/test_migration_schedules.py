@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared import migrate
+from migrations import apply as migrate
 from tests.conftest import TEST_DATABASE_URL, _create_pg_database, _drop_pg_database
 
 

@@ -25,7 +25,7 @@ from shared.repositories.job import (
     insert_jobs,
     new_job_values,
 )
-from shared.services.jobs import job_row, resolve_agent
+from shared.services.job_rows import job_row, resolve_agent
 from shared.specs import AnyJobSpec
 
 log = get_logger(__name__)

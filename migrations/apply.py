@@ -7,13 +7,11 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-import migrations
-
 
 def alembic_config(database_url: str | None = None) -> Config:
     """An alembic Config pointing at the packaged migrations."""
     config = Config()
-    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.set_main_option("script_location", str(Path(__file__).parent))
     if database_url:
         config.attributes["database_url"] = database_url
     return config
