@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install chromium run test lint typecheck check bench clean
+.PHONY: install chromium run test test-fast lint typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -41,6 +41,9 @@ run: install  ## Start the whole system on embedded defaults (Ctrl-C stops it).
 
 test: install  ## Run the whole test suite.
 	$(BIN)/pytest
+
+test-fast: $(STAMP)  ## The tests that need no database, Redis or browser service (under a minute).
+	$(BIN)/pytest -m "not services" -q
 
 lint: install
 	$(BIN)/ruff check .

@@ -16,6 +16,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from migrations import apply as migrate
 from shared.db import create_engine, create_sessionmaker
+from shared.models import DeliveryStatus, Job, JobStatus, Schedule, WebhookDelivery, utcnow
 from shared.settings import Settings
 from tests.helpers import TargetServer, start_target_server
 
@@ -45,10 +47,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"skipped, but OUTRIDER_REQUIRE_SERVICES=1: {report.longrepr}"
 
 
+SERVICE_FIXTURES = frozenset({"database_url", "redis_url"})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip PostgreSQL-only tests without PostgreSQL; mark every test that needs a database or
+    Redis `services` (`make test-fast` runs the others, which need neither)."""
     for item in items:
         if item.get_closest_marker("postgres") and not TEST_DATABASE_URL:
             item.add_marker(pytest.mark.skip(reason="needs OUTRIDER_TEST_DATABASE_URL"))
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
 
 
 async def _create_pg_database(server_url: str) -> str:
@@ -89,13 +98,21 @@ def database_url(data_dir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url(data_dir: Path) -> Iterator[str]:
+    """The suite's Redis (flushed first): OUTRIDER_TEST_REDIS_URL's db, else an embedded one."""
     if TEST_REDIS_URL:
+        asyncio.run(_flush(TEST_REDIS_URL))
         yield TEST_REDIS_URL
         return
     from outrider.dev import embedded_redis
 
     with embedded_redis(Settings(data_dir=data_dir / "redis")) as url:
         yield url
+
+
+async def _flush(url: str) -> None:
+    client = Redis.from_url(url)
+    await client.flushdb()
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")
@@ -120,13 +137,6 @@ def settings(data_dir: Path, database_url: str, redis_url: str) -> Settings:
     )
 
 
-@pytest.fixture(scope="session", autouse=True)
-async def _flush_redis(redis_url: str) -> None:
-    client = Redis.from_url(redis_url)
-    await client.flushdb()
-    await client.aclose()
-
-
 @pytest.fixture(scope="session")
 async def sessionmaker(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     engine = create_engine(settings)
@@ -134,9 +144,10 @@ async def sessionmaker(settings: Settings) -> AsyncIterator[async_sessionmaker[A
     await engine.dispose()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The API in-process (lifespan included)."""
+    """The API in-process (lifespan included), built once for the session. A test that needs
+    other settings builds its own (tests/api/support.py `api_client`)."""
     from api.app import create_app
 
     app = create_app(settings)
@@ -147,17 +158,36 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture(autouse=True)
-async def _settle_leftovers(
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[None]:
+async def _settle_leftovers(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     """What a test leaves behind must not run in a later test's worker: jobs still queued
     (no worker, or a retry's backoff) are cancelled, pending webhook deliveries failed, and
     schedules paused (the fuzzer makes some too). Cancelled rows are skipped by claims, so
-    later tests (and their counters) see only their own."""
-    from shared.models import DeliveryStatus, Job, JobStatus, Schedule, WebhookDelivery, utcnow
-
+    later tests (and their counters) see only their own. A test without a database (a unit
+    test) has nothing to settle and starts no service."""
+    if "database_url" not in request.fixturenames:
+        yield
+        return
+    # Session-scoped fixtures of the test are set up before this one: these are at hand.
+    if "sessionmaker" in request.fixturenames:
+        sessionmaker = request.getfixturevalue("sessionmaker")
+        started = utcnow()
+        yield
+        await _settle(sessionmaker, started)
+        return
+    settings = Settings(
+        data_dir=request.getfixturevalue("data_dir"),
+        database_url=request.getfixturevalue("database_url"),
+    )
     started = utcnow()
     yield
+    engine = create_engine(settings)
+    try:
+        await _settle(create_sessionmaker(engine), started)
+    finally:
+        await engine.dispose()
+
+
+async def _settle(sessionmaker: async_sessionmaker[AsyncSession], started: datetime) -> None:
     async with sessionmaker.begin() as session:
         await session.execute(
             update(Job)
