@@ -25,7 +25,8 @@ REASONS = {200: "OK", 404: "Not Found"}
 
 @dataclass(frozen=True)
 class Reply:
-    """What one route answers. `declared_length` overrides Content-Length (a lying server)."""
+    """What one route answers. `declared_length` overrides Content-Length (a lying server);
+    `as_is` sends `body` unencoded under its `coding` label (a broken stream)."""
 
     body: bytes
     content_type: str = "text/plain; charset=utf-8"
@@ -33,6 +34,7 @@ class Reply:
     coding: Coding = "identity"
     status: int = 200
     declared_length: int | None = None
+    as_is: bool = False
 
 
 NOT_FOUND = Reply(b"not found", status=404)
@@ -60,11 +62,15 @@ class DripServer:
     routes: dict[str, Reply] = field(default_factory=dict)
     hits: Counter[str] = field(default_factory=Counter)
     base_url: str = ""
+    connections: dict[asyncio.StreamWriter, asyncio.Task[None]] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
 
     def add(self, path: str, reply: Reply) -> str:
         """Serve `reply` at `path`; returns its URL."""
         self.routes[path] = reply
-        return self.base_url + path
+        return self.url(path)
 
     def _pieces(self, data: bytes, rng: random.Random) -> list[bytes]:
         pieces, start = [], 0
@@ -83,7 +89,7 @@ class DripServer:
         reply = self.routes.get(path, NOT_FOUND)
         rng = random.Random(f"{self.seed}:{path}:{self.hits[path]}")
         self.hits[path] += 1
-        data = encode(reply.body, reply.coding)
+        data = reply.body if reply.as_is else encode(reply.body, reply.coding)
         version = "HTTP/1.0" if reply.framing == "close" else "HTTP/1.1"
         head = [f"{version} {reply.status} {REASONS.get(reply.status, 'Other')}"]
         head.append(f"Content-Type: {reply.content_type}")
@@ -120,6 +126,9 @@ class DripServer:
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One connection: requests one after another (keep-alive) until a close."""
+        task = asyncio.current_task()
+        assert task is not None
+        self.connections[writer] = task
         try:
             while True:
                 head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
@@ -137,8 +146,9 @@ class DripServer:
             pass  # the client hung up (it may stop reading at its cap)
         finally:
             writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), 5)
+            self.connections.pop(writer, None)
 
 
 @contextlib.asynccontextmanager
@@ -154,4 +164,8 @@ async def start_drip_server(
         yield server
     finally:
         tcp.close()
+        for writer in server.connections:  # idle keep-alive connections: their handlers end
+            writer.close()
+        if server.connections:
+            await asyncio.wait(list(server.connections.values()), timeout=10)
         await tcp.wait_closed()
