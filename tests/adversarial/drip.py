@@ -26,7 +26,8 @@ REASONS = {200: "OK", 404: "Not Found"}
 @dataclass(frozen=True)
 class Reply:
     """What one route answers. `declared_length` overrides Content-Length (a lying server);
-    `as_is` sends `body` unencoded under its `coding` label (a broken stream)."""
+    `as_is` sends `body` unencoded under its `coding` label (a broken stream); `stall_s` holds
+    the body's end back that long (or until the client hangs up)."""
 
     body: bytes
     content_type: str = "text/plain; charset=utf-8"
@@ -35,6 +36,7 @@ class Reply:
     status: int = 200
     declared_length: int | None = None
     as_is: bool = False
+    stall_s: float = 0.0
 
 
 NOT_FOUND = Reply(b"not found", status=404)
@@ -84,12 +86,7 @@ class DripServer:
     async def _pause(self, rng: random.Random) -> None:
         await asyncio.sleep(rng.uniform(0, self.max_pause_s) if rng.random() < 0.3 else 0)
 
-    async def _answer(self, writer: asyncio.StreamWriter, method: str, path: str) -> bool:
-        """Send the answer for `path`; True when the connection may carry another request."""
-        reply = self.routes.get(path, NOT_FOUND)
-        rng = random.Random(f"{self.seed}:{path}:{self.hits[path]}")
-        self.hits[path] += 1
-        data = reply.body if reply.as_is else encode(reply.body, reply.coding)
+    def _head(self, reply: Reply, data: bytes) -> bytes:
         version = "HTTP/1.0" if reply.framing == "close" else "HTTP/1.1"
         head = [f"{version} {reply.status} {REASONS.get(reply.status, 'Other')}"]
         head.append(f"Content-Type: {reply.content_type}")
@@ -101,18 +98,35 @@ class DripServer:
             head.append("Transfer-Encoding: chunked")
         else:
             head.append("Connection: close")
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+        return ("\r\n".join(head) + "\r\n\r\n").encode()
+
+    async def _answer(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, method: str, path: str
+    ) -> bool:
+        """Send the answer for `path`; True when the connection may carry another request."""
+        reply = self.routes.get(path, NOT_FOUND)
+        rng = random.Random(f"{self.seed}:{path}:{self.hits[path]}")
+        self.hits[path] += 1
+        data = reply.body if reply.as_is else encode(reply.body, reply.coding)
+        writer.write(self._head(reply, data))
         if method != "HEAD":
-            await self._send_body(writer, data, reply.framing, rng)
+            await self._send_body(writer, data, reply, rng)
+            if reply.stall_s:  # the client may hang up meanwhile: then it is over
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(reader.read(), reply.stall_s)
+                if reader.at_eof():
+                    return False
+            if reply.framing == "chunked":
+                writer.write(b"0\r\n\r\n")
         await writer.drain()
         lying = reply.declared_length is not None and reply.declared_length != len(data)
         return reply.framing != "close" and not lying
 
     async def _send_body(
-        self, writer: asyncio.StreamWriter, data: bytes, framing: Framing, rng: random.Random
+        self, writer: asyncio.StreamWriter, data: bytes, reply: Reply, rng: random.Random
     ) -> None:
         for piece in self._pieces(data, rng):
-            if framing == "chunked":
+            if reply.framing == "chunked":
                 writer.write(f"{len(piece):x}\r\n".encode())
                 if rng.random() < 0.2:  # a chunk's size line and its data apart
                     await writer.drain()
@@ -121,8 +135,6 @@ class DripServer:
             writer.write(piece)
             await writer.drain()
             await self._pause(rng)
-        if framing == "chunked":
-            writer.write(b"0\r\n\r\n")
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One connection: requests one after another (keep-alive) until a close."""
@@ -139,7 +151,7 @@ class DripServer:
                 if length := int(sized.get("content-length", "0")):
                     await reader.readexactly(length)
                 path = urlsplit(target).path
-                keep = await self._answer(writer, method, path)
+                keep = await self._answer(reader, writer, method, path)
                 if not keep:
                     break
         except (asyncio.IncompleteReadError, ConnectionError):

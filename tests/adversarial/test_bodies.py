@@ -195,3 +195,16 @@ async def test_bombs_broken_streams_and_made_up_charsets(
     assert (broken_job["status"], broken_job["error"]["code"]) == ("failed", "connection_error")
     assert bogus_job["result"]["body"] == {"café": [1]}  # an unknown charset reads as UTF-8
     assert base64_job["result"]["body"] == "naïve"
+
+
+async def test_a_body_that_stops_midway_times_out_never_comes_back_partial(
+    client: httpx.AsyncClient, auth: dict[str, str], run_worker: RunWorker
+) -> None:
+    async with start_drip_server(SEED) as site:
+        url = site.add("/stalls", Reply(b"x" * 5000, framing="chunked", stall_s=60))
+        spec = {"kind": "http", "input": {"url": url, "timeout_s": 1}, "max_attempts": 1}
+        (job,) = await run_jobs(client, auth, run_worker, [spec])
+
+    assert (job["status"], job["error"]["code"]) == ("failed", "timeout"), job
+    assert job["error"]["message"] == "The call took longer than 1.0 s."
+    assert site.hits["/stalls"] == 2  # the quick retry inside the attempt

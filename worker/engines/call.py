@@ -152,6 +152,12 @@ async def run_http(ctx: EngineContext) -> dict[str, Any]:
             raise JobError(
                 "timeout", f"The job exceeded its {ctx.job.timeout_s:g} s timeout.", retryable=True
             )
-        return await _exchange(ctx, spec, min(timeout_s, remaining))
+        call_s = min(timeout_s, remaining)
+        try:
+            return await _exchange(ctx, spec, call_s)
+        except TimeoutError as exc:  # aiohttp's, for this call (a slow answer, a slow body)
+            raise JobError(
+                "timeout", f"The call took longer than {call_s:.1f} s.", retryable=True
+            ) from exc
 
     return await with_quick_retries(call)
