@@ -28,11 +28,12 @@ async def read_capped(response: aiohttp.ClientResponse, cap: int) -> Body:
     costs about `cap` of memory. A body that ends early (fewer bytes than its Content-Length, a
     broken chunk, a bad compressed stream) raises aiohttp.ClientPayloadError.
     """
-    data = bytearray()
+    parts: list[bytes] = []  # one join at the end: a growing bytearray copies as it grows
+    size = 0
     async for chunk in response.content.iter_chunked(CHUNK_BYTES):
-        room = cap - len(data)
-        if len(chunk) > room:
-            data += chunk[:room]
-            return Body(bytes(data), truncated=True)
-        data += chunk
-    return Body(bytes(data), truncated=False)
+        if size + len(chunk) > cap:
+            parts.append(chunk[: cap - size])
+            return Body(b"".join(parts), truncated=True)
+        parts.append(chunk)
+        size += len(chunk)
+    return Body(b"".join(parts), truncated=False)
