@@ -1,5 +1,6 @@
 """Hostile bodies: JSON nested thousands deep, lying Content-Lengths, compression bombs, broken
-compression and made-up charsets. Jobs finish with an honest answer, never `internal_error`.
+compression, made-up charsets, bodies that stall. Jobs finish with an honest answer, never
+`internal_error`.
 """
 
 from __future__ import annotations
@@ -7,17 +8,23 @@ from __future__ import annotations
 import json
 import os
 import random
+import uuid
 from typing import Any
 
 import httpx
 import pytest
 
+from shared.egress import EgressPolicy
 from shared.jsonsafe import PARSE_MAX_DEPTH, json_depth, parse_json, scrub
+from shared.models import WebhookDelivery
+from shared.settings import Settings
 from tests.adversarial.drip import Reply, start_drip_server
 from tests.conftest import RunWorker
 from tests.helpers import http_job, wait_for_job
 from tests.worker.support import submit
 from tests.worker.test_politeness import UNLIMITED
+from worker.http_client import create_session
+from worker.webhooks import Answer, send
 
 SEED = int(os.environ.get("OUTRIDER_TEST_SEED") or random.randrange(2**32))
 JSON_TYPE = "application/json"
@@ -208,3 +215,20 @@ async def test_a_body_that_stops_midway_times_out_never_comes_back_partial(
     assert (job["status"], job["error"]["code"]) == ("failed", "timeout"), job
     assert job["error"]["message"] == "The call took longer than 1.0 s."
     assert site.hits["/stalls"] == 2  # the quick retry inside the attempt
+
+
+async def test_a_webhook_answer_that_never_ends_is_not_waited_for(settings: Settings) -> None:
+    # Deliveries read the status line only: an endless answer cannot hold a delivery slot.
+    async with start_drip_server(SEED) as site:
+        url = site.add("/hook", Reply(b"ok" * 1000, framing="chunked", stall_s=60))
+        delivery = WebhookDelivery(
+            id=uuid.uuid4(), event_id=uuid.uuid4(), event="job.succeeded", url=url, payload={}
+        )
+        http = create_session(EgressPolicy.from_settings(settings))
+        try:
+            answer = await send(http, delivery, "webhook-secret", timeout_s=5)
+        finally:
+            await http.close()
+
+    assert answer == Answer(delivered=True, status_code=200)
+    assert site.hits["/hook"] == 1
