@@ -1,4 +1,4 @@
-"""JSON values PostgreSQL's JSONB can hold: no NUL, no lone surrogates, 64-bit integers."""
+"""Safe JSON: values JSONB can hold (no NUL, lone surrogates, huge ints); depth-bounded parsing."""
 
 from __future__ import annotations
 
