@@ -2,7 +2,8 @@
 egress-guarded session, cached in Redis, parsed with Protego (the parser Scrapy uses).
 
 What an answer means, following RFC 9309 and Google's crawler:
-- 2xx: the rules (the first 500 KiB), with Crawl-delay (capped at 60 s) for our user agent.
+- 2xx: the rules, with Crawl-delay (capped at 60 s) for our user agent. Only the first 500
+  KiB are read (Google's limit): the rules before that apply, a line cut by it is dropped.
 - 4xx other than 429, a redirect loop, a destination the egress policy refuses: no rules,
   everything allowed.
 - 429, 5xx, timeout, connection error: "unreachable", which means disallow everything for now.
@@ -33,6 +34,7 @@ from redis.exceptions import LockError
 from shared.errors import EgressBlocked
 from shared.politeness import host_key
 from shared.settings import Settings
+from worker.bodies import read_capped
 from worker.retry import Deferred, JobError
 
 ROBOTS_MAX_BYTES = 500 * 1024
@@ -91,6 +93,14 @@ async def _parser(body: str) -> Protego:
     return _parse(body)
 
 
+async def _rules_text(response: aiohttp.ClientResponse) -> str:
+    body = await read_capped(response, ROBOTS_MAX_BYTES)
+    data = body.data
+    if body.truncated:  # half a rule could mean another rule (`Disallow: /a` of `/about/x`)
+        data = data[: max(data.rfind(b"\n"), data.rfind(b"\r")) + 1]
+    return data.decode("utf-8", errors="replace")
+
+
 async def download(
     http: aiohttp.ClientSession, robots: str, user_agent: str, timeout_s: float
 ) -> RobotsFile | None:
@@ -105,8 +115,7 @@ async def download(
             timeout=aiohttp.ClientTimeout(total=timeout_s),
         ) as response:
             if 200 <= response.status < 300:
-                raw = await response.content.read(ROBOTS_MAX_BYTES)
-                return RobotsFile("rules", raw.decode("utf-8", errors="replace"), now)
+                return RobotsFile("rules", await _rules_text(response), now)
             if response.status == 429 or response.status >= 500:
                 return RobotsFile("unreachable", "", now)
             return RobotsFile("allow_all", "", now)

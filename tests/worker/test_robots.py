@@ -1,5 +1,6 @@
 """robots.txt as a user sees it: disallowed pages fail untouched, Crawl-delay paces, agents may
-opt out, 4xx allows all, 5xx holds off, and `http` API calls never look.
+opt out, 4xx allows all, 5xx holds off, `http` API calls never look, and a long file is read
+(dripped in pieces) up to 500 KiB.
 
 The runner's robots check does not depend on the engine, so `fetch` jobs here run a minimal
 engine (one GET) in place of the real one.
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.egress import EgressPolicy
 from shared.models import Agent
 from shared.settings import Settings
+from tests.adversarial.drip import DripServer, Reply, start_drip_server
 from tests.conftest import RunWorker
 from tests.helpers import http_job, wait_for_job
 from tests.worker.support import submit
@@ -28,7 +30,7 @@ from tests.worker.test_politeness import JITTER_S, UNLIMITED, create_agent, stam
 from worker.engines.base import EngineContext
 from worker.http_client import create_session
 from worker.retry import JobError
-from worker.robots import RobotsCache, RobotsFile, cache_key, check_robots
+from worker.robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsFile, cache_key, check_robots
 from worker.runner import ENGINES
 
 PRIVATE = "User-agent: *\nDisallow: /private\n"
@@ -180,3 +182,69 @@ def test_robots_file_round_trips() -> None:
     original = RobotsFile("rules", PRIVATE, 1.5)
     assert RobotsFile.loads(original.dumps()) == original
     assert RobotsFile.loads(b"{not json") is None
+
+
+def filler_rules(start: int, size: int) -> str:
+    """Disallow lines for /filler/<n>, `size` bytes of them (about), numbered from `start`."""
+    lines = [f"Disallow: /filler/{n:08d}\n" for n in range(start, start + size // 27 + 1)]
+    return "".join(lines)
+
+
+async def robots_outcomes(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    run_worker: RunWorker,
+    robots: str,
+    paths: list[str],
+) -> tuple[dict[str, str], DripServer]:
+    """Serve `robots` in small pieces (chunked), fetch each path; its job's status, or the
+    error code when it failed."""
+    async with start_drip_server(seed=len(robots), max_piece=4096) as site:
+        site.add("/robots.txt", Reply(robots.encode(), framing="chunked"))
+        ids = [await submit(client, auth, fetch_job(site.url(path))) for path in paths]
+        async with run_worker(**UNLIMITED):
+            jobs = [await wait_for_job(client, auth, job_id) for job_id in ids]
+    found = {
+        path: job["error"]["code"] if job["status"] == "failed" else job["status"]
+        for path, job in zip(paths, jobs, strict=True)
+    }
+    return found, site
+
+
+async def test_the_last_line_of_a_100_kb_robots_txt_is_obeyed(
+    client: httpx.AsyncClient, auth: dict[str, str], run_worker: RunWorker
+) -> None:
+    robots = "User-agent: *\n" + filler_rules(0, 100 * 1000) + "Disallow: /secret\n"
+    assert len(robots) > 100 * 1000
+    paths = ["/secret/plans", "/filler/00000007", "/open"]
+    found, site = await robots_outcomes(client, auth, run_worker, robots, paths)
+
+    assert found == {
+        "/secret/plans": "robots_disallowed",
+        "/filler/00000007": "robots_disallowed",
+        "/open": "succeeded",
+    }
+    assert (site.hits["/secret/plans"], site.hits["/open"], site.hits["/robots.txt"]) == (0, 1, 1)
+
+
+async def test_a_600_kb_robots_txt_is_read_to_500_kib(
+    client: httpx.AsyncClient, auth: dict[str, str], run_worker: RunWorker
+) -> None:
+    head = "User-agent: *\nDisallow: /early\n"
+    head += filler_rules(0, ROBOTS_MAX_BYTES - len(head) - 200)
+    # A line across the limit: its first half alone would disallow /str...
+    straddle = "Disallow: /strait-is-the-gate\n"
+    head += "#" * (ROBOTS_MAX_BYTES - len(head) - len("Disallow: /str")) + "\n"
+    robots = head + straddle + filler_rules(10**6, 100 * 1000) + "Disallow: /late\n"
+    assert robots.index(straddle) < ROBOTS_MAX_BYTES < robots.index(straddle) + len(straddle)
+    assert len(robots) > 600 * 1000
+    paths = ["/early/a", "/filler/00000100", "/late/b", "/strong", "/filler/01000100"]
+    found, _ = await robots_outcomes(client, auth, run_worker, robots, paths)
+
+    assert found == {
+        "/early/a": "robots_disallowed",  # before the limit: applied
+        "/filler/00000100": "robots_disallowed",
+        "/late/b": "succeeded",  # past it: not read
+        "/strong": "succeeded",  # the cut line is dropped, not read as `Disallow: /str`
+        "/filler/01000100": "succeeded",
+    }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -10,7 +9,9 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from multidict import CIMultiDict
 
+from shared.jsonsafe import parse_json
 from shared.specs import HttpInput
+from worker.bodies import Body, read_capped
 from worker.engines.base import EngineContext, check_destination
 from worker.retry import JobError, status_error, with_quick_retries
 
@@ -39,21 +40,34 @@ def _headers(ctx: EngineContext, spec: HttpInput) -> CIMultiDict[str]:
     return headers
 
 
-async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
-    body = await response.content.read(cap + 1)
-    if len(body) > cap:
-        return body[:cap], True
-    return body, False
+def _text(raw: bytes, charset: str | None) -> str:
+    try:
+        text = raw.decode(charset or "utf-8", errors="replace")
+    except (LookupError, ValueError):  # no such charset, or not one for text: UTF-8 then
+        text = raw.decode("utf-8", errors="replace")
+    return text.replace("\x00", "\ufffd")
 
 
-def _decode_body(raw: bytes, content_type: str, charset: str | None) -> Any:
-    text = raw.decode(charset or "utf-8", errors="replace").replace("\x00", "\ufffd")
-    if "json" in content_type:
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
-    return text
+def _body_fields(body: Body, content_type: str, charset: str | None) -> dict[str, Any]:
+    """`body` (parsed when JSON), `body_bytes`, `body_truncated` and `body_parse_error`."""
+    text = _text(body.data, charset)
+    fields: dict[str, Any] = {
+        "body": text,
+        "body_bytes": len(body.data),
+        "body_truncated": body.truncated,
+        "body_parse_error": None,
+    }
+    if "json" not in content_type or not body.data:
+        return fields
+    if body.truncated:  # a cut JSON text may still parse (`12345` cut to `123`): never try
+        fields["body_parse_error"] = f"not parsed: the body was cut at {len(body.data)} bytes"
+        return fields
+    parsed = parse_json(text)
+    if parsed.error is not None:
+        fields["body_parse_error"] = parsed.error
+    else:
+        fields["body"] = parsed.value
+    return fields
 
 
 def _follow(method: str, status: int, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -97,32 +111,27 @@ async def _exchange(ctx: EngineContext, spec: HttpInput, timeout_s: float) -> di
                 method, body = _follow(method, response.status, body)
                 url, params = next_url, None
                 continue
-            raw, truncated = await _read_capped(response, ctx.settings.result_max_bytes)
-            return _result(spec, response, raw, truncated, started)
+            _check_status(spec, response)
+            answer = await read_capped(response, ctx.settings.result_max_bytes)
+            return _result(response, answer, started)
     raise JobError("too_many_redirects", f"More than {MAX_REDIRECTS} redirects.", retryable=False)
 
 
-def _result(
-    spec: HttpInput,
-    response: aiohttp.ClientResponse,
-    raw: bytes,
-    truncated: bool,
-    started: float,
-) -> dict[str, Any]:
+def _check_status(spec: HttpInput, response: aiohttp.ClientResponse) -> None:
     status = response.status
     expected = spec.expected_status
-    ok = status in expected if expected else 200 <= status < 300
-    if not ok:
+    if not (status in expected if expected else 200 <= status < 300):
         raise status_error(status, response.headers.get("Retry-After"))
+
+
+def _result(response: aiohttp.ClientResponse, body: Body, started: float) -> dict[str, Any]:
     headers: dict[str, str] = {}
     for name, value in response.headers.items():
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return {
-        "status": status,
+        "status": response.status,
         "headers": headers,
-        "body": _decode_body(raw, response.content_type or "", response.charset),
-        "body_bytes": len(raw),
-        "body_truncated": truncated,
+        **_body_fields(body, response.content_type or "", response.charset),
         "final_url": str(response.url),
         "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
     }
@@ -143,6 +152,12 @@ async def run_http(ctx: EngineContext) -> dict[str, Any]:
             raise JobError(
                 "timeout", f"The job exceeded its {ctx.job.timeout_s:g} s timeout.", retryable=True
             )
-        return await _exchange(ctx, spec, min(timeout_s, remaining))
+        call_s = min(timeout_s, remaining)
+        try:
+            return await _exchange(ctx, spec, call_s)
+        except TimeoutError as exc:  # aiohttp's, for this call (a slow answer, a slow body)
+            raise JobError(
+                "timeout", f"The call took longer than {call_s:.1f} s.", retryable=True
+            ) from exc
 
     return await with_quick_retries(call)

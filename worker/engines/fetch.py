@@ -4,9 +4,10 @@ The download stays on the event loop, the parsing goes to the parse pool. Decisi
 - Redirects are followed by hand (at most 10): each hop is checked against the egress policy
   and the agent's domain rules before it is requested; credentials are dropped on a hop to
   another host.
-- The body is read in chunks and the download stops as soon as the DECOMPRESSED size passes
-  the cap (`fetch_max_bytes`, default 10 MiB): `response_too_large`. aiohttp inflates at most
-  a bounded amount per read, so a gzip bomb costs no more memory than the cap.
+- The body is read to its end (worker/bodies.py) and the download stops as soon as the
+  DECOMPRESSED size passes the cap (`fetch_max_bytes`, default 10 MiB): `response_too_large`;
+  a body of exactly the cap is whole. aiohttp inflates at most a bounded amount per read, so
+  a gzip bomb costs no more memory than the cap.
 - The media type is checked before the body is read: HTML, XHTML, XML (`*/xml`, `*+xml`),
   JSON (`*/json`, `*+json`) and `text/plain`; anything else is `unsupported_content_type`. A
   response without a Content-Type is sniffed (markup, JSON, else text; binary is refused).
@@ -28,6 +29,7 @@ from multidict import CIMultiDict
 
 from shared.settings import Settings
 from shared.specs import FetchInput
+from worker.bodies import read_capped
 from worker.engines.base import EngineContext, check_destination
 from worker.extract import SchemaError, build_from_bytes, document_kind, parse_off_loop
 from worker.extract.schema import compile_schema
@@ -36,7 +38,6 @@ from worker.retry import JobError, status_error, with_quick_retries
 MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 SENSITIVE_HEADERS = ("authorization", "cookie", "proxy-authorization")
-CHUNK_BYTES = 64 * 1024
 ACCEPT = (
     "text/html,application/xhtml+xml,application/xml;q=0.9,application/json;q=0.8,"
     "text/plain;q=0.8,*/*;q=0.1"
@@ -91,12 +92,10 @@ async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
     declared = response.content_length
     if declared is not None and declared > cap and "Content-Encoding" not in response.headers:
         raise _too_large(cap)
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(CHUNK_BYTES):
-        body += chunk
-        if len(body) > cap:
-            raise _too_large(cap)  # leaving the response closes the connection
-    return bytes(body)
+    body = await read_capped(response, cap)
+    if body.truncated:
+        raise _too_large(cap)  # leaving the response closes the connection
+    return body.data
 
 
 def _sniff(body: bytes) -> str:

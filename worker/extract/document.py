@@ -19,6 +19,7 @@ from urllib.parse import urljoin
 
 import lxml.html
 
+from shared.jsonsafe import parse_json
 from worker.extract import charset, clean
 from worker.extract.content import MainContent, extract_main
 from worker.extract.links import extract_links
@@ -94,10 +95,9 @@ def _from_markup(
 
 
 def _fenced_json(text: str) -> str:
-    try:
-        pretty = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    except ValueError:
-        pretty = text
+    # Too deep, or not JSON: as received (pretty-printing a deep value would recurse too far).
+    parsed = parse_json(text)
+    pretty = text if parsed.error else json.dumps(parsed.value, indent=2, ensure_ascii=False)
     return f"```json\n{pretty}\n```"
 
 
