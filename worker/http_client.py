@@ -1,9 +1,14 @@
-"""Outbound HTTP for workers: aiohttp sessions that obey the egress policy."""
+"""Outbound HTTP for workers: aiohttp sessions that obey the egress policy, one per owner."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
-from collections.abc import Sequence
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -16,6 +21,7 @@ from shared.errors import EgressBlocked
 from worker import metrics
 
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10, sock_connect=10, sock_read=30)
+DEFAULT_USER_AGENT = "Outrider/0.1"
 
 
 class _NonEmptyResolver(AbstractResolver):
@@ -108,7 +114,7 @@ def create_session(
     *,
     limit: int = 100,
     limit_per_host: int = 10,
-    user_agent: str = "Outrider/0.1",
+    user_agent: str = DEFAULT_USER_AGENT,
     resolver: AbstractResolver | None = None,
     timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
 ) -> aiohttp.ClientSession:
@@ -136,3 +142,106 @@ def create_session(
         cookie_jar=aiohttp.DummyCookieJar(),
         middlewares=(egress_middleware(policy),),
     )
+
+
+@dataclass(eq=False)
+class _Pooled:
+    """One owner's session, how many callers hold it, and when it closes if none does."""
+
+    session: aiohttp.ClientSession
+    leases: int = 0
+    idle_timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    retired: bool = False  # evicted while held: closes when the last holder lets go
+
+
+class OwnerSessions:
+    """A tenant wall for outbound HTTP: one session, so one connection pool, per owner.
+
+    No connection ever carries two owners' requests, so no framing bug (a smuggled request,
+    a response left in a kept-alive socket) can hand one owner's answer, or the credentials
+    it echoes, to another. Sessions are made on demand by `factory` (each with its own
+    egress-guarded connector), kept for at most `max_owners` owners (least recently used
+    first out; one still in use closes when its last request ends) and closed after `idle_s`
+    unused. One owner, the common case, keeps one warm session.
+    """
+
+    def __init__(
+        self, factory: Callable[[], aiohttp.ClientSession], *, max_owners: int, idle_s: float
+    ) -> None:
+        if max_owners < 1:
+            raise ValueError("max_owners must be at least 1")
+        self.factory = factory
+        self.max_owners = max_owners
+        self.idle_s = idle_s
+        self._pools: OrderedDict[uuid.UUID, _Pooled] = OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.created = 0  # sessions made so far (tests and diagnostics)
+
+    def __len__(self) -> int:
+        return len(self._pools)
+
+    @contextlib.asynccontextmanager
+    async def lease(self, owner_id: uuid.UUID) -> AsyncIterator[aiohttp.ClientSession]:
+        """The owner's session for the duration of the block (it stays open meanwhile)."""
+        pooled = self._checkout(owner_id)
+        try:
+            yield pooled.session
+        finally:
+            self._checkin(owner_id, pooled)
+
+    def _checkout(self, owner_id: uuid.UUID) -> _Pooled:
+        if self._closed:
+            raise RuntimeError("the worker's HTTP sessions are closed")
+        pooled = self._pools.get(owner_id)
+        if pooled is None:
+            pooled = self._pools[owner_id] = _Pooled(self.factory())
+            self.created += 1
+            self._evict()
+        else:
+            self._pools.move_to_end(owner_id)
+            if pooled.idle_timer is not None:
+                pooled.idle_timer.cancel()
+                pooled.idle_timer = None
+        pooled.leases += 1
+        return pooled
+
+    def _checkin(self, owner_id: uuid.UUID, pooled: _Pooled) -> None:
+        pooled.leases -= 1
+        if pooled.leases > 0:
+            return
+        if pooled.retired:
+            self._close_later(pooled)
+            return
+        loop = asyncio.get_running_loop()
+        pooled.idle_timer = loop.call_later(self.idle_s, self._expire, owner_id, pooled)
+
+    def _expire(self, owner_id: uuid.UUID, pooled: _Pooled) -> None:
+        if self._pools.get(owner_id) is pooled and pooled.leases == 0:
+            del self._pools[owner_id]
+            self._close_later(pooled)
+
+    def _evict(self) -> None:
+        while len(self._pools) > self.max_owners:
+            _, victim = self._pools.popitem(last=False)
+            if victim.leases > 0:
+                victim.retired = True
+            else:
+                self._close_later(victim)
+
+    def _close_later(self, pooled: _Pooled) -> None:
+        if pooled.idle_timer is not None:
+            pooled.idle_timer.cancel()
+            pooled.idle_timer = None
+        task = asyncio.get_running_loop().create_task(pooled.session.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        """Close every session (in use or not), and wait for those already closing."""
+        self._closed = True
+        while self._pools:
+            _, pooled = self._pools.popitem()
+            self._close_later(pooled)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
