@@ -23,7 +23,11 @@ PACKAGES = ("api", "worker", "shared", "outrider", "migrations")
 # (who, which top-level packages it must not import, why)
 RULES: tuple[tuple[str, frozenset[str], str], ...] = (
     ("api", frozenset({"worker", "playwright", "bs4"}), "the web process stays light"),
-    ("shared", frozenset({"api", "worker", "outrider", "migrations"}), "shared/ is the bottom layer"),
+    (
+        "shared",
+        frozenset({"api", "worker", "outrider", "migrations"}),
+        "shared/ is the bottom layer",
+    ),
     ("api", frozenset({"outrider"}), "outrider/ is the composition root"),
     ("worker", frozenset({"outrider"}), "outrider/ is the composition root"),
     ("migrations", frozenset({"outrider"}), "outrider/ is the composition root"),
