@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -55,6 +56,7 @@ def _control_character(text: str) -> str | None:
     return next((c for c in text if unicodedata.category(c) == "Cc"), None)
 
 
+@functools.lru_cache(maxsize=1024)  # names repeat: the worker checks every job's headers
 def name_problem(name: str) -> HeaderProblem | None:
     """Why `name` may not be sent as a header name, or None."""
     if not _TOKEN.fullmatch(name) or len(name) > MAX_NAME_LENGTH:

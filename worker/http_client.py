@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -146,12 +145,32 @@ def create_session(
 
 @dataclass(eq=False)
 class _Pooled:
-    """One owner's session, how many callers hold it, and when it closes if none does."""
+    """One owner's session, how many callers hold it, and since when nobody does."""
 
     session: aiohttp.ClientSession
     leases: int = 0
-    idle_timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    idle_since: float = 0.0  # the event loop's time of the last release
     retired: bool = False  # evicted while held: closes when the last holder lets go
+
+
+class _Lease:
+    """`async with sessions.lease(owner)`: a class, not a generator, as it runs for every job."""
+
+    __slots__ = ("_owner_id", "_pooled", "_sessions")
+
+    def __init__(self, sessions: OwnerSessions, owner_id: uuid.UUID) -> None:
+        self._sessions = sessions
+        self._owner_id = owner_id
+        self._pooled: _Pooled | None = None
+
+    async def __aenter__(self) -> aiohttp.ClientSession:
+        self._pooled = self._sessions._checkout(self._owner_id)
+        return self._pooled.session
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._pooled is not None:
+            self._sessions._checkin(self._pooled)
+            self._pooled = None
 
 
 class OwnerSessions:
@@ -161,8 +180,9 @@ class OwnerSessions:
     a response left in a kept-alive socket) can hand one owner's answer, or the credentials
     it echoes, to another. Sessions are made on demand by `factory` (each with its own
     egress-guarded connector), kept for at most `max_owners` owners (least recently used
-    first out; one still in use closes when its last request ends) and closed after `idle_s`
-    unused. One owner, the common case, keeps one warm session.
+    first out; one still in use closes when its last request ends) and closed once unused for
+    `idle_s` (one timer sweeps them all, so a lease costs no timer). One owner, the common
+    case, keeps one warm session.
     """
 
     def __init__(
@@ -175,20 +195,16 @@ class OwnerSessions:
         self.idle_s = idle_s
         self._pools: OrderedDict[uuid.UUID, _Pooled] = OrderedDict()
         self._closing: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
         self.created = 0  # sessions made so far (tests and diagnostics)
 
     def __len__(self) -> int:
         return len(self._pools)
 
-    @contextlib.asynccontextmanager
-    async def lease(self, owner_id: uuid.UUID) -> AsyncIterator[aiohttp.ClientSession]:
-        """The owner's session for the duration of the block (it stays open meanwhile)."""
-        pooled = self._checkout(owner_id)
-        try:
-            yield pooled.session
-        finally:
-            self._checkin(owner_id, pooled)
+    def lease(self, owner_id: uuid.UUID) -> _Lease:
+        """`async with` it: the owner's session, kept open until the block ends."""
+        return _Lease(self, owner_id)
 
     def _checkout(self, owner_id: uuid.UUID) -> _Pooled:
         if self._closed:
@@ -200,13 +216,10 @@ class OwnerSessions:
             self._evict()
         else:
             self._pools.move_to_end(owner_id)
-            if pooled.idle_timer is not None:
-                pooled.idle_timer.cancel()
-                pooled.idle_timer = None
         pooled.leases += 1
         return pooled
 
-    def _checkin(self, owner_id: uuid.UUID, pooled: _Pooled) -> None:
+    def _checkin(self, pooled: _Pooled) -> None:
         pooled.leases -= 1
         if pooled.leases > 0:
             return
@@ -214,12 +227,26 @@ class OwnerSessions:
             self._close_later(pooled)
             return
         loop = asyncio.get_running_loop()
-        pooled.idle_timer = loop.call_later(self.idle_s, self._expire, owner_id, pooled)
+        pooled.idle_since = loop.time()
+        if self._sweeper is None and not self._closed:
+            self._sweeper = loop.call_later(self.idle_s, self._sweep)
 
-    def _expire(self, owner_id: uuid.UUID, pooled: _Pooled) -> None:
-        if self._pools.get(owner_id) is pooled and pooled.leases == 0:
-            del self._pools[owner_id]
-            self._close_later(pooled)
+    def _sweep(self) -> None:
+        """Close the sessions idle for `idle_s`; come back when the next one will be."""
+        self._sweeper = None
+        loop = asyncio.get_running_loop()
+        now, next_due = loop.time(), None
+        for owner_id, pooled in list(self._pools.items()):
+            if pooled.leases > 0:
+                continue  # its release starts the sweeper again
+            due = pooled.idle_since + self.idle_s
+            if due <= now:
+                del self._pools[owner_id]
+                self._close_later(pooled)
+            else:
+                next_due = due if next_due is None else min(next_due, due)
+        if next_due is not None:
+            self._sweeper = loop.call_later(next_due - now, self._sweep)
 
     def _evict(self) -> None:
         while len(self._pools) > self.max_owners:
@@ -230,9 +257,6 @@ class OwnerSessions:
                 self._close_later(victim)
 
     def _close_later(self, pooled: _Pooled) -> None:
-        if pooled.idle_timer is not None:
-            pooled.idle_timer.cancel()
-            pooled.idle_timer = None
         task = asyncio.get_running_loop().create_task(pooled.session.close())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
@@ -240,6 +264,9 @@ class OwnerSessions:
     async def close(self) -> None:
         """Close every session (in use or not), and wait for those already closing."""
         self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         while self._pools:
             _, pooled = self._pools.popitem()
             self._close_later(pooled)

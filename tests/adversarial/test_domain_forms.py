@@ -128,7 +128,7 @@ async def test_every_spelling_is_refused_on_a_redirect_hop(
     hops = [redirect(target, url) for url in urls(blocked_site["port"])]
     async with run_worker(host_rate_per_s=0, host_concurrency=0):
         ids = [await submit(client, auth, job(kind, hop, agent_id)) for hop in hops]
-        found = [await wait_for_job(client, auth, job_id) for job_id in ids]
+        found = [await wait_for_job(client, auth, job_id, timeout_s=60) for job_id in ids]
     outcomes = [(j["status"], j["error"] and j["error"]["code"]) for j in found]
     assert outcomes == [("failed", "domain_not_allowed")] * len(hops), list(
         zip(SPELLINGS, outcomes, strict=True)
