@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas import ErrorBody
 from shared.errors import AppError, ServiceUnavailable
+from shared.headers import HEADER_ERROR_CODES
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -49,10 +50,26 @@ _DESCRIPTIONS = {
 }
 
 
+# Every route with a JSON body (those that declare 413) takes job specs or agent profiles,
+# and so headers.
+_BODY_422 = (
+    "The body is well-formed JSON but invalid: `validation_error`, or a more specific code: "
+    "`unknown_kind` (no such job kind), `forbidden_header` (a header only Outrider may set: "
+    "Transfer-Encoding, Content-Length, Connection, Keep-Alive, Upgrade, TE, Trailer, Host, "
+    "Expect, Proxy-*), `invalid_header` (a header name that is not a token, or a control "
+    "character in a header name or value, the agent's `user_agent` included), or the code of "
+    "the check that refused it (e.g. `invalid_url`)."
+)
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for the given error statuses (401 and 503 are always possible)."""
+    """OpenAPI `responses` for the given error statuses (401 and 503 are always possible);
+    a route that takes a body (413) lists the codes of its 422s."""
     statuses = sorted({401, 503, *codes})
-    return {s: {"model": ErrorBody, "description": _DESCRIPTIONS[s]} for s in statuses}
+    described = {s: _DESCRIPTIONS[s] for s in statuses}
+    if 413 in described and 422 in described:
+        described[422] = _BODY_422
+    return {s: {"model": ErrorBody, "description": text} for s, text in described.items()}
 
 
 def _render(exc: AppError, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -65,7 +82,16 @@ def _validation_code(errors: list[dict[str, Any]]) -> str:
         return "invalid_json"
     if "union_tag_invalid" in types:
         return "unknown_kind"
-    return "validation_error"
+    # shared/headers.py raises pydantic errors whose type is the code.
+    return next((code for code in HEADER_ERROR_CODES if code in types), "validation_error")
+
+
+def _validation_message(code: str, errors: list[dict[str, Any]]) -> str:
+    if code == "invalid_json":
+        return "The body is not valid JSON."
+    if code in HEADER_ERROR_CODES:  # the first refused header, named
+        return next(str(err["msg"]) for err in errors if err.get("type") == code)
+    return "The request is invalid."
 
 
 def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:
@@ -94,7 +120,7 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     errors = _jsonable_errors(exc.errors())
     code = _validation_code(errors)
     status = 400 if code == "invalid_json" else 422
-    message = "The body is not valid JSON." if status == 400 else "The request is invalid."
+    message = _validation_message(code, errors)
     body = {"error": {"code": code, "message": message, "details": errors}}
     return JSONResponse(body, status_code=status)
 

@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.specs import HEADER_NAME, JobSpec, RequestModel, StrictModel
+from shared.headers import HeaderMap, HeaderValue
+from shared.specs import JobSpec, RequestModel, StrictModel
 
 DomainList = list[Annotated[str, Field(min_length=1, max_length=253)]]
 SecretName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -27,10 +28,8 @@ class ErrorBody(BaseModel):
 
 
 class AgentProfile(RequestModel):
-    headers: dict[Annotated[str, Field(pattern=HEADER_NAME, max_length=100)], str] | None = Field(
-        default=None, max_length=64
-    )
-    user_agent: str | None = Field(default=None, max_length=500)
+    headers: HeaderMap | None = None
+    user_agent: Annotated[HeaderValue, Field(max_length=500)] | None = None
     timeout_s: float | None = Field(default=None, gt=0, le=86400)
     max_attempts: int | None = Field(default=None, ge=1, le=100)
     backoff_base_s: float | None = Field(default=None, gt=0, le=3600)

@@ -22,6 +22,7 @@ address; it is the authoritative check. Decisions:
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 import unicodedata
@@ -129,6 +130,45 @@ def _unscoped(addr: IPAddress) -> IPAddress:
     if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id:
         return ipaddress.IPv6Address(int(addr))
     return addr
+
+
+_V4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def canonical_ip(addr: IPAddress) -> IPAddress:
+    """The one form of an address that rules compare: IPv4-mapped (::ffff:a.b.c.d) and
+    IPv4-compatible (::a.b.c.d, but not :: or ::1) IPv6 as the IPv4 address, without zone."""
+    addr = _unscoped(addr)
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return addr.ipv4_mapped
+        if addr in _V4_COMPATIBLE and int(addr) > 1:
+            return ipaddress.IPv4Address(int(addr))
+    return addr
+
+
+def canonical_address(host: str) -> IPAddress | None:
+    """The canonical address (`canonical_ip`) if `host` is an IP literal in any spelling
+    `parse_ip_literal` reads (2130706435, 0x7f000003, 0177.0.0.3, 127.3, [::ffff:7f00:3]),
+    else None (a name, or something numeric that is no address)."""
+    try:
+        addr = parse_ip_literal(host.strip())
+    except ValueError:
+        return None
+    return None if addr is None else canonical_ip(addr)
+
+
+def canonical_host(host: str) -> str:
+    """A host as rules compare it: an IP literal as its canonical address, a name in lower
+    case and IDNA (punycode) form without a trailing dot."""
+    addr = canonical_address(host)
+    if addr is not None:
+        return str(addr)
+    name = host.strip().lower().rstrip(".")
+    if not name.isascii():
+        with contextlib.suppress(ValueError):  # not a valid IDNA name: compared as written
+            name = URL.build(scheme="http", host=name).raw_host or name  # IDNA as aiohttp does
+    return name
 
 
 def _v4_reason(addr: ipaddress.IPv4Address) -> str | None:

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     worker_lease_s: float = 10.0
     reconcile_interval_s: float = 2.0
     enqueue_grace_s: float = 10.0
+    # Outbound HTTP (worker/http_client.py): one connection pool per owner, never shared.
+    worker_http_max_owners: int = Field(default=64, ge=1)
+    worker_http_idle_s: float = Field(default=60.0, gt=0)
 
     job_default_timeout_s: float = 30.0
     job_max_timeout_s: float = 600.0

@@ -5,11 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, model_validator
 
+from shared.headers import HeaderMap, HeaderName
 from shared.jsonsafe import find_bad_value
-
-HEADER_NAME = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
 
 
 class StrictModel(BaseModel):
@@ -21,13 +20,15 @@ class StrictModel(BaseModel):
 class RequestModel(StrictModel):
     """A request body: refuses values that PostgreSQL or JSON clients cannot hold."""
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _clean_values(cls, data: Any) -> Any:
+    def _clean_values(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
         problem = find_bad_value(data)
         if problem:
+            # The fields' own errors first: a NUL in a header is an `invalid_header`.
+            handler(data)
             raise ValueError(problem)
-        return data
+        return handler(data)
 
 
 class HttpAuth(StrictModel):
@@ -35,7 +36,7 @@ class HttpAuth(StrictModel):
 
     secret: str = Field(min_length=1, max_length=100, description="Name of an agent secret.")
     scheme: Literal["bearer", "header"] = "bearer"
-    header: str = Field(default="Authorization", max_length=100, pattern=HEADER_NAME)
+    header: HeaderName = "Authorization"
 
 
 JsonScalar = str | int | float | bool
@@ -46,9 +47,7 @@ class HttpInput(StrictModel):
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
     url: str = Field(min_length=1, max_length=2048)
-    headers: dict[Annotated[str, Field(pattern=HEADER_NAME, max_length=100)], str] = Field(
-        default_factory=dict, max_length=64
-    )
+    headers: HeaderMap = Field(default_factory=dict)
     params: dict[str, JsonScalar | list[JsonScalar]] = Field(default_factory=dict, max_length=100)
     json_body: Any = Field(default=None, alias="json")
     text: str | None = Field(default=None, max_length=1024 * 1024)
@@ -62,9 +61,6 @@ class HttpInput(StrictModel):
     def _one_body(self) -> HttpInput:
         if self.json_body is not None and self.text is not None:
             raise ValueError("give either `json` or `text`, not both")
-        for value in self.headers.values():
-            if any(ch in value for ch in "\r\n"):
-                raise ValueError("header values must not contain CR or LF")
         return self
 
 
@@ -91,9 +87,7 @@ class FetchInput(StrictModel):
     extract: dict[Annotated[str, Field(max_length=100)], str | ExtractRule] | None = Field(
         default=None, max_length=100
     )
-    headers: dict[Annotated[str, Field(pattern=HEADER_NAME, max_length=100)], str] = Field(
-        default_factory=dict, max_length=64
-    )
+    headers: HeaderMap = Field(default_factory=dict)
     timeout_s: float | None = Field(default=None, gt=0, le=3600)
 
 

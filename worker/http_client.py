@@ -1,9 +1,13 @@
-"""Outbound HTTP for workers: aiohttp sessions that obey the egress policy."""
+"""Outbound HTTP for workers: aiohttp sessions that obey the egress policy, one per owner."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
-from collections.abc import Sequence
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -16,6 +20,7 @@ from shared.errors import EgressBlocked
 from worker import metrics
 
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10, sock_connect=10, sock_read=30)
+DEFAULT_USER_AGENT = "Outrider/0.1"
 
 
 class _NonEmptyResolver(AbstractResolver):
@@ -108,7 +113,7 @@ def create_session(
     *,
     limit: int = 100,
     limit_per_host: int = 10,
-    user_agent: str = "Outrider/0.1",
+    user_agent: str = DEFAULT_USER_AGENT,
     resolver: AbstractResolver | None = None,
     timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
 ) -> aiohttp.ClientSession:
@@ -136,3 +141,134 @@ def create_session(
         cookie_jar=aiohttp.DummyCookieJar(),
         middlewares=(egress_middleware(policy),),
     )
+
+
+@dataclass(eq=False)
+class _Pooled:
+    """One owner's session, how many callers hold it, and since when nobody does."""
+
+    session: aiohttp.ClientSession
+    leases: int = 0
+    idle_since: float = 0.0  # the event loop's time of the last release
+    retired: bool = False  # evicted while held: closes when the last holder lets go
+
+
+class _Lease:
+    """`async with sessions.lease(owner)`: a class, not a generator, as it runs for every job."""
+
+    __slots__ = ("_owner_id", "_pooled", "_sessions")
+
+    def __init__(self, sessions: OwnerSessions, owner_id: uuid.UUID) -> None:
+        self._sessions = sessions
+        self._owner_id = owner_id
+        self._pooled: _Pooled | None = None
+
+    async def __aenter__(self) -> aiohttp.ClientSession:
+        self._pooled = self._sessions._checkout(self._owner_id)
+        return self._pooled.session
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._pooled is not None:
+            self._sessions._checkin(self._pooled)
+            self._pooled = None
+
+
+class OwnerSessions:
+    """A tenant wall for outbound HTTP: one session, so one connection pool, per owner.
+
+    No connection ever carries two owners' requests, so no framing bug (a smuggled request,
+    a response left in a kept-alive socket) can hand one owner's answer, or the credentials
+    it echoes, to another. Sessions are made on demand by `factory` (each with its own
+    egress-guarded connector), kept for at most `max_owners` owners (least recently used
+    first out; one still in use closes when its last request ends) and closed once unused for
+    `idle_s` (one timer sweeps them all, so a lease costs no timer). One owner, the common
+    case, keeps one warm session.
+    """
+
+    def __init__(
+        self, factory: Callable[[], aiohttp.ClientSession], *, max_owners: int, idle_s: float
+    ) -> None:
+        if max_owners < 1:
+            raise ValueError("max_owners must be at least 1")
+        self.factory = factory
+        self.max_owners = max_owners
+        self.idle_s = idle_s
+        self._pools: OrderedDict[uuid.UUID, _Pooled] = OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._closed = False
+        self.created = 0  # sessions made so far (tests and diagnostics)
+
+    def __len__(self) -> int:
+        return len(self._pools)
+
+    def lease(self, owner_id: uuid.UUID) -> _Lease:
+        """`async with` it: the owner's session, kept open until the block ends."""
+        return _Lease(self, owner_id)
+
+    def _checkout(self, owner_id: uuid.UUID) -> _Pooled:
+        if self._closed:
+            raise RuntimeError("the worker's HTTP sessions are closed")
+        pooled = self._pools.get(owner_id)
+        if pooled is None:
+            pooled = self._pools[owner_id] = _Pooled(self.factory())
+            self.created += 1
+            self._evict()
+        else:
+            self._pools.move_to_end(owner_id)
+        pooled.leases += 1
+        return pooled
+
+    def _checkin(self, pooled: _Pooled) -> None:
+        pooled.leases -= 1
+        if pooled.leases > 0:
+            return
+        if pooled.retired:
+            self._close_later(pooled)
+            return
+        loop = asyncio.get_running_loop()
+        pooled.idle_since = loop.time()
+        if self._sweeper is None and not self._closed:
+            self._sweeper = loop.call_later(self.idle_s, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close the sessions idle for `idle_s`; come back when the next one will be."""
+        self._sweeper = None
+        loop = asyncio.get_running_loop()
+        now, next_due = loop.time(), None
+        for owner_id, pooled in list(self._pools.items()):
+            if pooled.leases > 0:
+                continue  # its release starts the sweeper again
+            due = pooled.idle_since + self.idle_s
+            if due <= now:
+                del self._pools[owner_id]
+                self._close_later(pooled)
+            else:
+                next_due = due if next_due is None else min(next_due, due)
+        if next_due is not None:
+            self._sweeper = loop.call_later(next_due - now, self._sweep)
+
+    def _evict(self) -> None:
+        while len(self._pools) > self.max_owners:
+            _, victim = self._pools.popitem(last=False)
+            if victim.leases > 0:
+                victim.retired = True
+            else:
+                self._close_later(victim)
+
+    def _close_later(self, pooled: _Pooled) -> None:
+        task = asyncio.get_running_loop().create_task(pooled.session.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        """Close every session (in use or not), and wait for those already closing."""
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        while self._pools:
+            _, pooled = self._pools.popitem()
+            self._close_later(pooled)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)

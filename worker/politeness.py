@@ -20,6 +20,7 @@ import contextlib
 import random
 from collections.abc import AsyncIterator
 
+import aiohttp
 from multidict import CIMultiDict
 from redis.exceptions import RedisError
 
@@ -31,6 +32,7 @@ from shared.politeness import Admission, HostGate, HostLimits, host_key
 from shared.repositories.execution import Claim
 from shared.settings import Settings
 from worker import metrics
+from worker.http_client import DEFAULT_USER_AGENT
 from worker.retry import Deferred, JobError
 from worker.robots import RobotsCache, check_robots
 from worker.state import WorkerState
@@ -62,7 +64,7 @@ def user_agent(state: WorkerState, agent: Agent) -> str:
     if agent.user_agent:
         return agent.user_agent
     configured = CIMultiDict(agent.headers or {}).get("User-Agent")
-    return configured or state.http.headers.get("User-Agent") or "Outrider"
+    return configured or DEFAULT_USER_AGENT
 
 
 def defer_s(settings: Settings, admission: Admission) -> float:
@@ -113,8 +115,11 @@ def _wait_reason(admission: Admission, crawl_delay_s: float | None) -> str:
 
 
 @contextlib.asynccontextmanager
-async def polite(state: WorkerState, claim: Claim) -> AsyncIterator[None]:
-    """Run the block as a polite client of the job's host, or raise JobError/Deferred."""
+async def polite(
+    state: WorkerState, claim: Claim, http: aiohttp.ClientSession
+) -> AsyncIterator[None]:
+    """Run the block as a polite client of the job's host, or raise JobError/Deferred.
+    robots.txt is fetched through `http`, the job's owner's session."""
     governed = _governed_url(state, claim)
     if governed is None:
         yield
@@ -127,7 +132,7 @@ async def polite(state: WorkerState, claim: Claim) -> AsyncIterator[None]:
     try:
         crawl_delay_s = None
         if claim.job.kind in ROBOTS_KINDS and agent.obey_robots:
-            cache = RobotsCache(state.redis, state.http, settings)
+            cache = RobotsCache(state.redis, http, settings)
             crawl_delay_s = await check_robots(cache, url, user_agent(state, agent))
         admission = await gate.admit(
             host,

@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
 import asyncpg
 import structlog
 from arq import Retry
@@ -19,7 +20,7 @@ from shared.logging import get_logger
 from shared.models import AttemptOutcome, JobStatus, utcnow
 from shared.repositories.execution import Claim, Outcome
 from worker import metrics
-from worker.engines.base import Engine, EngineContext
+from worker.engines.base import Engine, EngineContext, check_headers
 from worker.engines.call import run_http
 from worker.engines.fetch import run_fetch
 from worker.engines.scrape import run_scrape
@@ -95,13 +96,23 @@ def _failure_outcome(state: WorkerState, claim: Claim, error: JobError) -> Outco
 
 
 async def _execute(state: WorkerState, claim: Claim) -> dict[str, Any]:
+    # The owner's own connection pool, for robots.txt too: a tenant wall.
+    async with state.sessions.lease(claim.job.owner_id) as http:
+        return await _execute_with(state, claim, http)
+
+
+async def _execute_with(
+    state: WorkerState, claim: Claim, http: aiohttp.ClientSession
+) -> dict[str, Any]:
+    secrets = state.box.open(claim.agent.secrets_ciphertext)
+    check_headers(claim.job, claim.agent, secrets)
     ctx = EngineContext(
         job=claim.job,
         agent=claim.agent,
-        secrets=state.box.open(claim.agent.secrets_ciphertext),
+        secrets=secrets,
         settings=state.settings,
         policy=state.policy,
-        http=state.http,
+        http=http,
         report=lambda progress: job_progress(state, claim, progress),
         deadline=asyncio.get_running_loop().time() + claim.job.timeout_s,
     )
@@ -112,7 +123,7 @@ async def _execute(state: WorkerState, claim: Claim) -> dict[str, Any]:
         )
     try:
         # Politeness (robots.txt, the host's slot) counts against the job's timeout.
-        async with asyncio.timeout_at(ctx.deadline), polite(state, claim):
+        async with asyncio.timeout_at(ctx.deadline), polite(state, claim, http):
             return await engine(ctx)
     except TimeoutError as exc:
         if isinstance(exc, JobError):  # pragma: no cover - JobError is not a TimeoutError

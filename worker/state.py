@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-import aiohttp
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -25,7 +24,7 @@ from shared.queue import JobQueue, create_redis
 from shared.repositories.job_store import JobStore, open_job_store
 from shared.settings import Settings
 from worker.extract.pool import ParsePool, acquire_shared_pool, release_shared_pool
-from worker.http_client import create_session
+from worker.http_client import OwnerSessions, create_session
 
 if TYPE_CHECKING:
     from worker.browser import BrowserPool
@@ -58,7 +57,7 @@ class WorkerState:
     job_queue: JobQueue  # the one way jobs get onto the queue
     policy: EgressPolicy
     box: SecretBox
-    http: aiohttp.ClientSession
+    sessions: OwnerSessions  # outbound HTTP: one connection pool per owner (a tenant wall)
     parse_pool: ParsePool
     events: EventPublisher
     running: dict[uuid.UUID, Running] = field(default_factory=dict)
@@ -94,7 +93,11 @@ class WorkerState:
             box=SecretBox(settings.resolved_secret_key()),
             # No per-host cap here: --concurrency bounds the requests, and per-host politeness
             # (Redis, shared by all workers) decides how many one host gets.
-            http=create_session(policy, limit=0, limit_per_host=0),
+            sessions=OwnerSessions(
+                lambda: create_session(policy, limit=0, limit_per_host=0),
+                max_owners=settings.worker_http_max_owners,
+                idle_s=settings.worker_http_idle_s,
+            ),
             # Shared by every worker of this process; `fetch` workers parse every job, so their
             # children start now, while browser workers start them on their first page.
             parse_pool=acquire_shared_pool(warm=queue == "default"),
@@ -116,7 +119,7 @@ class WorkerState:
         if self.browser is not None:
             await self.browser.close()
             self.browser = None
-        await self.http.close()
+        await self.sessions.close()
         await release_shared_pool(self.parse_pool)
         await self.redis.aclose(close_connection_pool=True)
         await self.store.close()

@@ -163,7 +163,9 @@ class WebhookSender:
             return Answer(error=f"the agent's webhook secret cannot be read: {exc}")
         if secret is None:
             return Answer(error="the agent has no webhook secret")
-        return await send(self.state.http, delivery, secret, self.state.settings.webhook_timeout_s)
+        timeout_s = self.state.settings.webhook_timeout_s
+        async with self.state.sessions.lease(delivery.owner_id) as http:  # a tenant wall
+            return await send(http, delivery, secret, timeout_s)
 
     async def deliver(self, delivery: WebhookDelivery, sealed: bytes | None) -> None:
         """One attempt of one delivery, and its record (fenced on the attempt number)."""

@@ -78,8 +78,6 @@ async def test_unknown_fields_are_refused(
         {"kind": "http"},
         {"input": {"url": URL}},
         http_job(URL, method="TRACE"),
-        http_job(URL, headers={"Bad Header": "x"}),
-        http_job(URL, headers={"X": "a\r\nInjected: yes"}),
         http_job(URL, json={"a": 1}, text="both"),
         http_job(URL, expected_status=[99]),
         [http_job(URL)],
@@ -96,6 +94,24 @@ async def test_wrong_types_are_refused(
     assert isinstance(details, list), details
     assert details
     assert all(set(d) == {"loc", "msg", "type"} for d in details), details
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({"Bad Header": "x"}, "invalid_header"),
+        ({"X": "a\r\nInjected: yes"}, "invalid_header"),
+        ({"Transfer-Encoding": "chunked"}, "forbidden_header"),
+    ],
+)
+async def test_bad_headers_have_their_own_codes(
+    client: httpx.AsyncClient, auth: dict[str, str], headers: dict[str, str], code: str
+) -> None:
+    """More in tests/adversarial/test_header_refusals.py."""
+    response = await client.post("/v1/jobs", json=http_job(URL, headers=headers), headers=auth)
+    error = assert_error(response, 422, code)
+    assert [d["type"] for d in error["details"]] == [code]
+    await assert_nothing_created(client, auth)
 
 
 @pytest.mark.parametrize("kind", ["teleport", "", "HTTP", 7])
@@ -282,18 +298,19 @@ async def test_nul_and_lone_surrogates_are_refused(
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "code"),
     [
-        raw('{"name": "a\\u0000"}'),
-        raw('{"name": "\\ud800"}'),
-        raw('{"name": "ok", "secrets": {"K": "\\ud800"}}'),
-        raw('{"name": "ok", "headers": {"X": "\\u0000"}}'),
+        (raw('{"name": "a\\u0000"}'), "validation_error"),
+        (raw('{"name": "\\ud800"}'), "validation_error"),
+        (raw('{"name": "ok", "secrets": {"K": "\\ud800"}}'), "validation_error"),
+        (raw('{"name": "ok", "headers": {"X": "\\u0000"}}'), "invalid_header"),
+        (raw('{"name": "ok", "user_agent": "a\\u0000"}'), "invalid_header"),
     ],
 )
 async def test_agents_refuse_nul_and_lone_surrogates(
-    client: httpx.AsyncClient, auth: dict[str, str], body: bytes
+    client: httpx.AsyncClient, auth: dict[str, str], body: bytes, code: str
 ) -> None:
-    assert_error(await post_raw(client, auth, "/v1/agents", body), 422, "validation_error")
+    assert_error(await post_raw(client, auth, "/v1/agents", body), 422, code)
     await assert_nothing_created(client, auth)
 
 

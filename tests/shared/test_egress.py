@@ -9,6 +9,7 @@ import re
 import pytest
 
 from shared import egress
+from shared.domains import domain_allowed
 from shared.egress import EgressPolicy, forbidden_reason, parse_ip_literal
 from shared.errors import EgressBlocked
 from shared.settings import Settings
@@ -225,6 +226,69 @@ def test_check_url_accepts_public(url: str, normalized: str) -> None:
 )
 def test_parse_ip_literal(host: str, expected: str) -> None:
     assert parse_ip_literal(host) == ipaddress.ip_address(expected)
+
+
+CANONICAL = [
+    ("127.0.0.3", "127.0.0.3"),
+    ("2130706435", "127.0.0.3"),
+    ("0x7f000003", "127.0.0.3"),
+    ("0177.0.0.3", "127.0.0.3"),
+    ("127.3", "127.0.0.3"),
+    ("127.0.0.3.", "127.0.0.3"),
+    ("[::ffff:127.0.0.3]", "127.0.0.3"),
+    ("::ffff:7f00:3", "127.0.0.3"),
+    ("[0:0:0:0:0:ffff:7f00:3]", "127.0.0.3"),
+    ("[::127.0.0.3]", "127.0.0.3"),  # IPv4-compatible
+    ("::7f00:3", "127.0.0.3"),
+    ("[::ffff:127.0.0.3%25eth0]", "127.0.0.3"),
+    ("::1", "::1"),  # not IPv4-compatible: loopback stays IPv6
+    ("::", "::"),
+    ("[2001:DB8::1]", "2001:db8::1"),
+    ("[fe80::1%25eth0]", "fe80::1"),
+    ("64:ff9b::7f00:3", "64:ff9b::7f00:3"),  # NAT64 is another address (a translator's)
+    ("Example.COM.", "example.com"),
+    ("b\u00fccher.de", "xn--bcher-kva.de"),
+    ("1.2.3.4.5", "1.2.3.4.5"),  # numeric but no address: compared as written
+]
+
+
+@pytest.mark.parametrize(("host", "expected"), CANONICAL)
+def test_canonical_host(host: str, expected: str) -> None:
+    assert egress.canonical_host(host) == expected
+
+
+def test_canonical_ip_is_what_the_policy_judges() -> None:
+    # The domain rules' canonical form and the egress policy agree on what an address is.
+    for host, expected in CANONICAL[:12]:
+        addr = egress.canonical_address(host)
+        assert addr == ipaddress.IPv4Address(expected), host
+    mapped = ipaddress.IPv6Address("::ffff:10.0.0.1")
+    assert forbidden_reason(mapped) == forbidden_reason(egress.canonical_ip(mapped))
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed", "blocked", "expected"),
+    [
+        ("http://[::ffff:127.0.0.3]:8080/", None, ["127.0.0.3"], False),
+        ("http://[::127.0.0.3]/", None, ["127.0.0.3"], False),
+        ("http://2130706435/", None, ["127.0.0.3"], False),
+        ("http://127.0.0.3/", None, ["0x7f000003"], False),
+        ("http://127.0.0.3/", None, ["[::ffff:7f00:3]"], False),
+        ("http://127.0.0.3/", None, ["::ffff:127.0.0.3"], False),
+        ("http://127.0.0.4/", None, ["127.0.0.3"], True),
+        ("http://127.0.0.3/", None, ["0.3"], True),  # 0.0.0.3, not a suffix of 127.0.0.3
+        ("http://127.0.0.3/", None, ["0.0.3"], True),
+        ("http://[::ffff:127.0.0.1]/", ["0x7f000001"], None, True),
+        ("http://127.0.0.2/", ["0x7f000001"], None, False),
+        ("http://a.example.com/", None, [".Example.COM."], False),
+        ("http://xn--bcher-kva.de/", None, ["b\u00fccher.de"], False),
+        ("http://example.com/", ["example.com"], ["example.com"], False),
+    ],
+)
+def test_domain_rules_compare_canonical_forms(
+    url: str, allowed: list[str] | None, blocked: list[str] | None, expected: bool
+) -> None:
+    assert domain_allowed(url, allowed, blocked) is expected
 
 
 @pytest.mark.parametrize("host", ["example.com", "localhost", "redis", "0x7f.example.com", "a1"])

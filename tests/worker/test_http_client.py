@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -13,7 +15,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from shared.egress import EgressPolicy
 from shared.errors import EgressBlocked
-from worker.http_client import GuardedConnector, create_session
+from tests.worker.support import eventually
+from worker.http_client import GuardedConnector, OwnerSessions, create_session
 
 DEFAULT = EgressPolicy()
 OPEN = EgressPolicy(allow_cidrs=["127.0.0.0/8", "::1/128"], allowed_ports=["1-65535"])
@@ -215,3 +218,100 @@ async def test_session_settings() -> None:
         assert isinstance(session.cookie_jar, aiohttp.DummyCookieJar)
         assert session.headers["User-Agent"] == "UA/1"
         assert session.timeout.total == 30
+
+
+def _owner_sessions(max_owners: int = 8, idle_s: float = 60.0) -> OwnerSessions:
+    return OwnerSessions(lambda: create_session(OPEN), max_owners=max_owners, idle_s=idle_s)
+
+
+async def test_each_owner_has_its_own_guarded_pool() -> None:
+    sessions = _owner_sessions()
+    a, b = uuid.uuid4(), uuid.uuid4()
+    try:
+        async with sessions.lease(a) as first, sessions.lease(b) as other:
+            async with sessions.lease(a) as again:
+                assert again is first, "one owner keeps one session"
+            assert other is not first
+            assert other.connector is not first.connector
+            for session in (first, other):
+                assert isinstance(session.connector, GuardedConnector)
+                assert session.connector.policy is OPEN
+                assert isinstance(session.cookie_jar, aiohttp.DummyCookieJar)
+        assert (len(sessions), sessions.created) == (2, 2)
+    finally:
+        await sessions.close()
+    assert first.closed
+    assert other.closed
+
+
+async def test_a_guarded_pool_per_owner_still_refuses_internal_addresses(canary: Canary) -> None:
+    sessions = OwnerSessions(lambda: create_session(DEFAULT), max_owners=4, idle_s=60)
+    try:
+        for _ in range(2):
+            async with sessions.lease(uuid.uuid4()) as session:
+                with pytest.raises(EgressBlocked):
+                    await session.get(f"http://127.0.0.1:{canary.port4}/", middlewares=())
+    finally:
+        await sessions.close()
+    assert canary.hits == []
+
+
+async def test_least_recently_used_owner_is_closed_past_the_bound() -> None:
+    sessions = _owner_sessions(max_owners=2)
+    owners = [uuid.uuid4() for _ in range(3)]
+    made: list[aiohttp.ClientSession] = []
+    try:
+        for owner in owners[:2]:
+            async with sessions.lease(owner) as session:
+                made.append(session)
+        async with sessions.lease(owners[0]):  # owner 0 is now the most recent
+            pass
+        async with sessions.lease(owners[2]) as session:
+            made.append(session)
+        await eventually(lambda: _true(made[1].closed), 5, "owner 1's session closed")
+        assert not made[0].closed
+        assert not made[2].closed
+        assert len(sessions) == 2
+        async with sessions.lease(owners[1]) as fresh:  # back: a new session
+            assert fresh is not made[1]
+            assert not fresh.closed
+        assert sessions.created == 4
+    finally:
+        await sessions.close()
+
+
+async def test_an_evicted_session_in_use_closes_when_its_request_ends() -> None:
+    sessions = _owner_sessions(max_owners=1)
+    busy, other = uuid.uuid4(), uuid.uuid4()
+    try:
+        async with sessions.lease(busy) as held:
+            async with sessions.lease(other):
+                pass
+            assert len(sessions) == 1
+            await asyncio.sleep(0.05)
+            assert not held.closed, "closed under a running request"
+        await eventually(lambda: _true(held.closed), 5, "the retired session closed")
+    finally:
+        await sessions.close()
+
+
+async def test_an_idle_session_closes_and_a_held_one_does_not() -> None:
+    sessions = _owner_sessions(idle_s=0.05)
+    owner = uuid.uuid4()
+    try:
+        async with sessions.lease(owner) as held:
+            await asyncio.sleep(0.2)
+            assert not held.closed
+        await eventually(lambda: _true(held.closed), 5, "the idle session closed")
+        assert len(sessions) == 0
+        async with sessions.lease(owner) as fresh:
+            assert not fresh.closed
+    finally:
+        await sessions.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        async with sessions.lease(owner):
+            pass
+
+
+async def _true(value: bool) -> bool:
+    return value

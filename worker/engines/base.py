@@ -11,6 +11,7 @@ import aiohttp
 
 from shared.domains import domain_allowed
 from shared.egress import EgressPolicy
+from shared.headers import first_problem
 from shared.models import Agent, Job
 from shared.settings import Settings
 from worker.retry import JobError
@@ -53,3 +54,29 @@ def check_destination(ctx: EngineContext, url: str) -> str:
             "domain_not_allowed", "The agent's domain rules forbid this host.", retryable=False
         )
     return url
+
+
+def _stored_headers(job: Job, agent: Agent, secrets: dict[str, str]) -> list[tuple[str, str]]:
+    pairs = list((agent.headers or {}).items())
+    if agent.user_agent:
+        pairs.append(("User-Agent", agent.user_agent))
+    given = job.input.get("headers")
+    if isinstance(given, dict):
+        pairs.extend((str(name), str(value)) for name, value in given.items())
+    auth = job.input.get("auth")
+    if isinstance(auth, dict):
+        name = auth.get("header") if auth.get("scheme") == "header" else "Authorization"
+        pairs.append((str(name or "Authorization"), secrets.get(str(auth.get("secret")), "")))
+    return pairs
+
+
+def check_headers(job: Job, agent: Agent, secrets: dict[str, str]) -> None:
+    """Refuse, before any request, headers that break the rules of shared/headers.py: those
+    of rows saved before the rules or written around the API (the agent's headers and user
+    agent, the job's), and the secret an `auth` puts in a header. JobError `forbidden_header`
+    or `invalid_header`, not retried (the secret's value is never quoted)."""
+    problem = first_problem(_stored_headers(job, agent, secrets))
+    if problem is not None:
+        raise JobError(
+            problem.code, problem.message, retryable=False, details={"header": problem.header}
+        )
