@@ -95,6 +95,9 @@ class FetchInput(StrictModel):
         default_factory=dict, max_length=64
     )
     timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    markdown_links: bool = Field(
+        default=False, description="Keep link targets in `markdown`: `[text](absolute URL)`."
+    )
 
 
 class WaitFor(StrictModel):

@@ -1,4 +1,9 @@
-"""Markup helpers: parse once with lxml, clean for the `html` format, plain text as a fallback."""
+"""Markup helpers: parse once with lxml, clean for the `html` format, plain text as a fallback.
+
+The parser drops comments and processing instructions and keeps no id index: trafilatura's own
+options, so that it chooses the same main content from this tree as from the page's text
+(checked on the 181 pages of the article benchmark) and the page is parsed once, not twice.
+"""
 
 from __future__ import annotations
 
@@ -47,7 +52,10 @@ def parse(html: str) -> lxml.html.HtmlElement | None:
     if not text.strip():
         return None
     try:
-        return lxml.html.document_fromstring(text, parser=lxml.html.HTMLParser())
+        parser = lxml.html.HTMLParser(  # type: ignore[call-arg]  # the stubs lack it
+            collect_ids=False, default_doctype=False, remove_comments=True, remove_pis=True
+        )
+        return lxml.html.document_fromstring(text, parser=parser)
     except (lxml.etree.ParserError, ValueError):
         return None
 
