@@ -14,6 +14,9 @@ pages, F1 of the two averages; ± is a bootstrap standard deviation over pages. 
 - `before`: Outrider's trafilatura call, its main content as trafilatura leaves it (plain text),
   without the fidelity pass of worker/extract/fidelity.py.
 - `after text` / `after markdown` / `after markdown_links`: what a `fetch` job returns.
+- `after text, no <h1>`: `after text` less the page's `<h1>` lines that the fidelity pass put
+  back: the ground truth is schema.org's `articleBody`, which leaves the headline out, so this
+  row compares the body with the body.
 
 Markdown syntax (`#`, `*`, backticks) is no `\\w` token, so it costs nothing; link targets in
 `markdown_links` mode are words the ground truth lacks, so that row's precision is lower.
@@ -36,6 +39,7 @@ from typing import Any
 import trafilatura
 
 from worker.extract import build_result, clean
+from worker.extract.blocks import heading_text
 from worker.extract.content import extract_main
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
@@ -121,6 +125,19 @@ def _before(html: str, url: str) -> str:
     return found.text if found is not None else ""
 
 
+def _body_only(html: str, url: str) -> str:
+    """`after text` less the page `<h1>`s the fidelity pass added: the headline, which the
+    ground truth (schema.org `articleBody`) leaves out by definition."""
+    tree = clean.parse(html)
+    if tree is None:
+        return ""
+    before, after = extract_main(tree, url, fidelity=False), extract_main(tree, url)
+    kept = set(before.text.split("\n")) if before is not None else set()
+    headlines = {heading_text(h1) for h1 in tree.iter("h1")} - kept
+    lines = after.text.split("\n") if after is not None else []
+    return "\n".join(line for line in lines if line not in headlines)
+
+
 def _reference(html: str, url: str) -> str:
     return trafilatura.extract(html, include_comments=False) or ""
 
@@ -129,6 +146,7 @@ EXTRACTORS: dict[str, Callable[[str, str], str]] = {
     "trafilatura.extract": _reference,
     "before": _before,
     "after text": _outrider("text"),
+    "after text, no <h1>": _body_only,
     "after markdown": _outrider("markdown"),
     "after markdown_links": _outrider("markdown", markdown_links=True),
 }

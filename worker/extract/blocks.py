@@ -10,7 +10,17 @@ import lxml.html
 
 # Tokens are `\w+` runs, as in the article-extraction benchmark's metric: punctuation, Markdown
 # escapes and whitespace differ between the page and trafilatura's output, words do not.
-TOKEN = re.compile(r"\w+")
+# Zero-width spaces and soft hyphens break no word for a reader (PostgreSQL's manual puts them
+# in long identifiers); they are part of a token here and then dropped from it.
+TOKEN = re.compile(r"[\w\u00ad\u200b-\u200d\u2060\ufeff]+")
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"))
+
+
+def word_of(match: re.Match[str]) -> str:
+    """A token's word, without invisible characters ("" for a token of only those)."""
+    return match.group(0).translate(_INVISIBLE)
+
+
 HEADINGS = {f"h{level}": level for level in range(1, 7)}
 _SKIP = frozenset(
     ("script", "style", "noscript", "template", "head", "svg", "math", "iframe", "object",
@@ -30,7 +40,7 @@ _BOUNDARY_ROLES = frozenset(
 _BOUNDARY_NAMES = re.compile(
     r"(?:^|[\s_-])(?:sidebar|widgets?|related|comments?|share|sharing|social|footer|nav|navbar|"
     r"navigation|menu|breadcrumbs?|cookies?|consent|newsletter|subscribe|promo|adverts?|ads|"
-    r"banner|popup|modal)(?:$|[\s_-])",
+    r"banner|popup|modal|toc)(?:$|[\s_-])",
     re.IGNORECASE,
 )
 _ARTICLE_TAGS = frozenset(("article", "main", "section"))
@@ -57,6 +67,7 @@ class Block:
     scopes: tuple[lxml.html.HtmlElement, ...]  # furniture and _SCOPE_TAGS ancestors
     parts: list[str] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
+    linked: bool = True  # all its text is link text (a menu, a table of contents)
 
     @property
     def is_pre(self) -> bool:
@@ -69,62 +80,81 @@ def _is_boundary(element: lxml.html.HtmlElement, in_article: bool) -> bool:
         return True
     if (element.get("role") or "").strip().lower() in _BOUNDARY_ROLES:
         return True
-    names = f"{element.get('class') or ''} {element.get('id') or ''}"
-    return names.strip() != "" and _BOUNDARY_NAMES.search(names) is not None
+    classes, ident = element.get("class") or "", element.get("id") or ""
+    if classes and _BOUNDARY_NAMES.search(classes):
+        return True
+    # An id is often made from a heading's words (Sphinx: `s-adding-related-objects`): only a
+    # short one names a box (`sidebar`, `main-nav`).
+    return len(re.split(r"[\s_-]+", ident)) <= 2 and _BOUNDARY_NAMES.search(ident) is not None
+
+
+class _Walk:
+    """The state of one walk over the page: open blocks, furniture and scope ancestors."""
+
+    def __init__(self) -> None:
+        self.blocks: list[Block] = []
+        self.open: list[Block] = []
+        self.bounds: list[lxml.html.HtmlElement] = []
+        self.scopes: list[lxml.html.HtmlElement] = []
+        self.articles = 0  # open article/main/section elements
+        self.links = 0  # open <a> elements
+
+    def add(self, text: str | None) -> None:
+        if text and self.open:
+            block = self.open[-1]
+            block.parts.append(text)
+            block.linked = block.linked and (self.links > 0 or text.isspace())
+
+    def start(self, element: lxml.html.HtmlElement) -> bool:
+        """Enter an element; False when its subtree is to be skipped."""
+        tag = element.tag
+        if _is_boundary(element, self.articles > 0):
+            self.bounds.append(element)
+            self.scopes.append(element)
+        elif tag in _SCOPE_TAGS:
+            self.scopes.append(element)
+        self.articles += tag in _ARTICLE_TAGS
+        self.links += tag == "a"
+        if tag in _BLOCKS:
+            block = Block(element, HEADINGS.get(tag, 0), tuple(self.bounds), tuple(self.scopes))
+            self.blocks.append(block)
+            self.open.append(block)
+            if tag == "pre":
+                self.add(element.text_content())
+                return False
+        self.add("\n" if tag == "br" else element.text)
+        return True
+
+    def end(self, element: lxml.html.HtmlElement) -> None:
+        tag = element.tag
+        self.articles -= tag in _ARTICLE_TAGS
+        self.links -= tag == "a"
+        for stack in (self.bounds, self.scopes):
+            if stack and stack[-1] is element:
+                stack.pop()
+        if self.open and self.open[-1].element is element:
+            self.open.pop()
+            if self.open:  # the parent's text after this block is a block of its own
+                parent = self.open[-1]
+                self.open[-1] = Block(parent.element, 0, parent.bounds, parent.scopes)
+                self.blocks.append(self.open[-1])
+        self.add(element.tail)
 
 
 def source_blocks(root: lxml.html.HtmlElement) -> list[Block]:
     """Every block of the page in document order; a <pre> is one block, scripts are skipped."""
-    blocks: list[Block] = []
-    open_blocks: list[Block] = []
-    bounds: list[lxml.html.HtmlElement] = []
-    scopes: list[lxml.html.HtmlElement] = []
-    articles = 0
+    walk = _Walk()
     walker = lxml.etree.iterwalk(root, events=("start", "end"))
     for event, element in walker:
-        tag = element.tag
-        if event == "start":
-            if tag in _SKIP:
-                walker.skip_subtree()
-                continue
-            if _is_boundary(element, articles > 0):
-                bounds.append(element)
-                scopes.append(element)
-            elif tag in _SCOPE_TAGS:
-                scopes.append(element)
-            if tag in _ARTICLE_TAGS:
-                articles += 1
-            if tag in _BLOCKS:
-                block = Block(element, HEADINGS.get(tag, 0), tuple(bounds), tuple(scopes))
-                blocks.append(block)
-                open_blocks.append(block)
-                if tag == "pre":
-                    block.parts.append(element.text_content())
-                    walker.skip_subtree()
-                    continue
-            if tag == "br" and open_blocks:
-                open_blocks[-1].parts.append("\n")
-            if element.text and open_blocks:
-                open_blocks[-1].parts.append(element.text)
-            continue
-        if tag in _ARTICLE_TAGS:
-            articles -= 1
-        if bounds and bounds[-1] is element:
-            bounds.pop()
-        if scopes and scopes[-1] is element:
-            scopes.pop()
-        if open_blocks and open_blocks[-1].element is element:
-            open_blocks.pop()
-            if open_blocks:  # the parent's text after this block is a block of its own
-                parent = open_blocks[-1]
-                open_blocks[-1] = Block(parent.element, 0, parent.bounds, parent.scopes)
-                blocks.append(open_blocks[-1])
-        if element.tail and open_blocks:
-            open_blocks[-1].parts.append(element.tail)
-    for block in blocks:
-        block.tokens = TOKEN.findall("".join(block.parts))  # a word may span inline tags
+        if event == "end":
+            walk.end(element)
+        elif element.tag in _SKIP or not walk.start(element):
+            walker.skip_subtree()
+    for block in walk.blocks:
+        found = (word_of(m) for m in TOKEN.finditer("".join(block.parts)))  # across inline tags
+        block.tokens = [word for word in found if word]
         block.parts = []
-    return blocks
+    return walk.blocks
 
 
 def heading_text(element: lxml.html.HtmlElement) -> str:

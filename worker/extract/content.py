@@ -33,8 +33,9 @@ from trafilatura import bare_extraction
 from trafilatura.settings import Document, Extractor
 from trafilatura.xml import xmltotxt
 
+from worker.extract.align import OutputIndex, align
 from worker.extract.blocks import source_blocks
-from worker.extract.fidelity import Code, OutputIndex, find_code_blocks, restore_headings
+from worker.extract.fidelity import Code, code_blocks, restore_headings
 
 # An underscore between two word characters cannot open emphasis in CommonMark, so
 # trafilatura's escape of it (`snake\_case`) is noise that also splits the word in two.
@@ -101,8 +102,9 @@ def _code_piece(code: Code) -> _Piece:
 def _heading_piece(head: _Element) -> _Piece:
     alone = lxml.etree.Element("body")
     alone.append(copy.deepcopy(head))
+    alone[0].tail = None  # the text after the heading stays where it is
     markdown = _INTRAWORD_UNDERSCORE.sub("_", xmltotxt(alone, True).strip())
-    return _Piece([markdown], [head.text or ""])
+    return _Piece([markdown], [" ".join(xmltotxt(alone, False).split())])
 
 
 def _splice(rendered: str, pieces: dict[str, _Piece], pattern: re.Pattern[str], md: bool) -> str:
@@ -138,13 +140,12 @@ def _splice(rendered: str, pieces: dict[str, _Piece], pattern: re.Pattern[str], 
     return "\n".join(lines)
 
 
-def _render(
-    body: _Element, codes: list[tuple[_Element, Code]], headings: list[_Element]
-) -> tuple[str, str]:
+def _render(body: _Element, codes: list[tuple[_Element, Code]], fidelity: bool) -> tuple[str, str]:
     """(Markdown, plain text) of trafilatura's output, with the page's code and headings."""
     nonce = secrets.token_hex(6)
     replaced = [(element, _code_piece(code)) for element, code in codes]
-    replaced += [(head, _heading_piece(head)) for head in headings]
+    if fidelity:  # every heading on lines of its own: trafilatura's may follow loose text
+        replaced += [(head, _heading_piece(head)) for head in body.iterchildren("head")]
     pieces: dict[str, _Piece] = {}
     for number, (element, piece) in enumerate(replaced):
         parent = element.getparent()
@@ -157,6 +158,7 @@ def _render(
         pieces[placeholder.text] = piece
     pattern = re.compile(f"outriderpiece{nonce}x[0-9]+x")
     markdown = _INTRAWORD_UNDERSCORE.sub("_", xmltotxt(body, True))
+    lxml.etree.strip_tags(body, "ref")  # plain text has no link targets
     text = xmltotxt(body, False)
     if pieces:
         markdown = _splice(markdown, pieces, pattern, md=True)
@@ -192,15 +194,15 @@ def extract_main(
         return None
     body = document.body
     codes: list[tuple[_Element, Code]] = []
-    headings: list[_Element] = []
     if fidelity:
         blocks = source_blocks(tree)
         index = OutputIndex(body)
-        headings = restore_headings(blocks, index)
-        codes = find_code_blocks(blocks, index)
+        positions = align(blocks, index)
+        codes = code_blocks(blocks, positions, index)  # first: a heading goes after its code
+        restore_headings(blocks, positions, index)
     if links:
         _unlink_other_schemes(body)
-    markdown, text = _render(body, codes, headings)
+    markdown, text = _render(body, codes, fidelity)
     if not text.strip():
         return None
     return MainContent(markdown=_tidy(markdown), text=_tidy(text), found=True)

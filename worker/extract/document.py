@@ -70,8 +70,8 @@ def _content(
     if "html" in formats:
         result["html"] = clean.to_html(tree) if tree is not None else ""
     if wants_content and found is None:  # no main content: the visible text stands in
-        text = clean.visible_text(tree) if tree is not None else ""
-        found = MainContent(markdown=text, text=text, found=False)
+        markdown, text = clean.visible_text(tree) if tree is not None else ("", "")
+        found = MainContent(markdown=markdown, text=text, found=False)
     if found is not None:
         result.update({name: getattr(found, name) for name in ("markdown", "text")})
     return result
