@@ -1,8 +1,9 @@
 """trafilatura's output aligned with the page: which of the page's blocks it kept, and where.
 
 Words are `\\w+` runs (worker/extract/blocks.py). The output becomes one word list with each
-element's span and a 4-word index, so a block is found in about constant time; a block is kept
-where its first occurrence keeps document order with the others (`align`).
+element's span; the places of the blocks' first four words are found in one pass, so a block
+is found in about constant time; a block is kept where its first occurrence keeps document
+order with the others (`align`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import bisect
 import lxml.etree
 from lxml.etree import _Element
 
-from worker.extract.blocks import TOKEN, Block, word_of
+from worker.extract.blocks import INVISIBLE, TOKEN, Block
 
 _GRAM = 4
 _PREFIX = 8  # words of a long block that must match (trafilatura may drop inline bits later)
@@ -34,31 +35,34 @@ class OutputIndex:
 
     def __init__(self, body: _Element) -> None:
         self.body = body
-        self.top: list[_Element] = list(body)
+        self.top: list[_Element] = list(body)  # with their start in `top_starts`
         self.spans: dict[tuple[int, int], _Element] = {}
         self.short: dict[tuple[str, ...], list[int]] = {}
         self.headings: set[tuple[str, ...]] = set()
-        text, marks = _text_and_marks(body)
-        found = [match for match in TOKEN.finditer(text) if word_of(match)]
-        self.words: list[str] = [word_of(match) for match in found]
-        offsets = [match.start() for match in found]
-        tops = set(self.top)
-        self.top_starts = [bisect.bisect_left(offsets, s) for e, s, _ in marks if e in tops]
-        for element, char_start, char_end in marks:
-            span = (bisect.bisect_left(offsets, char_start), bisect.bisect_left(offsets, char_end))
-            words = tuple(self.words[span[0] : span[1]])
+        self.words, spans, tops = _words_and_spans(body)
+        self.top_starts = [start for _, start in tops]
+        for element, start, end in spans:
             if element.tag == "head":
-                self.headings.add(words)
-            if _is_block(element):
-                self.spans.setdefault(span, element)  # marks are outermost first
-                if 0 < len(words) < _GRAM:
-                    self.short.setdefault(words, []).append(span[0])
+                self.headings.add(tuple(self.words[start:end]))
+            if element.tag != "lb":
+                self.spans[(start, end)] = element  # ends come inner first: the outermost stays
+                if 0 < end - start < _GRAM:
+                    self.short.setdefault(tuple(self.words[start:end]), []).append(start)
         for positions in self.short.values():
             positions.sort()
         self.grams: dict[tuple[str, ...], list[int]] = {}
-        for position in range(len(self.words) - _GRAM + 1):
-            gram = tuple(self.words[position : position + _GRAM])
-            self.grams.setdefault(gram, []).append(position)
+
+    def index(self, grams: set[tuple[str, ...]]) -> None:
+        """Find where each of these 4-word runs occurs, in one pass (cheaper than indexing
+        every run of the output); `find` looks up any other run on its own."""
+        grams -= self.grams.keys()
+        firsts = {gram[0] for gram in grams}
+        for gram in grams:
+            self.grams[gram] = []
+        w = self.words
+        for position, word in enumerate(w):
+            if word in firsts and (gram := tuple(w[position : position + _GRAM])) in grams:
+                self.grams[gram].append(position)
 
     def find(self, words: list[str], start: int, *, whole: bool) -> int | None:
         """Where `words` occur at or after `start`; `whole`: exactly one output element."""
@@ -105,7 +109,9 @@ class OutputIndex:
         ]
 
     def _candidates(self, gram: tuple[str, ...], start: int) -> list[int]:
-        positions = self.grams.get(gram, [])
+        if gram not in self.grams:
+            self.index({gram})
+        positions = self.grams[gram]
         return positions[bisect.bisect_left(positions, start) :]
 
     def element(self, position: int, length: int) -> _Element:
@@ -118,31 +124,56 @@ class OutputIndex:
         return self.top[index]
 
 
-def _text_and_marks(body: _Element) -> tuple[str, list[tuple[_Element, int, int]]]:
-    """The output's text (a word may run across inline elements, as on the page; blocks and
-    line breaks separate words) and each element's character range in it, in document order."""
-    pieces: list[str] = []
-    length = 0
-    marks: list[tuple[_Element, int, int]] = []
-    started: dict[_Element, tuple[int, int]] = {}  # element: (its mark, where it starts)
+class _Reader:
+    """Reads the output's words: a word may run across inline elements, as on the page; a
+    block, a line break or a child of the body separates words and has a span of its own."""
+
+    def __init__(self) -> None:
+        self.words: list[str] = []
+        self.run: list[str] = []
+        self.spans: list[tuple[_Element, int, int]] = []  # blocks, in the order they end
+        self.tops: list[tuple[_Element, int]] = []
+        self.started: dict[_Element, int] = {}
+
+    def flush(self) -> int:
+        if self.run:
+            text = "".join(self.run)
+            self.words += TOKEN.findall(text if text.isascii() else text.translate(INVISIBLE))
+            self.run.clear()
+        return len(self.words)
+
+    def start(self, element: _Element, top: bool) -> None:
+        if top or element.tag == "lb" or _is_block(element):
+            self.started[element] = self.flush()
+            if top:
+                self.tops.append((element, self.started[element]))
+        self.run.append(element.text or "")
+
+    def end(self, element: _Element) -> None:
+        if element in self.started:
+            self.spans.append((element, self.started.pop(element), self.flush()))
+        self.run.append(element.tail or "")
+
+
+def _words_and_spans(
+    body: _Element,
+) -> tuple[list[str], list[tuple[_Element, int, int]], list[tuple[_Element, int]]]:
+    """The output's words, the word span of each block, and where each child of the body
+    starts."""
+    reader = _Reader()
+    reader.run.append(body.text or "")
+    depth = 0
     for event, element in lxml.etree.iterwalk(body, events=("start", "end")):
         if element is body:
-            if event == "start" and body.text:
-                pieces.append(body.text)
-                length += len(body.text)
             continue
-        breaks = element.tag == "lb" or _is_block(element)
         if event == "start":
-            addition = (" " if breaks else "") + (element.text or "")
-            started[element] = (len(marks), length + (1 if breaks else 0))
-            marks.append((element, 0, 0))
+            depth += 1
+            reader.start(element, depth == 1)
         else:
-            mark, start = started.pop(element)
-            marks[mark] = (element, start, length)
-            addition = (" " if breaks else "") + (element.tail or "")
-        pieces.append(addition)
-        length += len(addition)
-    return "".join(pieces), marks
+            depth -= 1
+            reader.end(element)
+    reader.flush()
+    return reader.words, reader.spans, reader.tops
 
 
 def _common_prefix(words: list[str], position: int, wanted: list[str]) -> int:
@@ -188,6 +219,10 @@ def align(blocks: list[Block], index: OutputIndex) -> list[int | None]:
     kept where it is). Blocks in page furniture come second: they count where they fit
     between the others, so a sidebar's table of contents cannot take a heading's place.
     """
+    index.index(
+        {tuple(block.tokens[:_GRAM]) for block in blocks if len(block.tokens) >= _GRAM}
+        | {tuple(block.tokens[-_GRAM:]) for block in blocks if len(block.tokens) >= 2 * _PREFIX}
+    )
     found: list[tuple[int, int]] = []  # (block number, position)
     furniture: list[tuple[int, int]] = []
     for number, block in enumerate(blocks):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import lxml.etree
 import lxml.html
@@ -11,16 +13,9 @@ import lxml.html
 # Tokens are `\w+` runs, as in the article-extraction benchmark's metric: punctuation, Markdown
 # escapes and whitespace differ between the page and trafilatura's output, words do not.
 # Zero-width spaces and soft hyphens break no word for a reader (PostgreSQL's manual puts them
-# in long identifiers); they are part of a token here and then dropped from it.
-TOKEN = re.compile(r"[\w\u00ad\u200b-\u200d\u2060\ufeff]+")
-_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"))
-
-
-def word_of(match: re.Match[str]) -> str:
-    """A token's word, without invisible characters ("" for a token of only those)."""
-    return match.group(0).translate(_INVISIBLE)
-
-
+# in long identifiers): they are taken out before the words are read.
+TOKEN = re.compile(r"\w+")
+INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"))
 HEADINGS = {f"h{level}": level for level in range(1, 7)}
 _SKIP = frozenset(
     ("script", "style", "noscript", "template", "head", "svg", "math", "iframe", "object",
@@ -68,24 +63,33 @@ class Block:
     parts: list[str] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
     linked: bool = True  # all its text is link text (a menu, a table of contents)
+    resumes: bool = False  # a nested block ended: more text starts a new block
 
     @property
     def is_pre(self) -> bool:
         return bool(self.element.tag == "pre")
 
 
-def _is_boundary(element: lxml.html.HtmlElement, in_article: bool) -> bool:
-    tag = element.tag
-    if tag in _BOUNDARY_TAGS or (tag == "header" and not in_article):
-        return True
-    if (element.get("role") or "").strip().lower() in _BOUNDARY_ROLES:
-        return True
-    classes, ident = element.get("class") or "", element.get("id") or ""
+@functools.lru_cache(maxsize=4096)
+def _names_a_box(classes: str, ident: str) -> bool:
     if classes and _BOUNDARY_NAMES.search(classes):
         return True
     # An id is often made from a heading's words (Sphinx: `s-adding-related-objects`): only a
     # short one names a box (`sidebar`, `main-nav`).
     return len(re.split(r"[\s_-]+", ident)) <= 2 and _BOUNDARY_NAMES.search(ident) is not None
+
+
+def _is_boundary(element: lxml.html.HtmlElement, in_article: bool) -> bool:
+    tag = element.tag
+    if tag in _BOUNDARY_TAGS or (tag == "header" and not in_article):
+        return True
+    attributes = element.attrib
+    if not attributes:  # most elements: nothing more to read
+        return False
+    if (attributes.get("role") or "").strip().lower() in _BOUNDARY_ROLES:
+        return True
+    classes, ident = attributes.get("class"), attributes.get("id")
+    return bool(classes or ident) and _names_a_box(classes or "", ident or "")
 
 
 class _Walk:
@@ -98,12 +102,20 @@ class _Walk:
         self.scopes: list[lxml.html.HtmlElement] = []
         self.articles = 0  # open article/main/section elements
         self.links = 0  # open <a> elements
+        self.frozen: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
 
     def add(self, text: str | None) -> None:
-        if text and self.open:
-            block = self.open[-1]
-            block.parts.append(text)
-            block.linked = block.linked and (self.links > 0 or text.isspace())
+        if not text or not self.open:
+            return
+        block = self.open[-1]
+        if block.resumes:  # text after a nested block: a block of its own, in document order
+            if text.isspace():
+                return
+            block = Block(block.element, 0, block.bounds, block.scopes)
+            self.blocks.append(block)
+            self.open[-1] = block
+        block.parts.append(text)
+        block.linked = block.linked and (self.links > 0 or text.isspace())
 
     def start(self, element: lxml.html.HtmlElement) -> bool:
         """Enter an element; False when its subtree is to be skipped."""
@@ -111,12 +123,16 @@ class _Walk:
         if _is_boundary(element, self.articles > 0):
             self.bounds.append(element)
             self.scopes.append(element)
+            self.frozen = None
         elif tag in _SCOPE_TAGS:
             self.scopes.append(element)
+            self.frozen = None
         self.articles += tag in _ARTICLE_TAGS
         self.links += tag == "a"
         if tag in _BLOCKS:
-            block = Block(element, HEADINGS.get(tag, 0), tuple(self.bounds), tuple(self.scopes))
+            if self.frozen is None:  # the same tuples for every block until the stacks change
+                self.frozen = (tuple(self.bounds), tuple(self.scopes))
+            block = Block(element, HEADINGS.get(tag, 0), *self.frozen)
             self.blocks.append(block)
             self.open.append(block)
             if tag == "pre":
@@ -132,12 +148,11 @@ class _Walk:
         for stack in (self.bounds, self.scopes):
             if stack and stack[-1] is element:
                 stack.pop()
+                self.frozen = None
         if self.open and self.open[-1].element is element:
             self.open.pop()
-            if self.open:  # the parent's text after this block is a block of its own
-                parent = self.open[-1]
-                self.open[-1] = Block(parent.element, 0, parent.bounds, parent.scopes)
-                self.blocks.append(self.open[-1])
+            if self.open:
+                self.open[-1].resumes = True
         self.add(element.tail)
 
 
@@ -151,10 +166,10 @@ def source_blocks(root: lxml.html.HtmlElement) -> list[Block]:
         elif element.tag in _SKIP or not walk.start(element):
             walker.skip_subtree()
     for block in walk.blocks:
-        found = (word_of(m) for m in TOKEN.finditer("".join(block.parts)))  # across inline tags
-        block.tokens = [word for word in found if word]
+        text = "".join(block.parts)  # a word may run across inline tags, as on the page
+        block.tokens = TOKEN.findall(text if text.isascii() else text.translate(INVISIBLE))
         block.parts = []
-    return walk.blocks
+    return [block for block in walk.blocks if block.tokens or block.level or block.is_pre]
 
 
 def heading_text(element: lxml.html.HtmlElement) -> str:
