@@ -215,6 +215,13 @@ def test_code_with_backticks_and_code_in_a_list_item() -> None:
     assert item + "   ```sh\n   pip install tool\n\n   tool --version\n   ```" in markdown
 
 
+def test_content_that_starts_with_indented_code() -> None:
+    code = "    indented first\n\n  x = 1"
+    result = build(f"<html><body><article><pre>{code}</pre>{SYNC}</article></body></html>")
+    assert result["markdown"].startswith(f"```\n{code}\n```\n\nSync now batches")
+    assert result["text"].startswith(f"{code}\nSync now batches")
+
+
 def test_markdown_links_keeps_targets_absolute_and_only_when_asked() -> None:
     main = (
         "<article><h1>Guide</h1><p>Read the <a href='intro.html'>introduction</a>, then <a "

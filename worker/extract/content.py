@@ -49,6 +49,7 @@ _INTRAWORD_UNDERSCORE = re.compile(r"(?<=[^\W_])\\_(?=[^\W_])")
 PERMALINKS = "//a[normalize-space(.)='¶' or normalize-space(.)='#' or normalize-space(.)='§']"
 _LIST_MARKER = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 _LINK_SCHEMES = ("http://", "https://", "mailto:")
+_LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\n)+")
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,10 @@ class MainContent:
     found: bool
 
 
-def _tidy(text: str) -> str:
-    return unicodedata.normalize("NFC", text).strip()
+def _tidy(text: str, keep_indent: bool = False) -> str:
+    text = unicodedata.normalize("NFC", text)
+    # Plain text may start with a code block: its first line keeps its indentation.
+    return _LEADING_BLANK_LINES.sub("", text).rstrip() if keep_indent else text.strip()
 
 
 @contextlib.contextmanager
@@ -219,4 +222,4 @@ def extract_main(
     markdown, text = _render(body, codes, fidelity)
     if not text.strip():
         return None
-    return MainContent(markdown=_tidy(markdown), text=_tidy(text), found=True)
+    return MainContent(markdown=_tidy(markdown), text=_tidy(text, bool(codes)), found=True)
