@@ -148,12 +148,32 @@ def problems(manual: str, html: str, markdown: str) -> list[str]:
             kept = len(start) >= 4 and " ".join(start) in text  # its section is in the Markdown
             if (kept or heading in titles) and words(heading.text_content()) not in lines:
                 found.append(f"heading {heading.text_content().strip()!r} missing")
+        found += stray_code(markdown)
         paragraphs = list(root.iter("p"))
         for pre in root.iter("pre"):
             if next(pre.iterancestors("table"), None) is not None or shown(pre) in markdown:
                 continue  # a table cell holds one line in Markdown
             if all(" ".join(words(p.text_content())[:8]) in text for p in around(pre, paragraphs)):
                 found.append(f"code block {shown(pre)[:40]!r} not as shown")
+    return found
+
+
+def stray_code(markdown: str) -> list[str]:
+    """Text that Markdown would show as code without the page meaning it: outside fences, a
+    line indented four spaces after a blank line (DocBook's source indentation, copied)."""
+    found, fence, previous = [], False, ""
+    for line in markdown.splitlines():
+        if re.match(r"^\s*(?:[-*+]\s+|\d+[.)]\s+)?```", line) or line.rstrip().endswith("```"):
+            fence = not fence  # the second: trafilatura's inline code that holds a newline
+        elif (
+            not fence
+            and line.startswith("    ")
+            and line.strip()
+            and not previous.strip()
+            and not re.match(r"^\s*(?:[-*+]|\d+[.)])\s", line)
+        ):
+            found.append(f"stray indented line {line.strip()[:40]!r}")
+        previous = line
     return found
 
 

@@ -86,14 +86,17 @@ class OutputIndex:
             return position
         return None
 
-    def find_run(self, words: list[str], start: int) -> int | None:
-        """Where all of `words` occur in a row at or after `start` (inside any element)."""
+    def find_run(self, words: list[str], start: int, end: int | None = None) -> int | None:
+        """Where all of `words` occur in a row, starting in [start, end) (in any element)."""
+        end = len(self.words) if end is None else end
         if len(words) < _GRAM:
-            for position in range(start, len(self.words) - len(words) + 1):
+            for position in range(start, min(end, len(self.words) - len(words) + 1)):
                 if self.words[position : position + len(words)] == words:
                     return position
             return None
         for position in self._candidates(tuple(words[:_GRAM]), start):
+            if position >= end:
+                break
             if self.words[position : position + len(words)] == words:
                 return position
         return None

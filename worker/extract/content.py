@@ -50,6 +50,7 @@ PERMALINKS = "//a[normalize-space(.)='¶' or normalize-space(.)='#' or normalize
 _LIST_MARKER = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 _LINK_SCHEMES = ("http://", "https://", "mailto:")
 _LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\n)+")
+_FENCE = re.compile(r"^`{3,}")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,30 @@ class MainContent:
     markdown: str
     text: str
     found: bool
+
+
+def _no_stray_indent(markdown: str) -> str:
+    """Lines that trafilatura copied with the page's source indentation: after a blank line,
+    four spaces would make a paragraph an indented code block. Code is always fenced here, so
+    outside fences such a line loses its indentation (list items keep theirs)."""
+    lines, fence = markdown.split("\n"), ""
+    for number, line in enumerate(lines):
+        stripped = line.strip()
+        if fence:
+            fence = "" if stripped.startswith(fence) and not stripped.strip("`") else fence
+        elif opening := _FENCE.match(_LIST_MARKER.sub("", stripped)):  # `- ```sh` too
+            fence = opening.group(0)
+        elif stripped.endswith("```"):  # trafilatura's inline code with a newline in it
+            fence = "```"
+        elif not stripped:
+            lines[number] = ""
+        elif (
+            line.startswith("    ")
+            and (number == 0 or not lines[number - 1])
+            and not _LIST_MARKER.match(line)
+        ):
+            lines[number] = line.lstrip()
+    return "\n".join(lines)
 
 
 def _tidy(text: str, keep_indent: bool = False) -> str:
@@ -140,7 +165,7 @@ def _splice(rendered: str, pieces: dict[str, _Piece], pattern: re.Pattern[str], 
         block = piece.markdown if md else piece.text
         prefix, suffix = line[: match.start()], line[match.end() :].strip()
         marker = _LIST_MARKER.match(prefix)
-        indent = " " * (marker.end() if marker else len(prefix) - len(prefix.lstrip()))
+        indent = " " * (marker.end() if marker else 0)  # under a list item only
         if marker and marker.end() == len(prefix):
             lines.append(prefix + block[0])  # a list item that starts with the piece
             block = block[1:]
@@ -222,4 +247,5 @@ def extract_main(
     markdown, text = _render(body, codes, fidelity)
     if not text.strip():
         return None
+    markdown = _no_stray_indent(markdown) if fidelity else markdown
     return MainContent(markdown=_tidy(markdown), text=_tidy(text, bool(codes)), found=True)

@@ -36,7 +36,9 @@ from worker.extract.blocks import Block, code_language, code_text, heading_text
 # caption or a teaser's summary (a sentence or more).
 DROP_BLOCK = 12  # words of one dropped block
 DROP_BUDGET = 30  # words of dropped blocks in all (page furniture does not count)
-LOOKAHEAD = 60  # blocks looked at after a missing heading
+# Blocks looked at around a missing heading or code block: menus and tables of contents cost
+# no words, so a heading may sit above a long one; dropped text is bounded by the budget.
+LOOKAHEAD = 400
 _CELL_TAGS = frozenset(("cell", "row", "table"))
 
 
@@ -50,30 +52,34 @@ class Code:
 
 def _next_kept(
     blocks: list[Block], positions: list[int | None], at: int
-) -> tuple[int | None, bool]:
-    """Where the text under the heading `blocks[at]` starts in the output, if it was kept;
-    and whether its section is empty (a sibling heading came first)."""
+) -> tuple[int | None, int, bool]:
+    """Where the text under the heading `blocks[at]` starts in the output, if it was kept, and
+    the number of that block; and whether the section is empty (a sibling heading came first)."""
     heading = blocks[at]
     scope = heading.scopes[-1] if heading.scopes else None
     dropped, between = 0, False
     for number in range(at + 1, min(len(blocks), at + 1 + LOOKAHEAD)):
         block, position = blocks[number], positions[number]
         if block.level and block.level <= heading.level:
-            return None, not between  # nothing at all in between: a list of headings
+            return None, number, not between  # nothing at all in between: a list of headings
         if scope is not None and scope not in block.scopes:
-            return None, False  # the heading's box (furniture, a card, an item) is all dropped
+            return (
+                None,
+                number,
+                False,
+            )  # the heading's box (furniture, a card, an item) is all dropped
         if position is not None:
-            return position, False
+            return position, number, False
         between = between or bool(block.tokens)
         # Menus, furniture and subheadings (put back themselves, maybe) cost nothing.
         free = block.linked or block.level or len(block.bounds) > len(heading.bounds)
         if block.tokens and not free:
             if len(block.tokens) > DROP_BLOCK:
-                return None, False  # real text was dropped: the heading went with it
+                return None, number, False  # real text was dropped: the heading went with it
             dropped += len(block.tokens)
             if dropped > DROP_BUDGET:
-                return None, False
-    return None, False
+                return None, number, False
+    return None, at, False
 
 
 def _new_heading(block: Block) -> _Element:
@@ -100,19 +106,32 @@ def restore_headings(
             continue
         if not block.level or not block.tokens:
             continue
-        anchor, empty = _next_kept(blocks, positions, at)
+        anchor, number, empty = _next_kept(blocks, positions, at)
         if anchor is None or block.level == run_level:  # not main content; teaser headings
             run_level = block.level if empty else run_level
             continue
         if tuple(block.tokens) in index.headings:
             continue  # already a heading, elsewhere
         cleared = _drop_debris(index, block.tokens, last, anchor)
-        loose = index.find_run(block.tokens, last)
+        loose = index.find_run(block.tokens, last, anchor)
         if not cleared and loose is not None and loose + len(block.tokens) <= anchor:
             continue  # there, inside a bigger block
         inserted.append(_new_heading(block))
-        index.top_level_at(anchor).addprevious(inserted[-1])
+        place = _first_of(blocks[at + 1 : number], index, last, anchor)
+        index.top_level_at(place).addprevious(inserted[-1])
     return inserted
+
+
+def _first_of(between: list[Block], index: OutputIndex, start: int, anchor: int) -> int:
+    """Where the heading goes: before the anchor, or before any text of the blocks between
+    the heading and the anchor that trafilatura kept in a form the alignment missed (a `<dt>`
+    run into loose text, say)."""
+    place = anchor
+    for block in between:
+        if block.tokens and not block.level:
+            found = index.find_run(block.tokens, start, place)
+            place = found if found is not None else place
+    return place
 
 
 def _drop_debris(index: OutputIndex, heading: list[str], start: int, end: int) -> bool:
