@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install chromium run test test-fast lint typecheck check bench clean
+.PHONY: install chromium debian-docs run test test-fast lint typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP) chromium  ## Create .venv and install Outrider with its dev tools.
+install: $(STAMP) chromium debian-docs  ## Create .venv and install Outrider with its dev tools.
 
 # Browser workers (`render` jobs) drive Debian's Chromium through Playwright; Playwright's own
 # browser download is not used. Installed here when missing and we are root with apt.
@@ -31,6 +31,24 @@ chromium:
 		echo "NOTE: Chromium was not found at $$path. Browser workers (render jobs) and their"; \
 		echo "tests need it: run 'sudo apt-get install chromium' (Debian/Ubuntu), or point"; \
 		echo "OUTRIDER_CHROMIUM_PATH at a Chromium or Chrome binary."; \
+	fi
+
+# The extraction tests read real HTML nobody here wrote: Debian's PostgreSQL manual (DocBook)
+# and Django's (Sphinx), about 50 MB installed, served on loopback. Installed here when missing
+# and we are root with apt; elsewhere those tests skip, and fail where services are required.
+DEBIAN_DOCS := postgresql-doc python-django-doc
+DEBIAN_DOCS_FOUND := ls /usr/share/doc/postgresql-doc-*/html/index.html \
+	/usr/share/doc/python-django-doc/html/index.html >/dev/null 2>&1
+debian-docs:
+	@if $(DEBIAN_DOCS_FOUND); then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing Debian's manuals for the extraction tests (apt-get install $(DEBIAN_DOCS))"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $(DEBIAN_DOCS) >/dev/null && $(DEBIAN_DOCS_FOUND) || \
+			{ echo "Installing $(DEBIAN_DOCS) failed (or dpkg excludes /usr/share/doc)."; exit 1; }; \
+	else \
+		echo "NOTE: the extraction tests against real documentation need Debian's manuals:"; \
+		echo "run 'sudo apt-get install $(DEBIAN_DOCS)' (they skip without them)."; \
 	fi
 
 # Loopback is allowed as an egress destination in dev, so jobs can call local servers;

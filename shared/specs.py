@@ -89,6 +89,9 @@ class FetchInput(StrictModel):
     )
     headers: HeaderMap = Field(default_factory=dict)
     timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    markdown_links: bool = Field(
+        default=False, description="Keep link targets in `markdown`: `[text](absolute URL)`."
+    )
 
 
 class WaitFor(StrictModel):

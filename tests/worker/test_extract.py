@@ -191,7 +191,64 @@ def test_extract_schema() -> None:
     }
 
 
-@pytest.mark.parametrize("rule", ["div[", "p:unknown-pseudo", {"selector": ""}, {"attr": "x"}])
+SHOP = """<html><head><base href="https://shop.example/catalog/"></head><body><main>
+<ul id="products">
+  <li class="item sale" data-sku="A1"><h3>Kettle</h3><span class="price">£20</span>
+    <a href="kettle.html" rel="nofollow sponsored">Details</a></li>
+  <li class="item" data-sku="B2"><h3>Toaster <b>Pro</b></h3><span class="price">£35</span>
+    <a>No link yet</a></li>
+  <li class="item sale" data-sku="C3"><h3>Blender</h3><span class="price">£50</span>
+    <a href="/blender">Details</a></li>
+  <li class="item SALE" data-sku="D4"><h3>Grinder</h3></li>
+  <li class="item sale" data-sku="E5"><h3>Mixer</h3><span class="price">£80</span></li>
+</ul><p class="note">Prices include   VAT.</p></main></body></html>"""
+
+SELECTORS = {
+    ":has()": ({"selector": "li:has(> a[href])", "attr": "data-sku", "all": True}, ["A1", "C3"]),
+    ":is()": ({"selector": ":is(h3, .note)", "all": True},
+              ["Kettle", "Toaster Pro", "Blender", "Grinder", "Mixer", "Prices include VAT."]),
+    ":where()": ({"selector": "li:where(.sale) h3", "all": True}, ["Kettle", "Blender", "Mixer"]),
+    ":not() with a list": ({"selector": "li:not(.sale, [data-sku=D4]) h3"}, "Toaster Pro"),
+    ":nth-child(an+b of S)": (
+        {"selector": "li:nth-child(2n+1 of .sale)", "attr": "data-sku", "all": True},
+        ["A1", "E5"],
+    ),
+    "[attr=v i]": ({"selector": "li[class~=sale i] h3", "all": True},
+                   ["Kettle", "Blender", "Grinder", "Mixer"]),
+    ":-soup-contains()": ({"selector": "li:-soup-contains('Blender') .price"}, "£50"),
+    "first match that has the attribute": ({"selector": "li a", "attr": "href"},
+                                            "https://shop.example/catalog/kettle.html"),
+    "all that have it, made absolute": (
+        {"selector": "li a", "attr": "HREF", "all": True},
+        ["https://shop.example/catalog/kettle.html", "https://shop.example/blender"],
+    ),
+    "attributes as written": ({"selector": "li a[rel]", "attr": "rel"}, "nofollow sponsored"),
+    "a string rule, text collapsed": (".note", "Prices include VAT."),
+    "no match": ({"selector": "table td"}, None),
+    "no match, all": ({"selector": "table td", "all": True}, []),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(SELECTORS))
+def test_extract_selectors_of_css_level_4(name: str) -> None:
+    rule, expected = SELECTORS[name]
+    result = build(SHOP, ["links"], url="https://shop.example/catalog/", extract={"f": rule})
+    assert result["extract"] == {"f": expected}
+
+
+def test_extract_on_documents_without_markup() -> None:
+    json_page = build('{"a": 1}', ["text"], extract={"a": "p"}, metadata={"content_type": "x/json"})
+    assert json_page["extract"] == {"a": None}
+    assert build("", ["text"], extract={"a": {"selector": "p", "all": True}})["extract"] == {
+        "a": []
+    }
+
+
+@pytest.mark.parametrize(
+    "rule",
+    ["div[", "p:unknown-pseudo", "li:nth-child(2n+1 of)", ":has()", "a[href=x y]", "p >",
+     {"selector": ""}, {"attr": "x"}, {"selector": "p", "css": "x"}],
+)  # fmt: skip
 def test_a_bad_schema_is_refused(rule: object) -> None:
     with pytest.raises(SchemaError):
         build("<p>x</p>", ["markdown"], extract={"field": rule})

@@ -208,6 +208,7 @@ async def fetch_spec(ctx: EngineContext, spec: FetchInput) -> dict[str, Any]:
             formats=list(spec.formats),
             extract=schema,
             metadata=metadata,
+            markdown_links=spec.markdown_links,
         )
     except SchemaError as exc:
         raise JobError("invalid_extract", str(exc), retryable=False) from None

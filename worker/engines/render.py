@@ -308,7 +308,14 @@ async def render_spec(ctx: EngineContext, spec: RenderInput) -> dict[str, Any]:
     meta["timings_ms"] = {"render": round((time.monotonic() - started) * 1000, 1)}
     formats, url = list(spec.formats), meta["final_url"]
     result = await parse_off_loop(
-        None, build_result, html[:cap], url=url, formats=formats, extract=schema, metadata=meta
+        None,
+        build_result,
+        html[:cap],
+        url=url,
+        formats=formats,
+        extract=schema,
+        metadata=meta,
+        markdown_links=spec.markdown_links,
     )
     result["blocked_requests"] = blocked
     if shot is not None:

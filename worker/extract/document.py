@@ -3,8 +3,9 @@
 Synchronous and picklable on purpose: it runs in the parse pool (worker/extract/pool.py), for
 the `fetch` engine with the response body and for the `render` engine with the rendered DOM.
 
-Markup (HTML, XHTML, XML) is parsed once with lxml for links, metadata, the selector schema and
-the cleaned HTML; trafilatura reads the text itself for the main content. JSON and plain text
+Markup (HTML, XHTML, XML) is parsed once with lxml for links, metadata, the main content
+(trafilatura reads that tree) and the cleaned HTML; BeautifulSoup parses it again only when an
+`extract` schema is asked for (worker/extract/schema.py). JSON and plain text
 have no markup: `markdown` is the text (JSON pretty-printed in a fenced block), `text`, `html`
 and `raw_html` are the body as received, `links` is empty, every extract rule misses, and the
 page metadata fields are null.
@@ -57,26 +58,28 @@ def _base_url(tree: lxml.html.HtmlElement | None, url: str) -> str:
 
 
 def _content(
-    html: str, url: str, tree: lxml.html.HtmlElement | None, formats: list[str]
+    tree: lxml.html.HtmlElement | None, url: str, base: str, formats: list[str], links: bool
 ) -> dict[str, Any]:
     """The `html`, `markdown` and `text` formats; mutates `tree` (cleans it)."""
     result: dict[str, Any] = {}
     wants_content = "markdown" in formats or "text" in formats
-    found = extract_main(clean.prepare(html), url) if wants_content and tree is not None else None
+    found = None
+    if wants_content and tree is not None:
+        found = extract_main(tree, url, base_url=base, links=links)
     if tree is not None and ("html" in formats or (wants_content and found is None)):
         clean.clean_in_place(tree)
     if "html" in formats:
         result["html"] = clean.to_html(tree) if tree is not None else ""
     if wants_content and found is None:  # no main content: the visible text stands in
-        text = clean.visible_text(tree) if tree is not None else ""
-        found = MainContent(markdown=text, text=text, found=False)
+        markdown, text = clean.visible_text(tree) if tree is not None else ("", "")
+        found = MainContent(markdown=markdown, text=text, found=False)
     if found is not None:
         result.update({name: getattr(found, name) for name in ("markdown", "text")})
     return result
 
 
 def _from_markup(
-    html: str, url: str, formats: list[str], extract: dict[str, Any] | None
+    html: str, url: str, formats: list[str], extract: dict[str, Any] | None, links: bool
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     tree = clean.parse(html)
     base = _base_url(tree, url)
@@ -87,10 +90,10 @@ def _from_markup(
             extract_links(tree, base, url) if tree is not None else {"internal": [], "external": []}
         )
     if extract is not None:
-        result["extract"] = run_schema(tree, extract, base)
+        result["extract"] = run_schema(html if tree is not None else None, extract, base)
     if "raw_html" in formats:
         result["raw_html"] = html
-    result.update(_content(html, url, tree, formats))  # last: it cleans the tree in place
+    result.update(_content(tree, url, base, formats, links))  # last: it cleans the tree
     return result, page
 
 
@@ -124,17 +127,19 @@ def build_result(
     formats: list[str],
     extract: dict[str, Any] | None,
     metadata: dict[str, Any],
+    markdown_links: bool = False,
 ) -> dict[str, Any]:
     """The job result for a page whose text is `html` and whose final URL is `url`.
 
     `metadata` holds what the transport knows (final_url, status_code, content_type, bytes,
     and optionally charset and timings_ms); the page's own fields and the parse time are added.
+    `markdown_links` keeps link targets in `markdown` as `[text](absolute url)`.
     Raises worker.extract.schema.SchemaError for an unusable `extract` schema.
     """
     started = time.perf_counter()
     kind = document_kind(metadata.get("content_type") or "text/html") or "markup"
     if kind == "markup":
-        result, page = _from_markup(html, url, formats, extract)
+        result, page = _from_markup(html, url, formats, extract, markdown_links)
     else:
         result, page = _from_plain(html, kind, formats, extract)
     if "metadata" in formats:
@@ -153,6 +158,7 @@ def build_from_bytes(
     formats: list[str],
     extract: dict[str, Any] | None,
     metadata: dict[str, Any],
+    markdown_links: bool = False,
 ) -> dict[str, Any]:
     """Decode a response body (see worker.extract.charset), then `build_result`."""
     started = time.perf_counter()
@@ -161,4 +167,11 @@ def build_from_bytes(
     timings = dict(metadata.get("timings_ms") or {})
     timings["decode"] = round((time.perf_counter() - started) * 1000, 1)
     metadata = {**metadata, "charset": encoding, "timings_ms": timings}
-    return build_result(text, url=url, formats=formats, extract=extract, metadata=metadata)
+    return build_result(
+        text,
+        url=url,
+        formats=formats,
+        extract=extract,
+        metadata=metadata,
+        markdown_links=markdown_links,
+    )
