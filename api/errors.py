@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.schemas import ErrorBody
+from api.schemas.errors import ErrorBody
 from shared.errors import AppError, ServiceUnavailable
 from shared.headers import HEADER_ERROR_CODES
 from shared.logging import get_logger

@@ -34,8 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import Scope
 
 from api.deps import AppState
+from api.schemas.status import QueueStatus
 from api.services.status import queue_status
-from api.status_schemas import QueueStatus
 from shared.events import JobLike
 from shared.logging import get_logger
 from shared.models import Job, JobStatus

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 
 from api.deps import PrincipalDep, StateDep
 from api.errors import error_responses
-from api.schemas import AgentCreate, AgentCreated, AgentList, AgentOut, AgentUpdate
+from api.schemas.agents import AgentCreate, AgentCreated, AgentList, AgentOut, AgentUpdate
 from shared.repositories import agent as agents
 from shared.services.job_rows import check_webhook_url
 

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.deps import StateDep
-from api.schemas import Health
+from api.schemas.health import Health
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_S = 2.0

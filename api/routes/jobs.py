@@ -12,7 +12,7 @@ from pydantic import StringConstraints, TypeAdapter
 from api.deps import PrincipalDep, SessionDep, StateDep, authenticate, bearer
 from api.direct import documented, header, json_body
 from api.errors import error_responses
-from api.schemas import (
+from api.schemas.jobs import (
     AttemptList,
     AttemptOut,
     BatchIn,

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query, Response
 
 from api.deps import PrincipalDep, StateDep
 from api.errors import error_responses
-from api.schedule_schemas import (
+from api.schemas.jobs import JobOut
+from api.schemas.schedules import (
     ScheduleCreate,
     ScheduleList,
     ScheduleOut,
@@ -17,7 +18,6 @@ from api.schedule_schemas import (
     ScheduleRunOut,
     ScheduleUpdate,
 )
-from api.schemas import JobOut
 from api.services import schedules as service
 from api.services.submit import enqueue_jobs
 from shared.models import utcnow

@@ -6,8 +6,8 @@ from fastapi import APIRouter
 
 from api.deps import PrincipalDep, StateDep
 from api.errors import error_responses
+from api.schemas.status import QueueStatus, WorkerList
 from api.services.status import queue_status, worker_status
-from api.status_schemas import QueueStatus, WorkerList
 
 router = APIRouter(prefix="/v1", tags=["status"])
 

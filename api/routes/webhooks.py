@@ -8,7 +8,8 @@ from fastapi import APIRouter
 
 from api.deps import PrincipalDep, StateDep
 from api.errors import error_responses
-from api.schemas import DeliveryList, DeliveryOut, WebhookSecretOut
+from api.schemas.agents import WebhookSecretOut
+from api.schemas.jobs import DeliveryList, DeliveryOut
 from shared.repositories import agent as agents
 from shared.repositories import job as jobs
 from shared.repositories import webhooks

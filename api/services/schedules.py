@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import AppState, Principal
-from api.schedule_schemas import ScheduleCreate, ScheduleOut, ScheduleUpdate
+from api.schemas.schedules import ScheduleCreate, ScheduleOut, ScheduleUpdate
 from shared.clock import database_now
 from shared.cron import CronSchedule
 from shared.db import is_postgres

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from api.deps import AppState
-from api.status_schemas import QueueOut, QueueStatus, WorkerOut
+from api.schemas.status import QueueOut, QueueStatus, WorkerOut
 from shared.liveness import live_workers
 from shared.models import utcnow
 from shared.services.status import queue_snapshots

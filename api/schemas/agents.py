@@ -1,30 +1,18 @@
-"""Request and response bodies of the HTTP API (job specs live in shared/specs.py)."""
+"""Request and response bodies of the agent routes (api/routes/agents.py)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.headers import HeaderMap, HeaderValue
-from shared.specs import JobSpec, RequestModel, StrictModel
+from shared.specs import RequestModel
 
 DomainList = list[Annotated[str, Field(min_length=1, max_length=253)]]
 SecretName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(description="Stable, machine-readable error code.")
-    message: str
-    details: Any = None
-
-
-class ErrorBody(BaseModel):
-    """Every error response has this shape."""
-
-    error: ErrorDetail
 
 
 class AgentProfile(RequestModel):
@@ -121,100 +109,6 @@ class AgentList(BaseModel):
     next_cursor: str | None
 
 
-class JobErrorOut(BaseModel):
-    code: str
-    message: str
-    retryable: bool
-    details: Any = None
-
-
-JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-
-
-class JobOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: uuid.UUID
-    kind: str
-    status: JobStatusName
-    input: dict[str, Any]
-    result: dict[str, Any] | None
-    error: JobErrorOut | None
-    attempts: int
-    max_attempts: int
-    timeout_s: float
-    agent_id: uuid.UUID
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    schedule_id: uuid.UUID | None = Field(
-        default=None, description="The schedule that fired this job, if one did."
-    )
-    schedule_instant: datetime | None = Field(
-        default=None, description="The schedule's instant this job was fired for (UTC)."
-    )
-    webhook_url: str | None = None
-
-
-class JobList(BaseModel):
-    items: list[JobOut]
-    next_cursor: str | None
-
-
-class BatchIn(StrictModel):  # each spec checks its own values (RequestModel)
-    jobs: list[JobSpec] = Field(min_length=1, max_length=1000)
-
-
-class BatchOut(BaseModel):
-    jobs: list[JobOut]
-
-
-class AttemptOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    number: int
-    worker_id: str
-    started_at: datetime
-    finished_at: datetime | None
-    outcome: Literal[
-        "running", "succeeded", "failed", "retrying", "cancelled", "interrupted", "lost", "deferred"
-    ]
-    error_code: str | None
-
-
-class AttemptList(BaseModel):
-    items: list[AttemptOut]
-
-
-class DeliveryOut(BaseModel):
-    """One webhook event for one URL, and how delivering it went."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: uuid.UUID
-    event_id: uuid.UUID = Field(description="Also the payload's `id` and `Outrider-Event-Id`.")
-    event: Literal["job.succeeded", "job.failed", "job.cancelled"]
-    source: Literal["job", "agent"] = Field(description="Whose `webhook_url` this is.")
-    url: str
-    status: Literal["pending", "delivered", "failed", "blocked"]
-    attempts: int
-    next_attempt_at: datetime | None
-    last_attempt_at: datetime | None
-    last_status_code: int | None
-    last_error: str | None
-    created_at: datetime
-    delivered_at: datetime | None
-
-
-class DeliveryList(BaseModel):
-    items: list[DeliveryOut]
-
-
 class WebhookSecretOut(BaseModel):
     agent_id: uuid.UUID
     webhook_secret: str = Field(description="The new secret, shown this once.")
-
-
-class Health(BaseModel):
-    status: Literal["ok", "unavailable"]
-    checks: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,100 @@
+"""Response bodies of the job routes: jobs, batches, attempts, webhook deliveries."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.specs import JobSpec, StrictModel
+
+
+class JobErrorOut(BaseModel):
+    code: str
+    message: str
+    retryable: bool
+    details: Any = None
+
+
+JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    kind: str
+    status: JobStatusName
+    input: dict[str, Any]
+    result: dict[str, Any] | None
+    error: JobErrorOut | None
+    attempts: int
+    max_attempts: int
+    timeout_s: float
+    agent_id: uuid.UUID
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    schedule_id: uuid.UUID | None = Field(
+        default=None, description="The schedule that fired this job, if one did."
+    )
+    schedule_instant: datetime | None = Field(
+        default=None, description="The schedule's instant this job was fired for (UTC)."
+    )
+    webhook_url: str | None = None
+
+
+class JobList(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None
+
+
+class BatchIn(StrictModel):  # each spec checks its own values (RequestModel)
+    jobs: list[JobSpec] = Field(min_length=1, max_length=1000)
+
+
+class BatchOut(BaseModel):
+    jobs: list[JobOut]
+
+
+class AttemptOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    number: int
+    worker_id: str
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: Literal[
+        "running", "succeeded", "failed", "retrying", "cancelled", "interrupted", "lost", "deferred"
+    ]
+    error_code: str | None
+
+
+class AttemptList(BaseModel):
+    items: list[AttemptOut]
+
+
+class DeliveryOut(BaseModel):
+    """One webhook event for one URL, and how delivering it went."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    event_id: uuid.UUID = Field(description="Also the payload's `id` and `Outrider-Event-Id`.")
+    event: Literal["job.succeeded", "job.failed", "job.cancelled"]
+    source: Literal["job", "agent"] = Field(description="Whose `webhook_url` this is.")
+    url: str
+    status: Literal["pending", "delivered", "failed", "blocked"]
+    attempts: int
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class DeliveryList(BaseModel):
+    items: list[DeliveryOut]
