@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     schedule_poll_interval_s: float = Field(default=1.0, gt=0)
     schedule_misfire_grace_s: float = Field(default=10.0, ge=0)
 
-    # Politeness per host, shared by all workers (shared/politeness.py). 0 = no limit.
+    # Politeness per host, shared by all workers (worker/host_gate.py). 0 = no limit.
     host_rate_per_s: float = Field(default=2.0, ge=0)
     host_burst: int = Field(default=1, ge=1)
     host_concurrency: int = Field(default=4, ge=0)

@@ -174,7 +174,7 @@ def test_checker_resolves_imports_relative_to_the_package() -> None:
     [
         ("shared.queue", "from arq.connections import ArqRedis"),
         ("worker.main", "from arq import Worker"),
-        ("worker.engines.call", "from ..retry import JobError"),
+        ("worker.engines.http", "from ..retry import JobError"),
         ("outrider.cli", "from worker.main import run\nfrom api.app import create_app"),
         ("outrider.dev", "from outrider.cli import app"),
         ("api.routes.jobs", "from shared.queue import JobQueue"),

@@ -1,6 +1,6 @@
 """The runner's politeness hook: robots.txt, then a per-host slot, around one engine call.
 
-Every kind with `input.url` takes a slot on the URL's host (shared/politeness.py); only the
+Every kind with `input.url` takes a slot on the URL's host (worker/host_gate.py); only the
 page kinds (fetch, render, scrape) consult robots.txt and get the default limits; `http` API
 calls are limited only by what their agent sets. A slot that is
 free within `host_wait_max_s` (1 s; at most half the job's timeout) is waited for in-process,
@@ -28,10 +28,10 @@ from shared.domains import domain_allowed
 from shared.errors import EgressBlocked
 from shared.logging import get_logger
 from shared.models import Agent
-from shared.politeness import Admission, HostGate, HostLimits, host_key
 from shared.repositories.execution import Claim
 from shared.settings import Settings
 from worker import metrics
+from worker.host_gate import Admission, HostGate, HostLimits, host_key
 from worker.http_client import DEFAULT_USER_AGENT
 from worker.retry import Deferred, JobError
 from worker.robots import RobotsCache, check_robots

@@ -18,11 +18,12 @@ import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from shared.errors import EgressBlocked
+from shared.job_errors import JobErrorCode, http_status_code, is_known, is_retryable_status
 
 T = TypeVar("T")
 
-RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504, 507, 509, 520, 521, 522, 524})
 RETRY_AFTER_MAX_S = 3600.0
+MESSAGE_MAX_CHARS = 500  # a library's message can quote kilobytes of a response
 
 
 class Deferred(Exception):
@@ -36,19 +37,24 @@ class Deferred(Exception):
 
 
 class JobError(Exception):
-    """A failure with a stable code; `retryable` decides between backoff and `failed`."""
+    """A failure with a stable code (shared/job_errors.py: a JobErrorCode, or an HTTP status's
+    `http_*` code); `retryable` decides between backoff and `failed`."""
 
     def __init__(
         self,
-        code: str,
+        code: JobErrorCode | str,
         message: str,
         *,
         retryable: bool,
         retry_after_s: float | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
+        if not is_known(code):
+            raise ValueError(f"{code!r} is not a job error code (shared/job_errors.py)")
+        if len(message) > MESSAGE_MAX_CHARS:
+            message = message[:MESSAGE_MAX_CHARS] + "…"
         super().__init__(message)
-        self.code = code
+        self.code = str(code)
         self.message = message
         self.retryable = retryable
         self.retry_after_s = retry_after_s
@@ -66,19 +72,13 @@ class JobError(Exception):
         return error
 
 
-def is_retryable_status(status: int) -> bool:
-    """408, 425, 429 and most 5xx are transient; every other status is an answer."""
-    return status in RETRYABLE_STATUS or (500 <= status <= 599 and status != 501)
-
-
 def status_error(status: int, retry_after: str | None) -> JobError:
     """The error for an HTTP status a job did not expect: `http_<status>` (retryable, honouring
     Retry-After) for 408/425/429/5xx, else `http_4xx`-style (never retried)."""
-    retryable = is_retryable_status(status)
     return JobError(
-        f"http_{status}" if retryable else f"http_{status // 100}xx",
+        http_status_code(status),
         f"The server answered {status}.",
-        retryable=retryable,
+        retryable=is_retryable_status(status),
         retry_after_s=parse_retry_after(retry_after),
         details={"status": status},
     )

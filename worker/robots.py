@@ -32,9 +32,9 @@ from redis.asyncio import Redis
 from redis.exceptions import LockError
 
 from shared.errors import EgressBlocked
-from shared.politeness import host_key
 from shared.settings import Settings
 from worker.bodies import read_capped
+from worker.host_gate import host_key
 from worker.retry import Deferred, JobError
 
 ROBOTS_MAX_BYTES = 500 * 1024

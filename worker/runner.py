@@ -21,8 +21,8 @@ from shared.models import AttemptOutcome, JobStatus, utcnow
 from shared.repositories.execution import Claim, Outcome
 from worker import metrics
 from worker.engines.base import Engine, EngineContext, check_headers
-from worker.engines.call import run_http
 from worker.engines.fetch import run_fetch
+from worker.engines.http import run_http
 from worker.engines.scrape import run_scrape
 from worker.job_events import job_cancelled, job_ended, job_progress, job_started
 from worker.politeness import polite

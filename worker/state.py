@@ -19,11 +19,11 @@ from shared.crypto import SecretBox
 from shared.db import create_engine, create_sessionmaker
 from shared.egress import EgressPolicy
 from shared.events import EventPublisher
-from shared.politeness import HostGate
 from shared.queue import JobQueue, create_redis
 from shared.repositories.job_store import JobStore, open_job_store
 from shared.settings import Settings
 from worker.extract.pool import ParsePool, acquire_shared_pool, release_shared_pool
+from worker.host_gate import HostGate
 from worker.http_client import OwnerSessions, create_session
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from shared.politeness import HostGate, HostLimits, host_key
+from worker.host_gate import HostGate, HostLimits, host_key
 
 NO_LIMIT = HostLimits(rate_per_s=0, concurrency=0)
 LEASE_S = 30.0
