@@ -6,6 +6,7 @@ import functools
 import re
 import unicodedata
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
@@ -32,14 +33,14 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class HeaderProblem(ValueError):
-    """Why a header is refused: `code` is `forbidden_header` or `invalid_header`."""
+@dataclass(frozen=True)
+class HeaderProblem:
+    """Why a header is refused: `code` is `forbidden_header` or `invalid_header`; `header`
+    names it."""
 
-    def __init__(self, code: str, message: str, header: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.header = header
+    code: str
+    message: str
+    header: str
 
 
 def is_framing_header(name: str) -> bool:
