@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install chromium debian-docs run test test-fast lint typecheck check bench clean
+.PHONY: install chromium debian-docs run test test-fast lint format typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -66,6 +66,10 @@ test-fast: $(STAMP)  ## The tests that need no database, Redis or browser servic
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+format: $(STAMP)  ## Fix what ruff can and format the code.
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 typecheck: install
 	$(BIN)/mypy api worker shared outrider migrations tests benchmarks

@@ -23,95 +23,245 @@ def _split_csv(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    """Every knob of Outrider. The README lists each one with its default."""
+    """Every knob of Outrider; docs/settings.md is generated from these fields
+    (`python -m shared.settings_doc`)."""
 
     model_config = SettingsConfigDict(env_prefix="OUTRIDER_", extra="ignore")
 
-    data_dir: Path = Path(".outrider")
-    database_url: str | None = None
-    redis_url: str | None = None
-    secret_key: SecretStr | None = None
-
-    log_format: Literal["console", "json"] = "console"
-    log_level: str = "INFO"
-
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
-    max_request_bytes: int = 2 * 1024 * 1024
-    auth_cache_s: float = Field(default=5.0, ge=0)
-    db_pool_size: int = 20
-    db_max_overflow: int = 10
-    # How long a request waits for a pooled connection before it is answered 503 (and a
-    # worker defers its job): a stall, not a queue.
-    db_pool_timeout_s: float = Field(default=10.0, gt=0)
-
-    worker_concurrency: int = 50
-    worker_shutdown_grace_s: float = 20.0
-    worker_poll_delay_s: float = 0.01
-    worker_heartbeat_s: float = 2.0
-    worker_lease_s: float = 10.0
-    reconcile_interval_s: float = 2.0
-    enqueue_grace_s: float = 10.0
-    # Outbound HTTP (worker/http_client.py): one connection pool per owner, never shared.
-    worker_http_max_owners: int = Field(default=64, ge=1)
-    worker_http_idle_s: float = Field(default=60.0, gt=0)
-
-    job_default_timeout_s: float = 30.0
-    job_max_timeout_s: float = 600.0
-    job_default_max_attempts: int = 3
-    job_max_attempts_limit: int = 20
-    job_input_max_bytes: int = 256 * 1024
-    result_max_bytes: int = 1024 * 1024
-    fetch_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
-    batch_max_jobs: int = 1000
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 300.0
-
-    # Schedules (shared/cron.py, worker/scheduler.py).
-    schedule_max_per_owner: int = Field(default=100, ge=0)
-    schedule_min_interval_s: float = Field(default=60.0, ge=0)
-    schedule_poll_interval_s: float = Field(default=1.0, gt=0)
-    schedule_misfire_grace_s: float = Field(default=10.0, ge=0)
-
-    # Politeness per host, shared by all workers (worker/host_gate.py). 0 = no limit.
-    host_rate_per_s: float = Field(default=2.0, ge=0)
-    host_burst: int = Field(default=1, ge=1)
-    host_concurrency: int = Field(default=4, ge=0)
-    host_wait_max_s: float = Field(default=1.0, ge=0)
-    host_lease_s: float = Field(default=30.0, gt=0)
-    host_backoff_max_s: float = Field(default=300.0, ge=0)
-    robots_cache_ttl_s: float = Field(default=86400.0, gt=0)
-    robots_timeout_s: float = Field(default=10.0, gt=0)
-
-    # Observability: job events (SSE, shared/events.py), webhooks, metrics.
-    events_retention_s: float = Field(default=900.0, ge=600)
-    sse_max_streams: int = Field(default=200, ge=1)
-    sse_heartbeat_s: float = Field(default=15.0, gt=0)
-    webhook_timeout_s: float = Field(default=10.0, gt=0)
-    webhook_max_age_s: float = Field(default=86400.0, gt=0)
-    webhook_backoff_base_s: float = Field(default=2.0, gt=0)
-    webhook_backoff_max_s: float = Field(default=3600.0, gt=0)
-    # Retention (worker/retention.py): unset = jobs are kept forever.
-    job_retention_s: float | None = Field(default=None, ge=3600)
-    retention_interval_s: float = Field(default=300.0, gt=0)
-    # Worker /metrics (worker/metrics.py): 0 = a free port the OS picks; empty or -1 = off.
-    worker_metrics_port: int | None = Field(default=9464, ge=-1, le=65535)
-    worker_metrics_host: str = "127.0.0.1"
-    # API /metrics: unset = open (scrapers usually sit on a private network).
-    metrics_token: SecretStr | None = None
-
-    egress_allow_cidrs: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    egress_allowed_ports: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["80", "443", "8080", "8443"]
+    data_dir: Path = Field(
+        Path(".outrider"),
+        description="Where the SQLite file, the embedded Redis, the dev key and a generated "
+        "secret key live.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="e.g. `postgresql+asyncpg://user:pw@host/db`; unset: a SQLite file in the "
+        "data dir.",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="e.g. `redis://host:6379/0`; unset: the one `outrider dev` started "
+        "(recorded in the data dir).",
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Encrypts agent secrets at rest: set it in production and keep it. Unset: "
+        "generated into `DATA_DIR/secret.key`.",
     )
 
-    # Browser workers (`render` jobs): Debian's Chromium, driven by Playwright.
-    chromium_path: str = "/usr/bin/chromium"
-    browser_max_pages: int = Field(default=4, ge=1)
-    browser_recycle_pages: int = Field(default=200, ge=1)
-    browser_max_rss_mb: int = Field(default=1536, ge=64)
-    browser_launch_timeout_s: float = Field(default=30.0, gt=0)
-    artifact_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    log_format: Literal["console", "json"] = Field("console", description="`console` or `json`.")
+    log_level: str = Field("INFO", description="The lowest level logged.")
+
+    api_host: str = Field("127.0.0.1", description="Where `outrider api` and `dev` listen.")
+    api_port: int = Field(8000, description="The port `outrider api` and `dev` listen on.")
+    max_request_bytes: int = Field(
+        2 * 1024 * 1024, description="A larger request body gets 413 before it is parsed."
+    )
+    auth_cache_s: float = Field(
+        5.0,
+        ge=0,
+        description="An API process remembers a valid key this long (a revoked key stops "
+        "working within it; 0: ask the database on every request).",
+    )
+    db_pool_size: int = Field(
+        20,
+        description="PostgreSQL connections pooled per process (a worker also keeps up to 10 "
+        "plain asyncpg connections for its job store, an API process up to 2).",
+    )
+    db_max_overflow: int = Field(10, description="Connections beyond the pool, when busy.")
+    db_pool_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="How long a request waits for a pooled connection before it is answered "
+        "503 with `Retry-After` (a worker defers its job instead): a stall, not a queue.",
+    )
+
+    worker_concurrency: int = Field(50, description="Jobs at once per worker process.")
+    worker_shutdown_grace_s: float = Field(
+        20.0, description="How long SIGTERM waits for running jobs before it interrupts them."
+    )
+    worker_poll_delay_s: float = Field(
+        0.01,
+        description="Idle poll interval of the queue (dispatch latency against idle Redis "
+        "traffic).",
+    )
+    worker_heartbeat_s: float = Field(2.0, description="Lease renewal and liveness interval.")
+    worker_lease_s: float = Field(
+        10.0,
+        description="A running job whose lease is this old (and whose worker is gone) is requeued.",
+    )
+    reconcile_interval_s: float = Field(2.0, description="How often the reconciler runs.")
+    enqueue_grace_s: float = Field(
+        10.0, description="A queued job due for this long is enqueued again (a lost enqueue)."
+    )
+    worker_http_max_owners: int = Field(
+        64,
+        ge=1,
+        description="Owners whose connection pools a worker process keeps (one pool per owner, "
+        "never shared).",
+    )
+    worker_http_idle_s: float = Field(
+        60.0, gt=0, description="An owner's connection pool unused this long is closed."
+    )
+
+    job_default_timeout_s: float = Field(
+        30.0, description="Per-attempt timeout when neither the job nor its agent sets one."
+    )
+    job_max_timeout_s: float = Field(600.0, description="The largest timeout a job may ask for.")
+    job_default_max_attempts: int = Field(
+        3, description="Attempts when neither the job nor its agent sets them."
+    )
+    job_max_attempts_limit: int = Field(20, description="The cap on `max_attempts`.")
+    job_input_max_bytes: int = Field(
+        256 * 1024, description="The largest job input (UTF-8 bytes of its compact JSON)."
+    )
+    result_max_bytes: int = Field(
+        1024 * 1024,
+        description="`http` response bodies are cut here (`body_truncated`); a render's HTML too.",
+    )
+    fetch_max_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        description="A page larger than this (decompressed) fails `response_too_large`.",
+    )
+    batch_max_jobs: int = Field(1000, description="The largest batch.")
+    backoff_base_s: float = Field(
+        1.0, description="Retry backoff: the first wait (doubling per attempt, with jitter)."
+    )
+    backoff_max_s: float = Field(300.0, description="Retry backoff: the longest wait.")
+
+    schedule_max_per_owner: int = Field(
+        100, ge=0, description="Live schedules per owner (422 `schedule_limit_reached`)."
+    )
+    schedule_min_interval_s: float = Field(
+        60.0,
+        ge=0,
+        description="The shortest gap between two fire times of a schedule (422 "
+        "`schedule_interval_too_short`).",
+    )
+    schedule_poll_interval_s: float = Field(
+        1.0, gt=0, description="The longest sleep of a worker's scheduler loop."
+    )
+    schedule_misfire_grace_s: float = Field(
+        10.0,
+        ge=0,
+        description="An instant later than this was missed (no worker ran): the schedule's "
+        "`misfire` policy applies.",
+    )
+
+    host_rate_per_s: float = Field(
+        2.0,
+        ge=0,
+        description="Requests per second per host, shared by every worker, unless the agent "
+        "sets its own (0: no limit).",
+    )
+    host_burst: int = Field(
+        1, ge=1, description="Requests a quiet host may take at once (1: strictly paced)."
+    )
+    host_concurrency: int = Field(
+        4,
+        ge=0,
+        description="Requests in flight per host, unless the agent sets its own (0: no limit).",
+    )
+    host_wait_max_s: float = Field(
+        1.0,
+        ge=0,
+        description="A host slot this close is waited for in the worker; a farther one defers "
+        "the job.",
+    )
+    host_lease_s: float = Field(
+        30.0, gt=0, description="A host slot held by a dead worker frees itself after this."
+    )
+    host_backoff_max_s: float = Field(
+        300.0, ge=0, description="The cap on how long a 429/503 `Retry-After` holds a host back."
+    )
+    robots_cache_ttl_s: float = Field(
+        86400.0,
+        gt=0,
+        description="How long a fetched robots.txt is used before it is fetched again.",
+    )
+    robots_timeout_s: float = Field(10.0, gt=0, description="The timeout of a robots.txt fetch.")
+
+    events_retention_s: float = Field(
+        900.0,
+        ge=600,
+        description="How long job events stay replayable (`Last-Event-ID`); at least 600.",
+    )
+    sse_max_streams: int = Field(
+        200, ge=1, description="Event streams one API process serves at once."
+    )
+    sse_heartbeat_s: float = Field(
+        15.0, gt=0, description="A comment line is sent on an idle event stream this often."
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, description="How long one webhook delivery may take."
+    )
+    webhook_max_age_s: float = Field(
+        86400.0, gt=0, description="A delivery is retried for this long, then `failed`."
+    )
+    webhook_backoff_base_s: float = Field(
+        2.0, gt=0, description="Webhook delivery retry n waits base * 3^(n-1), ±10%."
+    )
+    webhook_backoff_max_s: float = Field(
+        3600.0, gt=0, description="The longest wait between webhook delivery retries."
+    )
+    job_retention_s: float | None = Field(
+        None,
+        ge=3600,
+        description="Jobs that ended this long ago are deleted, with their attempts, artifacts "
+        "and deliveries; at least 3600. Unset: every job is kept.",
+    )
+    retention_interval_s: float = Field(
+        300.0, gt=0, description="How often each worker looks for expired jobs (±25%)."
+    )
+    worker_metrics_port: int | None = Field(
+        9464,
+        ge=-1,
+        le=65535,
+        description="Where a worker serves its Prometheus metrics (0: a free port; -1 or "
+        "empty: off).",
+    )
+    worker_metrics_host: str = Field(
+        "127.0.0.1",
+        description="The address a worker's metrics listen on (`0.0.0.0` for a scraper on "
+        "another host).",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="If set, the API's `/metrics` needs `Authorization: Bearer <token>`. "
+        "Unset: open (scrapers usually sit on a private network).",
+    )
+
+    egress_allow_cidrs: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated private ranges jobs may reach (`make run`: loopback).",
+    )
+    egress_allowed_ports: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["80", "443", "8080", "8443"],
+        description="Ports and ranges (`8000-9000`) allowed for public destinations.",
+    )
+
+    chromium_path: str = Field(
+        "/usr/bin/chromium",
+        description="The browser of browser workers (`make install` installs Debian's as root).",
+    )
+    browser_max_pages: int = Field(
+        4, ge=1, description="Pages at once per browser worker (caps `--concurrency`)."
+    )
+    browser_recycle_pages: int = Field(
+        200, ge=1, description="A browser is replaced after this many pages."
+    )
+    browser_max_rss_mb: int = Field(
+        1536,
+        ge=64,
+        description="A browser is also replaced once its processes use more memory than this.",
+    )
+    browser_launch_timeout_s: float = Field(
+        30.0, gt=0, description="How long Chromium may take to start."
+    )
+    artifact_max_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="The largest stored artifact (a screenshot)."
+    )
 
     @field_validator("worker_metrics_port", "metrics_token", "job_retention_s", mode="before")
     @classmethod
