@@ -1,4 +1,4 @@
-"""The dependency arrows of CONVENTIONS.md, checked on every module's imports (ast).
+"""The dependency arrows of docs/architecture.md, checked on every module's imports (ast).
 
 `outrider -> api, worker -> shared`: api/ never imports worker/ (nor Playwright or
 BeautifulSoup: the web process must not load them), shared/ imports none of api/, worker/,
