@@ -4,15 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install chromium debian-docs run test test-fast lint format typecheck check bench clean
+.PHONY: install chromium debian-docs run test test-fast lint format typecheck check bench lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Outrider needs Python 3.11+ (set PYTHON=python3.x)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || \
 		{ echo "Creating the venv failed: on Debian/Ubuntu run 'apt-get install python3-venv'"; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
 install: $(STAMP) chromium debian-docs  ## Create .venv and install Outrider with its dev tools.
@@ -57,8 +58,9 @@ run: install  ## Start the whole system on embedded defaults (Ctrl-C stops it).
 	OUTRIDER_EGRESS_ALLOW_CIDRS="$${OUTRIDER_EGRESS_ALLOW_CIDRS-127.0.0.0/8,::1/128}" \
 		$(BIN)/outrider dev
 
-test: install  ## Run the whole test suite.
-	$(BIN)/pytest
+test: install  ## Run the whole test suite (and report its line coverage).
+	$(BIN)/pytest --cov --cov-report=
+	@echo "Line coverage of api/ worker/ shared/ outrider/ migrations/: $$($(BIN)/coverage report --format=total)%"
 
 test-fast: $(STAMP)  ## The tests that need no database, Redis or browser service (under a minute).
 	$(BIN)/pytest -m "not services" -q
@@ -84,6 +86,13 @@ bench: install  ## Run every benchmark scenario against its bare baseline (see b
 		{ echo "wrk is needed: apt-get install wrk"; exit 1; }
 	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# requirements.lock pins every package (and the dev tools) for Python 3.11: `make install` uses
+# it, so installs repeat. After changing pyproject.toml's dependencies, run `make lock`.
+lock: $(STAMP)  ## Re-pin requirements.lock from pyproject.toml.
+	$(BIN)/python -m pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url \
+		--no-emit-find-links -o requirements.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) .outrider .pytest_cache .mypy_cache .ruff_cache
