@@ -256,6 +256,12 @@ class Settings(BaseSettings):
         ge=64,
         description="A browser is also replaced once its processes use more memory than this.",
     )
+    browser_page_max_mb: int = Field(
+        1024,
+        ge=32,
+        description="A page whose renderer uses more memory than this is stopped "
+        "(`page_too_large`).",
+    )
     browser_launch_timeout_s: float = Field(
         30.0, gt=0, description="How long Chromium may take to start."
     )

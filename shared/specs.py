@@ -142,6 +142,13 @@ class RenderInput(FetchInput):
     block_resources: list[Literal["image", "font", "media"]] = Field(
         default_factory=list, max_length=3
     )
+    settle_ms: int = Field(
+        default=5000,
+        ge=0,
+        le=60_000,
+        description="After load, wait at most this long for the page to settle (no request in "
+        "flight for 500 ms, no DOM change for 300 ms); 0 turns it off.",
+    )
 
     @model_validator(mode="after")
     def _bounded_waiting(self) -> RenderInput:

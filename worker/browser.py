@@ -1,6 +1,7 @@
 """One Chromium per browser worker: launched at start, a fresh context per job, recycled after
 N pages or past an RSS ceiling, relaunched after a crash, and never left behind (see
 browser_processes.py for how). Page operations run under a Budget: the job's remaining time.
+While jobs run, a watcher bounds each page's memory and the browser's (browser_memory.py).
 
 Egress. Chromium goes out only through the worker's EgressProxy (see browser_egress.py);
 WebRTC may not use UDP, QUIC is off, and background networking and updates are disabled.
@@ -17,7 +18,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,6 +27,7 @@ from shared.logging import get_logger
 from shared.settings import Settings
 from worker import browser_processes as procs
 from worker.browser_egress import EgressProxy
+from worker.browser_memory import V8_HEAP, MemoryGuard, WatchedPage
 from worker.retry import JobError
 
 log = get_logger(__name__)
@@ -50,6 +52,10 @@ class Budget:
 
     def __init__(self, seconds: float) -> None:
         self.deadline = asyncio.get_running_loop().time() + seconds
+
+    def left(self) -> float:
+        """Seconds left (negative once past the deadline)."""
+        return self.deadline - asyncio.get_running_loop().time()
 
     async def run(self, what: str, call: Callable[[float], Awaitable[T]]) -> T:
         """Run `call(timeout_ms)` under Playwright's timeout and an asyncio one; past the
@@ -94,6 +100,8 @@ class BrowserPool:
         self._current: Generation | None = None
         self._live: set[Generation] = set()
         self._lock = asyncio.Lock()
+        self._contexts: dict[BrowserContext, Generation] = {}
+        self.memory = MemoryGuard(settings, self._running)
         self.launches = 0
 
     @classmethod
@@ -103,12 +111,16 @@ class BrowserPool:
         pool = cls(settings, policy)
         procs.hold_subreaper()
         await pool.proxy.start()
+        pool.memory.start()
         try:
             async with pool._lock:
                 pool._current = await pool._launch()
         except JobError as exc:
             log.error("browser.launch_failed", error=exc.message)
         return pool
+
+    def _running(self) -> list[Generation]:
+        return [g for g in self._live if g.pid and not g.dead.is_set()]
 
     def browser_pids(self) -> list[int]:
         """The main pids of the live browsers (for the metrics; safe from any thread)."""
@@ -126,6 +138,8 @@ class BrowserPool:
         marker = f"{MARKER_FLAG}={os.getpid()}-{secrets.token_hex(4)}"
         args = [
             *CHROMIUM_FLAGS,
+            # A page's V8 heap stops there even between two samples of the memory watcher.
+            f"--js-flags=--max-old-space-size={self._v8_heap_mb}",
             f"--proxy-server={self.proxy.url}",
             "--proxy-bypass-list=<-loopback>",  # loopback goes through the proxy too
             marker,
@@ -162,6 +176,10 @@ class BrowserPool:
         log.info("browser.launched", pid=pid, launches=self.launches)
         return generation
 
+    @property
+    def _v8_heap_mb(self) -> int:
+        return int(self.settings.browser_page_max_mb * V8_HEAP)
+
     async def _acquire(self) -> Generation:
         async with self._lock:
             generation = self._current
@@ -181,9 +199,11 @@ class BrowserPool:
         try:
             async with asyncio.timeout(CONTEXT_OP_S):
                 context = await generation.browser.new_context(**options)
+            self._contexts[context] = generation
             try:
                 yield context
             finally:
+                del self._contexts[context]
                 await self._close_context(generation, context)
         except Exception as exc:
             if await self._died(generation):
@@ -194,6 +214,12 @@ class BrowserPool:
         finally:
             generation.active -= 1
             await self._after_job(generation)
+
+    def watch(
+        self, context: BrowserContext, page: Page
+    ) -> contextlib.AbstractContextManager[WatchedPage]:
+        """Bound the memory of `page` (of a context from `context()`) while the block runs."""
+        return self.memory.watch(page, self._contexts[context])
 
     async def _close_context(self, generation: Generation, context: BrowserContext) -> None:
         try:
@@ -220,7 +246,7 @@ class BrowserPool:
             reason = None
             if generation.pages >= self.settings.browser_recycle_pages:
                 reason = "pages"
-            elif await asyncio.to_thread(procs.tree_rss, generation.pid) > self._max_rss:
+            elif (await asyncio.to_thread(procs.usage, generation.pid, {})).total > self._max_rss:
                 reason = "rss"
             if reason is not None:
                 generation.retired = True
@@ -256,6 +282,7 @@ class BrowserPool:
     async def close(self) -> None:
         """Close every browser, the driver and the proxy; reap whatever Chromium left."""
         started = asyncio.get_running_loop().time()
+        await self.memory.stop()
         async with self._lock:
             for generation in list(self._live):
                 await self._dispose(generation)

@@ -18,11 +18,13 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
 import psutil
 
 PR_SET_CHILD_SUBREAPER = 36
 CHROMIUM_NAMES = ("chrom", "headless_shell")  # chromium, chrome, chrome_crashpad_handler
+RENDERER_FLAG = "--type=renderer"
 
 
 class _Subreaper:
@@ -105,18 +107,66 @@ def terminate_group(pgid: int, wait_s: float = 5.0) -> list[int]:
         time.sleep(0.05)
 
 
-def tree_rss(pid: int) -> int:
-    """Resident memory of a process and all its descendants, in bytes."""
+@dataclass(frozen=True)
+class Usage:
+    """The memory of one browser's processes, in bytes (see `usage`)."""
+
+    total: int
+    renderers: dict[int, int]  # pid -> its own memory, one entry per renderer process
+
+
+def _own_and_file(process: psutil.Process) -> tuple[int, int]:
+    """(anonymous + shared-memory resident bytes, file-backed resident bytes)."""
+    try:
+        with open(f"/proc/{process.pid}/status", "rb") as status:
+            fields = dict(line.split(b":", 1) for line in status if line.startswith(b"Rss"))
+        kb = {name: int(value.split()[0]) * 1024 for name, value in fields.items()}
+        return kb.get(b"RssAnon", 0) + kb.get(b"RssShmem", 0), kb.get(b"RssFile", 0)
+    except (OSError, ValueError):  # not Linux, or gone: plain RSS, all of it its own
+        return process.memory_info().rss, 0
+
+
+def _is_renderer(process: psutil.Process, kinds: dict[int, bool]) -> bool:
+    known = kinds.get(process.pid)
+    if known is None:
+        known = kinds[process.pid] = RENDERER_FLAG in process.cmdline()
+    return known
+
+
+def usage(pid: int, kinds: dict[int, bool]) -> Usage:
+    """The resident memory of a browser's process tree: each process's own pages (anonymous
+    and shared memory) plus the largest file-backed RSS once. Summing plain RSS would count
+    the Chromium binary and its libraries, mapped by every process, once per process (about
+    3x the real footprint of a browser with 4 pages). Renderers are reported by their own
+    pages. `kinds` remembers which pids are renderers across calls (a command line is read
+    once); pids gone are forgotten."""
     try:
         root = psutil.Process(pid)
         processes = [root, *root.children(recursive=True)]
     except psutil.Error:
-        return 0
-    total = 0
+        return Usage(0, {})
+    own_total, files, renderers = 0, 0, {}
     for process in processes:
         with contextlib.suppress(psutil.Error):
-            total += process.memory_info().rss
-    return total
+            own, file_backed = _own_and_file(process)
+            own_total, files = own_total + own, max(files, file_backed)
+            if _is_renderer(process, kinds):
+                renderers[process.pid] = own
+    for gone in kinds.keys() - {p.pid for p in processes}:
+        del kinds[gone]
+    return Usage(own_total + files, renderers)
+
+
+def kill_renderer(pid: int) -> bool:
+    """SIGKILL a Chromium renderer (checked to be one, as pids are reused); whether it was."""
+    try:
+        process = psutil.Process(pid)
+        if not (is_chromium(process) and RENDERER_FLAG in process.cmdline()):
+            return False
+        process.kill()
+    except psutil.Error:
+        return False
+    return True
 
 
 def running(pid: int) -> bool:

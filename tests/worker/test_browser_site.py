@@ -95,6 +95,27 @@ try {{
 </script>"""
 
 
+SPA_TEXT = "The ferry leaves at nine and returns at six. "
+NOSCRIPT = (
+    "<noscript>You need to enable JavaScript to run this app.</noscript><div id='root'></div>"
+)
+FILL = "document.getElementById('root').innerHTML = '<h1 id=\"ready\">Harbour</h1><p>' + t + '</p>'"
+
+
+def _spa(request: web.Request) -> str:
+    """An app shell filled after a timer (`/spa?ms=`), after a slow fetch (`/spa?fetch=`), or
+    never (`/spa?never=1`: only its <noscript> message has text)."""
+    if "never" in request.query:
+        return NOSCRIPT + "<script>/* the bundle did not arrive */</script>"
+    if "fetch" in request.query:
+        script = f"fetch('/api/slow?ms={int(request.query['fetch'])}').then(r => r.json())"
+        script += f".then(j => {{ const t = j.text; {FILL}; }});"
+    else:
+        script = f"setTimeout(() => {{ const t = {SPA_TEXT!r}.repeat(20); {FILL}; }}, "
+        script += f"{int(request.query.get('ms', '300'))});"
+    return f"{NOSCRIPT}<script>{script}</script>"
+
+
 def _app(site: Site) -> web.Application:
     async def count(request: web.Request) -> None:
         site.hits[request.path] += 1
@@ -178,16 +199,36 @@ def _app(site: Site) -> web.Application:
         link = "<a id='file' href='file:///etc/passwd'>passwords</a>"
         return _page(f"<p id='here'>still here</p>{link}<script>{script}</script>")
 
+    async def spa(request: web.Request) -> web.Response:
+        await count(request)
+        return _page(_spa(request), title="app")
+
+    async def api_slow(request: web.Request) -> web.Response:
+        await count(request)
+        await asyncio.sleep(int(request.query["ms"]) / 1000)
+        return web.json_response({"text": SPA_TEXT * 20})
+
+    async def html(request: web.Request) -> web.Response:  # a test's own page: ?body=...
+        await count(request)
+        return _page(request.query["body"])
+
+    async def busy(request: web.Request) -> web.Response:  # changes every 50 ms, forever
+        await count(request)
+        script = "let n = 0; setInterval(() => { document.getElementById('n').textContent = ++n; }"
+        return _page(f"<p>Counting: <span id='n'>0</span></p><script>{script}, 50);</script>")
+
     async def tall(request: web.Request) -> web.Response:
         await count(request)
-        return _page("<div style='height: 3000px; background: linear-gradient(red, blue)'></div>")
+        style = "height: 3000px; background: linear-gradient(red, blue)"
+        return _page(f"<h1>A tall page</h1><div style='{style}'></div>")
 
     app = web.Application()
     for path, handler in {
         "/js": js, "/late": late, "/form": form, "/images": images, "/pixel.png": pixel,
         "/slow": slow, "/status/{code}": status, "/flaky/{key}": flaky, "/redirect": redirect,
         "/attack": attack, "/sw.js": service_worker, "/tall": tall, "/leave": leave,
-        "/third-party": third_party,
+        "/third-party": third_party, "/spa": spa, "/api/slow": api_slow, "/busy": busy,
+        "/html": html,
         "/rebind": rebind,
     }.items():  # fmt: skip
         app.router.add_route("*", path, handler)

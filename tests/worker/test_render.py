@@ -198,3 +198,54 @@ async def test_error_codes_of_the_main_document(
     assert site.hits["/js"] == 0  # refused before the browser loaded anything
     assert (no_dns["status"], no_dns["error"]["code"]) == ("failed", "dns_not_found")
     assert no_dns["attempts"] == 1
+
+
+def settled_ms(job: dict[str, Any]) -> float:
+    value: float = job["result"]["metadata"]["timings_ms"]["settle"]
+    return value
+
+
+async def test_single_page_apps_are_read_once_they_have_rendered(
+    client: httpx.AsyncClient, auth: dict[str, str], site: Site, run_worker: RunWorker
+) -> None:
+    def spec(path: str, **extra: Any) -> dict[str, Any]:
+        return render_job(site.url(path), formats=["markdown", "metadata"], **extra)
+
+    async with browser_worker(run_worker):
+        apps = await asyncio.gather(
+            run(client, auth, spec("/spa?ms=300")),
+            run(client, auth, spec("/spa?ms=1500")),
+            run(client, auth, spec("/spa?fetch=800")),  # load, fetch data, render
+            run(client, auth, spec("/spa?ms=1500", wait_for={"selector": "#ready"})),
+        )
+        hasty = await run(client, auth, {**spec("/spa?ms=1500", settle_ms=0), "max_attempts": 1})
+
+    for app in apps:
+        assert app["status"] == "succeeded", app
+        markdown = app["result"]["markdown"]
+        assert markdown.count("The ferry leaves at nine and returns at six.") == 20, markdown
+        assert "enable JavaScript" not in markdown
+        assert settled_ms(app) > 0
+    assert settled_ms(apps[1]) >= 1000  # its content cannot exist before its 1.5 s timer
+    assert site.hits["/api/slow"] == 1
+    # Read at `load` (settling off), the app is still an empty shell: a failure, not a result.
+    assert (hasty["status"], hasty["error"]["code"]) == ("failed", "empty_page")
+    assert hasty["error"]["retryable"] is True
+
+
+async def test_a_page_that_never_settles_or_never_renders_ends_within_settle_ms(
+    client: httpx.AsyncClient, auth: dict[str, str], site: Site, run_worker: RunWorker
+) -> None:
+    busy_spec = render_job(site.url("/busy"), formats=["raw_html", "metadata"], settle_ms=1000)
+    never_spec = render_job(site.url("/spa?never=1"), formats=["markdown"], settle_ms=1000)
+    async with browser_worker(run_worker):
+        busy, never = await asyncio.gather(
+            run(client, auth, busy_spec), run(client, auth, {**never_spec, "max_attempts": 2})
+        )
+        attempts = await attempts_of(client, auth, never["id"])
+
+    assert '<p>Counting: <span id="n">' in dom(busy)  # changing all along, read at the cap
+    assert settled_ms(busy) >= 990
+    assert (never["status"], never["error"]["code"]) == ("failed", "empty_page")
+    assert "shows nothing" in never["error"]["message"]
+    assert [a["error_code"] for a in attempts] == ["empty_page", "empty_page"]  # retried

@@ -23,6 +23,13 @@ APP_SHELL = """<!doctype html><html><head><title>app</title></head><body>
   p.textContent = 'Rendered by the app: ' + 'lots of words here '.repeat(30);
   document.getElementById('root').appendChild(p);
 </script></body></html>"""
+# What users of single-page apps saw: the shell renders after load, or never (its bundle failed).
+LATE_SHELL = APP_SHELL.replace("<script>", "<script>setTimeout(() => {").replace(
+    "</script>", "}, 600);</script>"
+)
+DEAD_SHELL = """<!doctype html><html><head><title>app</title></head><body>
+<noscript>You need to enable JavaScript to run this app.</noscript><div id="root"></div>
+<script src="/bundle-that-fails.js"></script></body></html>"""
 
 
 @contextlib.asynccontextmanager
@@ -36,9 +43,17 @@ async def pages() -> AsyncIterator[str]:
     async def shell(request: web.Request) -> web.Response:
         return web.Response(text=APP_SHELL, content_type="text/html")
 
+    async def late_shell(request: web.Request) -> web.Response:
+        return web.Response(text=LATE_SHELL, content_type="text/html")
+
+    async def dead_shell(request: web.Request) -> web.Response:
+        return web.Response(text=DEAD_SHELL, content_type="text/html")
+
     app = web.Application()
     app.router.add_get("/article", article)
     app.router.add_get("/shell", shell)
+    app.router.add_get("/late-shell", late_shell)
+    app.router.add_get("/dead-shell", dead_shell)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -94,3 +109,22 @@ async def test_http_mode_never_escalates_and_runs_on_the_default_queue(
     assert job["status"] == "succeeded", job
     assert job["result"]["render"] == {"mode": "http", "reason": "requested"}
     assert "Rendered by the app" not in job["result"]["markdown"]
+
+
+async def test_auto_waits_for_an_app_that_renders_late_and_fails_one_that_never_does(
+    client: httpx.AsyncClient, auth: dict[str, str], run_worker: RunWorker
+) -> None:
+    async with pages() as base, browser_worker(run_worker):
+        late_id = await submit(client, auth, scrape(f"{base}/late-shell"))
+        dead_spec = scrape(f"{base}/dead-shell")
+        dead_spec["input"]["settle_ms"] = 1000
+        dead_id = await submit(client, auth, {**dead_spec, "max_attempts": 1})
+        late = await wait_for_job(client, auth, late_id, timeout_s=60)
+        dead = await wait_for_job(client, auth, dead_id, timeout_s=60)
+
+    assert late["status"] == "succeeded", late
+    assert late["result"]["render"] == {"mode": "browser", "reason": "app_shell"}
+    assert "Rendered by the app" in late["result"]["markdown"]
+    # Its <noscript> text is all there is: not a result, a retryable failure.
+    assert (dead["status"], dead["error"]["code"]) == ("failed", "empty_page")
+    assert dead["error"]["retryable"] is True

@@ -1,9 +1,11 @@
-"""The `render` job: load a page in Chromium, wait, act, screenshot, then extract from the DOM.
+"""The `render` job: load a page in Chromium, let it settle, wait, act, screenshot, then extract
+from the DOM (the page's steps are in render_page.py).
 
 Every page operation has a hard deadline: Playwright's own timeout set to the time the job has
 left, and an asyncio timeout a little past it in case the driver does not answer. Every request
 goes through the worker's egress proxy, the check that decides (see worker/browser_egress.py);
-Chromium itself keeps web pages away from file:, chrome: and the like. A job that blocks
+Chromium itself keeps web pages away from file:, chrome: and the like, and the page the job
+returns is judged as its first navigation is (worker/browser_navigation.py). A job that blocks
 resource types or sends headers also gets a context route (blocked types are dropped, URLs the
 policy refuses are aborted early, the job's headers go to the page's own host only). Without
 one, requests are not intercepted at all: interception costs a driver round trip per request.
@@ -11,99 +13,31 @@ one, requests are not intercepted at all: interception costs a driver round trip
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from playwright.async_api import BrowserContext, Page, Request, Response, Route
 from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Route
 from yarl import URL
 
 from shared.domains import domain_allowed
 from shared.errors import EgressBlocked
 from shared.repositories.artifact import insert_artifact
-from shared.specs import Action, RenderInput, WaitFor
+from shared.specs import RenderInput
 from worker.browser import Budget, RenderRuntime, current_runtime
-from worker.browser_egress import MARKER_HEADER, EgressProxy, Refusal, resolve_checked
+from worker.browser_egress import Refusal, resolve_checked
+from worker.browser_navigation import MainFrame, Refusals, first_line, navigation_error
+from worker.browser_settle import prepare
 from worker.engines.base import EngineContext
+from worker.engines.render_page import VIEWPORT, Rendered, render_page
 from worker.extract import SchemaError, build_result, parse_off_loop
 from worker.extract.schema import compile_schema
-from worker.metrics import REFUSAL_CODES
-from worker.retry import JobError, status_error
+from worker.retry import JobError
+
+__all__ = ["navigation_error", "render_spec", "run_render"]
 
 CLEANUP_RESERVE_S = 3.0
-VIEWPORT = {"width": 1280, "height": 800}
-# net::ERR_* prefixes of a failed navigation -> (code, retryable); others are connection errors.
-NET_ERRORS = (
-    (("ERR_NAME_NOT_RESOLVED", "ERR_NAME_RESOLUTION_FAILED"), "dns_not_found", False),
-    (("ERR_CERT_", "ERR_SSL_", "ERR_BAD_SSL_"), "tls_error", False),
-    (("ERR_BLOCKED_BY_CLIENT", "ERR_UNSAFE_PORT"), "blocked_destination", False),
-    (("ERR_INVALID_URL",), "invalid_url", False),
-    (("ERR_TOO_MANY_REDIRECTS",), "too_many_redirects", False),
-    (("ERR_TIMED_OUT", "ERR_CONNECTION_TIMED_OUT"), "timeout", True),
-)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-
-
-def navigation_error(exc: PlaywrightError, proxy: EgressProxy, urls: list[str]) -> JobError:
-    """The job error for a failed navigation (`urls`: the hops tried, newest last)."""
-    message = _first_line(exc)
-    if "ERR_TUNNEL_CONNECTION_FAILED" in message:
-        refusal = next(filter(None, (proxy.refusal_for(u) for u in reversed(urls))), None)
-        if refusal is not None:
-            retryable = refusal.code == "connection_error"
-            return JobError(refusal.code, refusal.message, retryable=retryable)
-    for markers, code, retryable in NET_ERRORS:
-        if any(marker in message for marker in markers):
-            return JobError(code, message, retryable=retryable)
-    if "net::ERR_" in message:
-        return JobError("connection_error", message, retryable=True)
-    if "Download is starting" in message:  # not a page: a file the browser would save
-        return JobError("unsupported_content_type", message, retryable=False)
-    return JobError("browser_error", message, retryable=True)
-
-
-def _check_response(response: Response | None, proxy: EgressProxy) -> int:
-    if response is None:  # same-document navigation: nothing to judge
-        return 200
-    code = proxy.marked_code(response.headers.get(MARKER_HEADER.lower()))
-    if code is not None:  # the egress proxy answered, not the site
-        message = f"The egress proxy refused {response.url}."
-        raise JobError(code, message, retryable=code == "connection_error")
-    status = response.status
-    if status >= 400:
-        raise status_error(status, response.headers.get("retry-after"))
-    return status
-
-
-class Refusals:
-    """The page's requests the egress policy refused: in the context route (when the job has
-    one), or by the egress proxy, seen as its marked answers and as failed tunnels to a host:port
-    it refused."""
-
-    def __init__(self, proxy: EgressProxy) -> None:
-        self.proxy = proxy
-        self.urls: list[str] = []
-
-    def watch(self, context: BrowserContext) -> None:
-        context.on("response", self._answered)
-        context.on("requestfailed", self._failed)
-
-    def _answered(self, response: Response) -> None:
-        code = self.proxy.marked_code(response.headers.get(MARKER_HEADER.lower()))
-        if code in REFUSAL_CODES:
-            self.urls.append(response.url)
-
-    def _failed(self, request: Request) -> None:
-        if "ERR_TUNNEL_CONNECTION_FAILED" in (request.failure or ""):
-            refusal = self.proxy.refusal_for(request.url)
-            if refusal is not None and refusal.code in REFUSAL_CODES:
-                self.urls.append(request.url)
 
 
 def _router(
@@ -135,95 +69,6 @@ def _router(
     return handle
 
 
-async def _navigate(page: Page, url: str, budget: Budget, proxy: EgressProxy) -> int:
-    hops = [url]
-
-    def on_request(request: Request) -> None:
-        with contextlib.suppress(PlaywrightError):
-            if request.is_navigation_request() and request.frame == page.main_frame:
-                hops.append(request.url)
-
-    page.on("request", on_request)
-    try:
-        response = await budget.run(
-            "Loading the page", lambda ms: page.goto(url, wait_until="load", timeout=ms)
-        )
-    except PlaywrightError as exc:
-        raise navigation_error(exc, proxy, hops) from exc
-    finally:
-        page.remove_listener("request", on_request)
-    return _check_response(response, proxy)
-
-
-async def _step(page: Page, budget: Budget, what: str, call: Callable[[float], Any]) -> None:
-    """A wait or an action: past the deadline a retryable `timeout`; a bad selector and the
-    like fail for good (`action_failed`), a page that died under it may be tried again."""
-    try:
-        await budget.run(what, call)
-    except PlaywrightError as exc:
-        if page.is_closed():
-            raise JobError("browser_error", f"{what}: {_first_line(exc)}", retryable=True) from exc
-        raise JobError("action_failed", f"{what}: {_first_line(exc)}", retryable=False) from exc
-
-
-async def _wait_for(page: Page, wait: WaitFor | None, budget: Budget) -> None:
-    if wait is not None and wait.selector is not None:
-        selector, what = wait.selector, f"Waiting for {wait.selector!r}"
-        wait_for = page.wait_for_selector
-        await _step(page, budget, what, lambda ms: wait_for(selector, state="attached", timeout=ms))
-    elif wait is not None and wait.ms is not None:
-        seconds = wait.ms / 1000
-        await _step(page, budget, "The wait", lambda _ms: asyncio.sleep(seconds))
-    elif wait is not None:
-        idle = page.wait_for_load_state
-        what = "Waiting for network idle"
-        await _step(page, budget, what, lambda ms: idle("networkidle", timeout=ms))
-
-
-async def _act(page: Page, action: Action, budget: Budget, what: str) -> None:
-    sel, kind = action.selector or "", action.type
-
-    async def step(ms: float) -> None:
-        if kind == "click":
-            await page.click(sel, timeout=ms)
-        elif kind == "fill":
-            await page.fill(sel, action.value or "", timeout=ms)
-        elif kind == "press" and sel:
-            await page.press(sel, action.key or "", timeout=ms)
-        elif kind == "press":
-            await page.keyboard.press(action.key or "")
-        elif kind == "scroll" and sel:
-            await page.locator(sel).first.scroll_into_view_if_needed(timeout=ms)
-        elif kind == "scroll":
-            await page.evaluate("y => window.scrollBy(0, y)", action.y or VIEWPORT["height"])
-        else:
-            await asyncio.sleep((action.ms or 0) / 1000)
-
-    await _step(page, budget, what, step)
-
-
-async def _content(page: Page, budget: Budget) -> str:
-    try:
-        return await budget.run("Reading the page", lambda _ms: page.content())
-    except PlaywrightError:  # an action started a navigation: let it land, then read
-        await budget.run("Loading the page", lambda ms: page.wait_for_load_state(timeout=ms))
-        return await budget.run("Reading the page", lambda _ms: page.content())
-
-
-async def _screenshot(page: Page, full_page: bool, budget: Budget, cap: int) -> tuple[bytes, bool]:
-    png = await budget.run(
-        "The screenshot", lambda ms: page.screenshot(full_page=full_page, type="png", timeout=ms)
-    )
-    if len(png) > cap and full_page:  # a very long page: the viewport is better than nothing
-        png = await budget.run("The screenshot", lambda ms: page.screenshot(type="png", timeout=ms))
-        full_page = False
-    if len(png) > cap:
-        raise JobError(
-            "artifact_too_large", f"The screenshot is over {cap} bytes.", retryable=False
-        )
-    return png, full_page
-
-
 def _schema(spec: RenderInput) -> dict[str, Any] | None:
     schema: dict[str, Any] | None = spec.model_dump(mode="json", exclude_none=True).get("extract")
     try:
@@ -250,7 +95,7 @@ async def _check_target(ctx: EngineContext, url: str) -> str:
 
 async def _render(
     ctx: EngineContext, runtime: RenderRuntime, spec: RenderInput, url: str, budget: Budget
-) -> tuple[str, dict[str, Any], tuple[bytes, bool] | None, int]:
+) -> tuple[Rendered, int]:
     proxy = runtime.pool.proxy
     refusals = Refusals(proxy)
     options: dict[str, Any] = {"viewport": VIEWPORT, "service_workers": "block"}
@@ -261,25 +106,26 @@ async def _render(
         headers = {k.lower(): v for k, v in {**(ctx.agent.headers or {}), **spec.headers}.items()}
         if spec.block_resources or headers:
             await context.route("**/*", _router(ctx, spec, headers, URL(url).host, refusals))
+        if spec.settle_ms:
+            await prepare(context)
         page = await budget.run("Opening a page", lambda _ms: context.new_page())
-        status = await _navigate(page, url, budget, proxy)
-        await ctx.progress("loaded", status_code=status)
-        await _wait_for(page, spec.wait_for, budget)
-        for number, action in enumerate(spec.actions, start=1):
-            await _act(page, action, budget, f"Action {number} ({action.type})")
-            await ctx.progress("action", done=number, total=len(spec.actions))
-        html = await _content(page, budget)
-        final_url = page.url
-        shot = None
-        if spec.screenshot is not None:
-            cap = ctx.settings.artifact_max_bytes
-            shot = await _screenshot(page, spec.screenshot.full_page, budget, cap)
+        main = MainFrame(page, proxy, url)
+        with runtime.pool.watch(context, page) as watched:
+            try:
+                rendered = await render_page(ctx, spec, page, url, budget, main, watched)
+            except (JobError, PlaywrightError) as exc:
+                too_large = watched.verdict()
+                if too_large is None:
+                    raise
+                raise too_large from exc
+            if (too_large := watched.verdict()) is not None:  # e.g. one of its frames
+                raise too_large
+    final_url = rendered.final_url
     if not final_url.startswith(("http://", "https://")):
         raise JobError("blocked_destination", f"The page ended on {final_url!r}.", retryable=False)
     if not domain_allowed(final_url, ctx.agent.allowed_domains, ctx.agent.blocked_domains):
         raise JobError("domain_not_allowed", "The page moved to a forbidden host.", retryable=False)
-    meta = {"final_url": final_url, "status_code": status, "content_type": "text/html"}
-    return html, meta, shot, len(refusals.urls)
+    return rendered, len(refusals.urls)
 
 
 async def run_render(ctx: EngineContext) -> dict[str, Any]:
@@ -300,13 +146,15 @@ async def render_spec(ctx: EngineContext, spec: RenderInput) -> dict[str, Any]:
     url = await _check_target(ctx, spec.url)
     started = time.monotonic()
     try:
-        html, meta, shot, blocked = await _render(ctx, runtime, spec, url, budget)
+        rendered, blocked = await _render(ctx, runtime, spec, url, budget)
     except PlaywrightError as exc:  # none of the above: the page or the driver failed
-        raise JobError("browser_error", _first_line(exc), retryable=True) from exc
-    cap = ctx.settings.result_max_bytes
-    meta["bytes"] = len(html.encode())
-    meta["timings_ms"] = {"render": round((time.monotonic() - started) * 1000, 1)}
-    formats, url = list(spec.formats), meta["final_url"]
+        raise JobError("browser_error", first_line(exc), retryable=True) from exc
+    html, url = rendered.html, rendered.final_url
+    meta: dict[str, Any] = {"final_url": url, "status_code": rendered.status}
+    meta |= {"content_type": "text/html", "bytes": len(html.encode())}
+    render_ms = (time.monotonic() - started) * 1000
+    meta["timings_ms"] = {"render": round(render_ms, 1), "settle": round(rendered.settle_ms, 1)}
+    cap, formats = ctx.settings.result_max_bytes, list(spec.formats)
     result = await parse_off_loop(
         None,
         build_result,
@@ -318,8 +166,8 @@ async def render_spec(ctx: EngineContext, spec: RenderInput) -> dict[str, Any]:
         markdown_links=spec.markdown_links,
     )
     result["blocked_requests"] = blocked
-    if shot is not None:
-        png, full_page = shot
+    if rendered.shot is not None:
+        png, full_page = rendered.shot
         async with runtime.sessionmaker.begin() as session:
             artifact = await insert_artifact(
                 session,

@@ -1,0 +1,282 @@
+"""The browser's memory, bounded while jobs run, and the job whose page went over told why.
+
+A watcher samples every live browser's processes (psutil, /proc) every WATCH_S, every
+WATCH_CLOSE_S while a page or the browser is close to its limit. Memory is what
+browser_processes.usage counts: a renderer's own pages, the browser's own pages plus the
+Chromium binary once. A renderer over OUTRIDER_BROWSER_PAGE_MAX_MB is SIGKILLed; while the
+browser is over OUTRIDER_BROWSER_MAX_RSS_MB, so are its largest job pages, if that can bring it
+under (else the browser is retired: replaced once its jobs end). V8's heap is capped at
+V8_HEAP times the page limit (`--js-flags`): a backstop for a script that allocates faster than
+the watcher samples. Other pages go on: a renderer serves one browser context, one job.
+
+Which job a renderer serves: a DevTools search id is made in the renderer and starts with its
+pid (`DOM.performSearch` answers "<pid>.<n>"), so each job's page and out-of-process frames
+are asked once the page has loaded, and again when a large renderer serves no known page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Page
+
+from shared.logging import get_logger
+from shared.settings import Settings
+from worker import browser_processes as procs
+from worker.retry import JobError
+
+log = get_logger(__name__)
+
+WATCH_S = 0.5
+WATCH_CLOSE_S = 0.1  # while a renderer or the browser is close to its limit
+CLOSE = 0.75  # of the browser's limit
+CLOSE_PAGE = 0.25  # of the page limit
+V8_HEAP = 1.5  # V8's heap cap, of the page limit: a backstop, the watcher stops pages first
+ASK_TIMEOUT_S = 1.0
+MAX_FRAMES_ASKED = 20
+LARGE = 0.5  # of the page limit: a renderer this big should have a known job
+PROBE = "outrider-renderer-probe"  # a search that finds nothing: its id is all we want
+MB = 1024 * 1024
+
+
+class Browser(Protocol):
+    """What the watcher needs of a launched browser (worker/browser.py's Generation)."""
+
+    pid: int
+    retired: bool
+
+
+@dataclass(eq=False)
+class WatchedPage:
+    """One job's page as the watcher sees it: its renderers, the largest RSS seen, whether the
+    watcher killed it (and why), whether it crashed."""
+
+    page: Page
+    browser: Browser
+    page_max: int
+    pids: set[int] = field(default_factory=set)
+    peak: int = 0
+    asking: asyncio.Task[None] | None = None
+    killed: JobError | None = None
+    suspect: JobError | None = None  # a renderer of unknown page was killed meanwhile
+    crashed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def verdict(self) -> JobError | None:
+        """`page_too_large` if memory is why the page is gone, else None."""
+        if self.killed is not None:
+            return self.killed
+        if self.crashed.is_set() and self.suspect is not None:
+            return self.suspect
+        if self.crashed.is_set() and self.peak >= self.page_max * LARGE:
+            return JobError(
+                "page_too_large",
+                f"The page ran out of memory: it reached {self.peak // MB} MB (the limit per "
+                f"page is {self.page_max // MB} MB).",
+                retryable=False,
+                details={"rss_mb": self.peak // MB, "limit_mb": self.page_max // MB},
+            )
+        return None
+
+    def locate(self) -> None:
+        """Find the page's renderers now (it has loaded), in the background."""
+
+        async def ask() -> None:
+            self.pids |= await renderer_pids(self.page)
+
+        if self.asking is None or self.asking.done():
+            self.asking = asyncio.create_task(ask())
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep, unless the page crashes first (then fail as the crash deserves)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.crashed.wait(), seconds)
+            raise self.verdict() or JobError("browser_error", "The page crashed.", retryable=True)
+
+
+async def _renderer_pid(page: Page, target: Any) -> int | None:
+    try:
+        session = await page.context.new_cdp_session(target)
+    except PlaywrightError:
+        return None  # a frame in its parent's process has no target of its own
+    try:
+        await session.send("DOM.enable")
+        found = await session.send("DOM.performSearch", {"query": PROBE})
+        await session.send("DOM.discardSearchResults", {"searchId": found["searchId"]})
+        await session.send("DOM.disable")
+    finally:
+        with contextlib.suppress(PlaywrightError):
+            await session.detach()
+    pid = str(found["searchId"]).partition(".")[0]
+    return int(pid) if pid.isdigit() else None
+
+
+async def renderer_pids(page: Page) -> set[int]:
+    """The pids of the renderers showing `page`: its own and its out-of-process frames'."""
+    main = page.main_frame
+    targets = [page, *(f for f in page.frames[:MAX_FRAMES_ASKED] if f is not main)]
+    try:
+        async with asyncio.timeout(ASK_TIMEOUT_S):
+            found = await asyncio.gather(
+                *(_renderer_pid(page, t) for t in targets), return_exceptions=True
+            )
+    except TimeoutError:
+        return set()  # busy in a script: asked again on the next tick
+    return {pid for pid in found if isinstance(pid, int)}
+
+
+class MemoryGuard:
+    """The watcher of one browser pool: `watch()` each job's page, `start()`, `stop()`."""
+
+    def __init__(self, settings: Settings, browsers: Callable[[], Iterable[Browser]]) -> None:
+        self.page_max = settings.browser_page_max_mb * MB
+        self.max_total = settings.browser_max_rss_mb * MB
+        self.browsers = browsers
+        self.pages: set[WatchedPage] = set()
+        self.kills = 0
+        self._kinds: dict[int, dict[int, bool]] = {}
+        self._asked: set[int] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="browser-memory-guard")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    @contextlib.contextmanager
+    def watch(self, page: Page, browser: Browser) -> Iterator[WatchedPage]:
+        """Watch `page` while the block runs (call its `locate()` once it has loaded)."""
+        watched = WatchedPage(page, browser, self.page_max)
+        page.on("crash", lambda _: watched.crashed.set())
+        self.pages.add(watched)
+        try:
+            yield watched
+        finally:
+            self.pages.discard(watched)
+            if watched.asking is not None:
+                watched.asking.cancel()
+
+    async def _run(self) -> None:
+        pause = WATCH_S
+        while True:
+            await asyncio.sleep(pause)
+            browsers = list(self.browsers())
+            for gone in self._kinds.keys() - {b.pid for b in browsers}:
+                del self._kinds[gone]
+            pause = WATCH_S
+            for browser in browsers:
+                try:
+                    if await self._check(browser):
+                        pause = WATCH_CLOSE_S
+                except Exception as exc:  # the watcher must outlive any one bad sample
+                    log.error("browser.memory_check_failed", error=repr(exc))
+
+    async def _check(self, browser: Browser) -> bool:
+        """Sample `browser` and kill what is over a limit; whether it is close to one."""
+        kinds = self._kinds.setdefault(browser.pid, {})
+        usage = await asyncio.to_thread(procs.usage, browser.pid, kinds)
+        pages = [w for w in self.pages if w.browser is browser]
+        owners = await self._owners(pages, usage)
+        for watched in pages:
+            rss = max((usage.renderers.get(pid, 0) for pid in watched.pids), default=0)
+            watched.peak = max(watched.peak, rss)
+        victims = self._victims(usage, owners)
+        for pid, error in victims.items():
+            await self._kill(pid, usage.renderers[pid], owners.get(pid), error, pages)
+        freed = sum(usage.renderers[pid] for pid in victims)
+        if usage.total - freed > self.max_total and not browser.retired:
+            browser.retired = True  # no page to blame: the browser itself has grown
+            log.warning("browser.retired_over_memory", total_mb=usage.total // MB)
+        largest = max(usage.renderers.values(), default=0)
+        return usage.total >= self.max_total * CLOSE or largest >= self.page_max * CLOSE_PAGE
+
+    async def _owners(self, pages: list[WatchedPage], usage: procs.Usage) -> dict[int, WatchedPage]:
+        """Renderer pid -> the job page it serves; pages are asked again when a large
+        renderer serves none known (once per such renderer)."""
+        owners = {pid: w for w in pages for pid in w.pids}
+        large = {
+            pid
+            for pid, rss in usage.renderers.items()
+            if rss >= self.page_max * LARGE and pid not in owners and pid not in self._asked
+        }
+        if large and pages:
+            self._asked |= large
+            found = await asyncio.gather(*(renderer_pids(w.page) for w in pages))
+            for watched, pids in zip(pages, found, strict=True):
+                watched.pids |= pids
+            owners = {pid: w for w in pages for pid in w.pids}
+        self._asked &= usage.renderers.keys()
+        return owners
+
+    def _victims(self, usage: procs.Usage, owners: dict[int, WatchedPage]) -> dict[int, JobError]:
+        """Renderers to kill: each one over the page limit; then, while the browser is over its
+        limit, its largest job pages, if killing job pages can bring it under at all (a browser
+        process that grew by itself is retired instead)."""
+        victims = {
+            pid: self._too_large(rss) for pid, rss in usage.renderers.items() if rss > self.page_max
+        }
+        total = usage.total - sum(usage.renderers[pid] for pid in victims)
+        pages = sorted(
+            (pid for pid in owners if pid in usage.renderers and pid not in victims),
+            key=usage.renderers.__getitem__,
+            reverse=True,
+        )
+        if total - sum(usage.renderers[pid] for pid in pages) > self.max_total:
+            return victims
+        for pid in pages:
+            if total <= self.max_total:
+                break
+            victims[pid] = self._over_budget(usage.renderers[pid], usage.total)
+            total -= usage.renderers[pid]
+        return victims
+
+    def _too_large(self, rss: int) -> JobError:
+        return JobError(
+            "page_too_large",
+            f"The page used {rss // MB} MB, over the limit of {self.page_max // MB} MB per "
+            "page, and was stopped.",
+            retryable=False,
+            details={"rss_mb": rss // MB, "limit_mb": self.page_max // MB},
+        )
+
+    def _over_budget(self, rss: int, total: int) -> JobError:
+        return JobError(
+            "page_too_large",
+            f"The browser used {total // MB} MB, over its limit of {self.max_total // MB} MB, "
+            f"and this page was the largest ({rss // MB} MB): stopped, to be tried again.",
+            retryable=True,
+            details={"rss_mb": rss // MB, "browser_mb": total // MB},
+        )
+
+    async def _kill(
+        self,
+        pid: int,
+        rss: int,
+        watched: WatchedPage | None,
+        error: JobError,
+        pages: list[WatchedPage],
+    ) -> None:
+        # Told before the kill: the job reads it as soon as its page dies.
+        if watched is not None:
+            watched.peak = max(watched.peak, rss)
+            watched.killed = error
+        else:  # a renderer no page claimed: the pages whose renderers are unknown may own it
+            for page in pages:
+                if not page.pids:
+                    page.suspect = error
+        if await asyncio.to_thread(procs.kill_renderer, pid):
+            self.kills += 1
+            log.warning(
+                "browser.page_killed",
+                pid=pid,
+                rss_mb=rss // MB,
+                reason=error.message,
+                job_page=watched is not None,
+            )
