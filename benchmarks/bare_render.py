@@ -5,9 +5,11 @@
 - `--mode launch`: a browser launched (and closed) per page, the naive loop.
 
 Per page: open it (viewport 1280x800, service workers blocked), `goto(wait_until="load")`,
-read `page.content()`, close; then the markdown of the main content with the same trafilatura
-call Outrider makes, in a thread. The same Chromium flags as Outrider's browser workers, but no
-egress proxy, no request routing, no database and no queue.
+let it settle by Outrider's rule (no request in flight for 500 ms and no DOM change for 300 ms,
+at most 5 s: a MutationObserver started by an init script, requests counted from Playwright's
+events), read `page.content()`, close; then the markdown of the main content with the same
+trafilatura call Outrider makes, in a thread. The same Chromium flags as Outrider's browser
+workers, but no egress proxy, no request routing, no memory watcher, no database and no queue.
 
     python -m benchmarks.bare_render --base http://127.0.0.1:PORT --pages 100 --mode browser
 Prints one JSON object: pages, seconds, pages_per_s, markdown_chars.
@@ -22,14 +24,50 @@ import time
 from typing import Any
 
 import trafilatura
-from playwright.async_api import Browser, BrowserType, async_playwright
+from playwright.async_api import Browser, BrowserType, Page, Request, async_playwright
+
+from worker.browser import DISABLE_FEATURES_FLAG  # the same features off as Outrider's browser
 
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
     "--disable-background-networking", "--disable-component-update", "--no-first-run",
-    "--disable-sync", "--disable-quic",
+    "--disable-sync", "--disable-quic", DISABLE_FEATURES_FLAG,
 ]  # fmt: skip
 VIEWPORT = {"width": 1280, "height": 800}
+SETTLE_S, NETWORK_QUIET_S, DOM_QUIET_S = 5.0, 0.5, 0.3
+OBSERVE = """(() => { const s = {last: performance.now()}; window.__settle = s;
+  new MutationObserver(() => { s.last = performance.now(); }).observe(document,
+    {subtree: true, childList: true, attributes: true, characterData: true}); })();"""
+
+
+class Requests:
+    """The page's requests in flight, and when the last one ended."""
+
+    def __init__(self, page: Page) -> None:
+        self.in_flight: set[Request] = set()
+        self.since = time.monotonic()
+        page.on("request", self.started)
+        page.on("requestfinished", self.ended)
+        page.on("requestfailed", self.ended)
+
+    def started(self, request: Request) -> None:
+        self.in_flight.add(request)
+
+    def ended(self, request: Request) -> None:
+        self.in_flight.discard(request)
+        if not self.in_flight:
+            self.since = time.monotonic()
+
+
+async def settle(page: Page, requests: Requests) -> None:
+    deadline = time.monotonic() + SETTLE_S
+    while (now := time.monotonic()) < deadline:
+        dom_quiet = await page.evaluate("performance.now() - window.__settle.last") / 1000
+        network = 0.05 if requests.in_flight else NETWORK_QUIET_S - (now - requests.since)
+        wait = max(network, DOM_QUIET_S - dom_quiet)
+        if wait <= 0:
+            return
+        await asyncio.sleep(min(max(wait, 0.02), deadline - now))
 
 
 def markdown(html: str, url: str) -> str:
@@ -55,8 +93,11 @@ async def launch(chromium: BrowserType, path: str) -> Browser:
 async def render(browser: Browser, url: str) -> str:
     context = await browser.new_context(viewport=VIEWPORT, service_workers="block")  # type: ignore[arg-type]
     try:
+        await context.add_init_script(OBSERVE)
         page = await context.new_page()
+        requests = Requests(page)
         await page.goto(url, wait_until="load")
+        await settle(page, requests)
         html = await page.content()
     finally:
         await context.close()

@@ -1,6 +1,6 @@
 """One Chromium per browser worker: launched at start, a fresh context per job, recycled after
-N pages or past an RSS ceiling, relaunched after a crash, and never left behind (see
-browser_processes.py for how). Page operations run under a Budget: the job's remaining time.
+N pages or past its memory limit, relaunched after a crash, and never left behind (see
+browser_processes.py for how). Page operations run under a Budget (browser_budget.py).
 While jobs run, a watcher bounds each page's memory and the browser's (browser_memory.py).
 
 Egress. Chromium goes out only through the worker's EgressProxy (see browser_egress.py);
@@ -13,10 +13,10 @@ import asyncio
 import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
@@ -31,7 +31,6 @@ from worker.browser_memory import V8_HEAP, MemoryGuard, WatchedPage
 from worker.retry import JobError
 
 log = get_logger(__name__)
-T = TypeVar("T")
 
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -40,42 +39,29 @@ CHROMIUM_FLAGS = (
     "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
     "--webrtc-ip-handling-policy=disable_non_proxied_udp",
 )  # fmt: skip
+# Chromium honours only the last --disable-features, and Playwright passes its own list first:
+# that list (Playwright 1.65) is repeated here (a test checks it still covers Playwright's),
+# then two things a browser that opens one page per fresh context pays for on every job and
+# never uses: the omnibox popup's WebUI renderer of each new window, and the spare renderer
+# started for a context's next navigation (about 60 % of Chromium's CPU per page here).
+PLAYWRIGHT_DISABLED_FEATURES = (
+    "AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "HttpsUpgrades",
+    "HttpsFirstBalancedModeAutoEnable", "LensOverlay", "MediaRouter", "PaintHolding",
+    "ThirdPartyStoragePartitioning", "AvoidCorsURLLoaderRestartOnRedirect",
+    "TcpPortRandomizationWin", "OptimizationHints", "NetworkTimeServiceQuerying", "AimEnabled",
+    "PreconnectToSearch", "msForceBrowserSignIn", "msEdgeUpdateLaunchServicesPreferredVersion",
+)  # fmt: skip
+DISABLED_FEATURES = (
+    *PLAYWRIGHT_DISABLED_FEATURES,
+    "WebUIOmniboxPopup",
+    "WebUIOmniboxAimPopup",
+    "SpareRendererForSitePerProcess",
+)
+DISABLE_FEATURES_FLAG = "--disable-features=" + ",".join(DISABLED_FEATURES)
 MARKER_FLAG = "--outrider-browser"  # ignored by Chromium; tells its processes apart (ps, tests)
 CONTEXT_OP_S = 10.0
 CLOSE_S = 5.0
 CRASH_GRACE_S = 1.0
-OP_GRACE_S = 2.0  # the asyncio backstop fires this long after Playwright's own timeout
-
-
-class Budget:
-    """The time a job has left, handed to each page operation in turn."""
-
-    def __init__(self, seconds: float) -> None:
-        self.deadline = asyncio.get_running_loop().time() + seconds
-
-    def left(self) -> float:
-        """Seconds left (negative once past the deadline)."""
-        return self.deadline - asyncio.get_running_loop().time()
-
-    async def run(self, what: str, call: Callable[[float], Awaitable[T]]) -> T:
-        """Run `call(timeout_ms)` under Playwright's timeout and an asyncio one; past the
-        deadline it is a retryable `timeout` naming `what`."""
-        left = self.deadline - asyncio.get_running_loop().time()
-        try:
-            if left <= 0:
-                raise TimeoutError
-            async with asyncio.timeout(left + OP_GRACE_S):
-                return await call(left * 1000)
-        except TimeoutError as exc:
-            raise _timeout(what) from exc
-        except PlaywrightError as exc:
-            if exc.name == "TimeoutError":
-                raise _timeout(what) from exc
-            raise
-
-
-def _timeout(what: str) -> JobError:
-    return JobError("timeout", f"{what} did not finish in the job's time.", retryable=True)
 
 
 @dataclass(eq=False)
@@ -138,6 +124,7 @@ class BrowserPool:
         marker = f"{MARKER_FLAG}={os.getpid()}-{secrets.token_hex(4)}"
         args = [
             *CHROMIUM_FLAGS,
+            DISABLE_FEATURES_FLAG,
             # A page's V8 heap stops there even between two samples of the memory watcher.
             f"--js-flags=--max-old-space-size={self._v8_heap_mb}",
             f"--proxy-server={self.proxy.url}",
@@ -242,21 +229,12 @@ class BrowserPool:
         if generation.dead.is_set() and not generation.retired:
             generation.retired = True
             log.warning("browser.crashed", pid=generation.pid, pages=generation.pages)
-        if not generation.retired:
-            reason = None
-            if generation.pages >= self.settings.browser_recycle_pages:
-                reason = "pages"
-            elif (await asyncio.to_thread(procs.usage, generation.pid, {})).total > self._max_rss:
-                reason = "rss"
-            if reason is not None:
-                generation.retired = True
-                log.info("browser.recycling", reason=reason, pages=generation.pages)
+        # Over its memory limit, the memory watcher has retired it already.
+        if not generation.retired and generation.pages >= self.settings.browser_recycle_pages:
+            generation.retired = True
+            log.info("browser.recycling", reason="pages", pages=generation.pages)
         if generation.retired and generation.active == 0:
             await self._dispose(generation)
-
-    @property
-    def _max_rss(self) -> int:
-        return self.settings.browser_max_rss_mb * 1024 * 1024
 
     async def _dispose(self, generation: Generation) -> None:
         if generation not in self._live:

@@ -10,8 +10,10 @@ V8_HEAP times the page limit (`--js-flags`): a backstop for a script that alloca
 the watcher samples. Other pages go on: a renderer serves one browser context, one job.
 
 Which job a renderer serves: a DevTools search id is made in the renderer and starts with its
-pid (`DOM.performSearch` answers "<pid>.<n>"), so each job's page and out-of-process frames
-are asked once the page has loaded, and again when a large renderer serves no known page.
+pid (`DOM.performSearch` answers "<pid>.<n>"), so the job pages (and their out-of-process
+frames) are asked when it matters: a renderer no page claims has grown past half the page
+limit, or the browser is close to its own. A page that crashes after its renderer was seen that
+large ran out of V8's heap: `page_too_large` too.
 """
 
 from __future__ import annotations
@@ -61,7 +63,6 @@ class WatchedPage:
     page_max: int
     pids: set[int] = field(default_factory=set)
     peak: int = 0
-    asking: asyncio.Task[None] | None = None
     killed: JobError | None = None
     suspect: JobError | None = None  # a renderer of unknown page was killed meanwhile
     crashed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -81,15 +82,6 @@ class WatchedPage:
                 details={"rss_mb": self.peak // MB, "limit_mb": self.page_max // MB},
             )
         return None
-
-    def locate(self) -> None:
-        """Find the page's renderers now (it has loaded), in the background."""
-
-        async def ask() -> None:
-            self.pids |= await renderer_pids(self.page)
-
-        if self.asking is None or self.asking.done():
-            self.asking = asyncio.create_task(ask())
 
     async def sleep(self, seconds: float) -> None:
         """Sleep, unless the page crashes first (then fail as the crash deserves)."""
@@ -115,8 +107,9 @@ async def _renderer_pid(page: Page, target: Any) -> int | None:
     return int(pid) if pid.isdigit() else None
 
 
-async def renderer_pids(page: Page) -> set[int]:
-    """The pids of the renderers showing `page`: its own and its out-of-process frames'."""
+async def renderer_pids(page: Page) -> set[int] | None:
+    """The pids of the renderers showing `page`: its own and its out-of-process frames'; None
+    if the page did not answer in time (busy in a script)."""
     main = page.main_frame
     targets = [page, *(f for f in page.frames[:MAX_FRAMES_ASKED] if f is not main)]
     try:
@@ -125,7 +118,7 @@ async def renderer_pids(page: Page) -> set[int]:
                 *(_renderer_pid(page, t) for t in targets), return_exceptions=True
             )
     except TimeoutError:
-        return set()  # busy in a script: asked again on the next tick
+        return None
     return {pid for pid in found if isinstance(pid, int)}
 
 
@@ -152,7 +145,7 @@ class MemoryGuard:
 
     @contextlib.contextmanager
     def watch(self, page: Page, browser: Browser) -> Iterator[WatchedPage]:
-        """Watch `page` while the block runs (call its `locate()` once it has loaded)."""
+        """Watch `page` while the block runs."""
         watched = WatchedPage(page, browser, self.page_max)
         page.on("crash", lambda _: watched.crashed.set())
         self.pages.add(watched)
@@ -160,8 +153,6 @@ class MemoryGuard:
             yield watched
         finally:
             self.pages.discard(watched)
-            if watched.asking is not None:
-                watched.asking.cancel()
 
     async def _run(self) -> None:
         pause = WATCH_S
@@ -192,25 +183,30 @@ class MemoryGuard:
             await self._kill(pid, usage.renderers[pid], owners.get(pid), error, pages)
         freed = sum(usage.renderers[pid] for pid in victims)
         if usage.total - freed > self.max_total and not browser.retired:
-            browser.retired = True  # no page to blame: the browser itself has grown
-            log.warning("browser.retired_over_memory", total_mb=usage.total // MB)
+            browser.retired = True  # replaced once its jobs end (browser.py)
+            log.warning("browser.recycling", reason="memory", total_mb=usage.total // MB)
         largest = max(usage.renderers.values(), default=0)
         return usage.total >= self.max_total * CLOSE or largest >= self.page_max * CLOSE_PAGE
 
     async def _owners(self, pages: list[WatchedPage], usage: procs.Usage) -> dict[int, WatchedPage]:
-        """Renderer pid -> the job page it serves; pages are asked again when a large
-        renderer serves none known (once per such renderer)."""
+        """Renderer pid -> the job page it serves. The pages are asked (again) when a renderer
+        no known page claims is large, or any is while the browser is close to its limit (once
+        per such renderer: most pages are never asked)."""
         owners = {pid: w for w in pages for pid in w.pids}
-        large = {
+        close = usage.total >= self.max_total * CLOSE
+        unknown = {
             pid
             for pid, rss in usage.renderers.items()
-            if rss >= self.page_max * LARGE and pid not in owners and pid not in self._asked
+            if pid not in owners
+            and pid not in self._asked
+            and (close or rss >= self.page_max * LARGE)
         }
-        if large and pages:
-            self._asked |= large
+        if unknown and pages:
             found = await asyncio.gather(*(renderer_pids(w.page) for w in pages))
             for watched, pids in zip(pages, found, strict=True):
-                watched.pids |= pids
+                watched.pids |= pids or set()
+            if None not in found:  # else asked again on the next tick
+                self._asked |= unknown
             owners = {pid: w for w in pages for pid in w.pids}
         self._asked &= usage.renderers.keys()
         return owners

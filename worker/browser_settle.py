@@ -113,13 +113,16 @@ async def _until_settled(page: Page, traffic: Traffic, deadline: float) -> None:
         await asyncio.sleep(min(max(pause, MIN_SLEEP_S), max(deadline - loop.time(), 0.0)))
 
 
-async def settle(page: Page, traffic: Traffic, limit_s: float, crashed: asyncio.Event) -> float:
-    """Wait until the page is settled or `limit_s` passed; returns the seconds waited. Running
-    out of time is not an error; a page that crashes meanwhile is (a PlaywrightError)."""
+async def settle(
+    page: Page, traffic: Traffic, limit_s: float, crashed: asyncio.Event
+) -> tuple[float, bool]:
+    """Wait until the page is settled or `limit_s` passed: (seconds waited, whether it settled,
+    showing something). Running out of time is not an error; a page that crashes meanwhile is
+    (a PlaywrightError)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     if limit_s <= 0:
-        return 0.0
+        return 0.0, False
     waiting = asyncio.ensure_future(_until_settled(page, traffic, started + limit_s))
     crash = asyncio.ensure_future(crashed.wait())
     try:
@@ -132,7 +135,7 @@ async def settle(page: Page, traffic: Traffic, limit_s: float, crashed: asyncio.
         raise PlaywrightError("Target crashed")
     if waiting in done:
         waiting.result()  # its error, if it had one
-    return loop.time() - started
+    return loop.time() - started, waiting in done
 
 
 async def shows_nothing(page: Page) -> bool:

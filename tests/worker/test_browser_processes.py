@@ -121,6 +121,28 @@ async def test_the_browser_is_recycled_past_its_memory_ceiling(
     assert browser_pids() == set()
 
 
+async def test_a_job_costs_the_browser_one_renderer_and_playwrights_settings_hold(
+    client: httpx.AsyncClient, auth: dict[str, str], site: Site, run_worker: RunWorker
+) -> None:
+    async with browser_worker(run_worker):
+        job_id = await submit(client, auth, render_job(site.url("/spa?ms=1500")))
+        await eventually(lambda: asyncio.sleep(0, site.hits["/spa"] == 1), 20, "the page loads")
+        await asyncio.sleep(0.5)  # settling: the app has not rendered yet
+        (browser,) = browser_pids()
+        renderers = [p for p in chromium_processes() if "--type=renderer" in p.cmdline()]
+        command_line = psutil.Process(browser).cmdline()
+        job = await wait_for_job(client, auth, job_id, timeout_s=30)
+
+    assert job["status"] == "succeeded", job
+    # No spare renderer for a next navigation, no omnibox popup WebUI: the page's own only.
+    assert len(renderers) == 1, [p.cmdline()[:3] for p in renderers]  # was 3 per job
+    disabled = [
+        a.split("=", 1)[1].split(",") for a in command_line if a.startswith("--disable-features=")
+    ]
+    assert len(disabled) == 2  # Playwright's, then Outrider's: Chromium reads only the last
+    assert set(disabled[0]) <= set(disabled[1])  # what Playwright turns off stays off
+
+
 async def test_no_chromium_process_is_left_after_the_worker_stops(
     client: httpx.AsyncClient, auth: dict[str, str], site: Site, run_worker: RunWorker
 ) -> None:

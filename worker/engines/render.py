@@ -25,7 +25,8 @@ from shared.domains import domain_allowed
 from shared.errors import EgressBlocked
 from shared.repositories.artifact import insert_artifact
 from shared.specs import RenderInput
-from worker.browser import Budget, RenderRuntime, current_runtime
+from worker.browser import RenderRuntime, current_runtime
+from worker.browser_budget import Budget
 from worker.browser_egress import Refusal, resolve_checked
 from worker.browser_navigation import MainFrame, Refusals, first_line, navigation_error
 from worker.browser_settle import prepare

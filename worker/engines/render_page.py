@@ -13,7 +13,7 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
 
 from shared.specs import Action, RenderInput, WaitFor
-from worker.browser import Budget
+from worker.browser_budget import Budget
 from worker.browser_memory import WatchedPage
 from worker.browser_navigation import MainFrame, check_response, first_line
 from worker.browser_settle import Traffic, settle, shows_nothing
@@ -116,12 +116,14 @@ async def _screenshot(page: Page, full_page: bool, budget: Budget, cap: int) -> 
 
 async def _settle(
     page: Page, traffic: Traffic | None, spec: RenderInput, budget: Budget, watched: WatchedPage
-) -> float:
-    """Let the page settle (see worker/browser_settle.py); the milliseconds it took."""
+) -> tuple[float, bool]:
+    """Let the page settle (see worker/browser_settle.py): (the milliseconds it took, whether
+    it settled showing something)."""
     if traffic is None:
-        return 0.0
+        return 0.0, False
     limit_s = min(spec.settle_ms / 1000, budget.left() - SETTLE_RESERVE_S)
-    return await settle(page, traffic, limit_s, watched.crashed) * 1000
+    seconds, settled = await settle(page, traffic, limit_s, watched.crashed)
+    return seconds * 1000, settled
 
 
 async def _check_shows_something(page: Page, budget: Budget, settled_ms: float) -> None:
@@ -147,16 +149,16 @@ async def render_page(
     """Load `url` in `page` and do what `spec` asks; the page as the job returns it."""
     traffic = Traffic(page) if spec.settle_ms else None  # before the load: requests in flight
     status = await _navigate(page, url, budget, main)
-    watched.locate()
     await ctx.progress("loaded", status_code=status)
-    settled_ms = await _settle(page, traffic, spec, budget, watched)
+    settled_ms, shows_something = await _settle(page, traffic, spec, budget, watched)
     await _wait_for(page, spec.wait_for, budget, watched)
     for number, action in enumerate(spec.actions, start=1):
         await _act(page, action, budget, watched, f"Action {number} ({action.type})")
         await ctx.progress("action", done=number, total=len(spec.actions))
     html = await _content(page, budget)
     status = main.judge()
-    await _check_shows_something(page, budget, settled_ms)
+    if not (shows_something and not spec.actions):  # settling saw it; actions may change it
+        await _check_shows_something(page, budget, settled_ms)
     final_url = page.url
     shot = None
     if spec.screenshot is not None:

@@ -4,6 +4,8 @@
 runs on the browser queue, fetches first and escalates when the fetched page is an app shell
 (an empty mount point such as `<div id="root"></div>` with scripts, or a `<noscript>` asking for
 JavaScript) or has too little main text. The result's `render` says which mode ran and why.
+A rendered page settles first (worker/browser_settle.py), so an app shell is read once filled;
+one that stays empty fails `empty_page` instead of returning the shell.
 """
 
 from __future__ import annotations
