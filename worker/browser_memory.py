@@ -131,7 +131,7 @@ class MemoryGuard:
         self.browsers = browsers
         self.pages: set[WatchedPage] = set()
         self.kills = 0
-        self._kinds: dict[int, dict[int, bool]] = {}
+        self._trees: dict[int, procs.Tree] = {}
         self._asked: set[int] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -159,8 +159,8 @@ class MemoryGuard:
         while True:
             await asyncio.sleep(pause)
             browsers = list(self.browsers())
-            for gone in self._kinds.keys() - {b.pid for b in browsers}:
-                del self._kinds[gone]
+            for gone in self._trees.keys() - {b.pid for b in browsers}:
+                del self._trees[gone]
             pause = WATCH_S
             for browser in browsers:
                 try:
@@ -171,8 +171,8 @@ class MemoryGuard:
 
     async def _check(self, browser: Browser) -> bool:
         """Sample `browser` and kill what is over a limit; whether it is close to one."""
-        kinds = self._kinds.setdefault(browser.pid, {})
-        usage = await asyncio.to_thread(procs.usage, browser.pid, kinds)
+        tree = self._trees.setdefault(browser.pid, procs.Tree(browser.pid))
+        usage = await asyncio.to_thread(tree.usage)
         pages = [w for w in self.pages if w.browser is browser]
         owners = await self._owners(pages, usage)
         for watched in pages:

@@ -98,9 +98,11 @@ class MainFrame:
         self.hops = [url]
         self.response: Response | None = None
         self.failure: str | None = None
-        page.on("request", self._request)
-        page.on("response", self._response)
-        page.on("requestfailed", self._failed)
+        # On the context, as Refusals and Traffic are: each kind of event a page or a context
+        # listens to costs a message to Playwright's driver per job.
+        page.context.on("request", self._request)
+        page.context.on("response", self._response)
+        page.context.on("requestfailed", self._failed)
 
     def _request(self, request: Request) -> None:
         if _main_frame_navigation(self.page, request):

@@ -25,6 +25,7 @@ import psutil
 PR_SET_CHILD_SUBREAPER = 36
 CHROMIUM_NAMES = ("chrom", "headless_shell")  # chromium, chrome, chrome_crashpad_handler
 RENDERER_FLAG = "--type=renderer"
+MAX_NEW_PIDS = 4096
 
 
 class _Subreaper:
@@ -109,52 +110,104 @@ def terminate_group(pgid: int, wait_s: float = 5.0) -> list[int]:
 
 @dataclass(frozen=True)
 class Usage:
-    """The memory of one browser's processes, in bytes (see `usage`)."""
+    """The memory of one browser's processes, in bytes (see `Tree.usage`)."""
 
     total: int
     renderers: dict[int, int]  # pid -> its own memory, one entry per renderer process
 
 
-def _own_and_file(process: psutil.Process) -> tuple[int, int]:
-    """(anonymous + shared-memory resident bytes, file-backed resident bytes)."""
+def _read(path: str) -> bytes | None:
     try:
-        with open(f"/proc/{process.pid}/status", "rb") as status:
-            fields = dict(line.split(b":", 1) for line in status if line.startswith(b"Rss"))
-        kb = {name: int(value.split()[0]) * 1024 for name, value in fields.items()}
-        return kb.get(b"RssAnon", 0) + kb.get(b"RssShmem", 0), kb.get(b"RssFile", 0)
-    except (OSError, ValueError):  # not Linux, or gone: plain RSS, all of it its own
-        return process.memory_info().rss, 0
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError:
+        return None
 
 
-def _is_renderer(process: psutil.Process, kinds: dict[int, bool]) -> bool:
-    known = kinds.get(process.pid)
-    if known is None:
-        known = kinds[process.pid] = RENDERER_FLAG in process.cmdline()
-    return known
+def _field(status: bytes, name: bytes) -> int:
+    """A number of /proc/PID/status (kB for the Rss lines); 0 when absent."""
+    start = status.find(b"\n" + name + b":")
+    if start < 0:
+        return 0
+    return int(status[start + len(name) + 2 : status.index(b"\n", start + 1)].split()[0])
 
 
-def usage(pid: int, kinds: dict[int, bool]) -> Usage:
-    """The resident memory of a browser's process tree: each process's own pages (anonymous
-    and shared memory) plus the largest file-backed RSS once. Summing plain RSS would count
-    the Chromium binary and its libraries, mapped by every process, once per process (about
-    3x the real footprint of a browser with 4 pages). Renderers are reported by their own
-    pages. `kinds` remembers which pids are renderers across calls (a command line is read
-    once); pids gone are forgotten."""
+def _parent(stat: bytes) -> int:
+    """The parent pid in a /proc/PID/stat (after the command name, which may hold anything)."""
+    return int(stat[stat.rindex(b")") + 2 :].split(b" ", 2)[1])
+
+
+def _last_pid() -> int | None:
+    """The pid the kernel handed out last (processes and threads share the numbers)."""
     try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return Usage(0, {})
-    own_total, files, renderers = 0, 0, {}
-    for process in processes:
-        with contextlib.suppress(psutil.Error):
-            own, file_backed = _own_and_file(process)
-            own_total, files = own_total + own, max(files, file_backed)
-            if _is_renderer(process, kinds):
-                renderers[process.pid] = own
-    for gone in kinds.keys() - {p.pid for p in processes}:
-        del kinds[gone]
-    return Usage(own_total + files, renderers)
+        with open("/proc/loadavg", "rb") as loadavg:
+            return int(loadavg.read().split()[4])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Tree:
+    """One browser's processes and their memory, followed cheaply. The first look walks every
+    process of the system (psutil); later ones read only the pids handed out since the last
+    (/proc/loadavg names the newest) and keep the processes whose parent is in the tree, so a
+    sample costs a read per member and per new pid rather than per process on the machine.
+    More than MAX_NEW_PIDS new pids, or numbers wrapping around, mean another full walk.
+    Blocking: call it in a thread."""
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.members: dict[int, bool | None] = {}  # pid -> a renderer? (None: not asked yet)
+        self.seen_up_to: int | None = None
+        self.walks = 0
+
+    def _walk(self) -> None:
+        self.walks += 1
+        try:
+            children = psutil.Process(self.root).children(recursive=True)
+        except psutil.Error:
+            children = []
+        pids = [self.root, *(child.pid for child in children)]
+        self.members = {pid: self.members.get(pid) for pid in pids}
+
+    def _follow(self, last: int, first: int) -> None:
+        for pid in range(first, last + 1):
+            stat = _read(f"/proc/{pid}/stat")  # threads' ids too: most new ids are threads
+            if stat is None or _parent(stat) not in self.members:
+                continue
+            status = _read(f"/proc/{pid}/status")
+            if status is not None and _field(status, b"Tgid") == pid:  # not a thread
+                self.members[pid] = None
+
+    def _is_renderer(self, pid: int) -> bool:
+        known = self.members.get(pid)
+        if known is None:
+            # Chromium rewrites its processes' titles: words, not NUL-separated arguments.
+            words = (_read(f"/proc/{pid}/cmdline") or b"").replace(b"\0", b" ").split()
+            known = self.members[pid] = RENDERER_FLAG.encode() in words
+        return known
+
+    def usage(self) -> Usage:
+        """The resident memory of the tree: each process's own pages (anonymous and shared
+        memory) plus the largest file-backed RSS once. Summing plain RSS would count the
+        Chromium binary and its libraries, mapped by every process, once per process (about
+        3x the real footprint of a browser with 4 pages). Renderers by their own pages."""
+        last, seen = _last_pid(), self.seen_up_to
+        if last is None or seen is None or not 0 <= last - seen <= MAX_NEW_PIDS:
+            self._walk()
+        else:
+            self._follow(last, seen + 1)
+        self.seen_up_to = last
+        own_total, files, renderers = 0, 0, {}
+        for pid in list(self.members):
+            status = _read(f"/proc/{pid}/status")
+            if status is None:
+                del self.members[pid]
+                continue
+            own = (_field(status, b"RssAnon") + _field(status, b"RssShmem")) * 1024
+            own_total, files = own_total + own, max(files, _field(status, b"RssFile") * 1024)
+            if self._is_renderer(pid):
+                renderers[pid] = own
+        return Usage(own_total + files, renderers)
 
 
 def kill_renderer(pid: int) -> bool:

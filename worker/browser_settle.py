@@ -62,9 +62,9 @@ class Traffic:
         self.quiet_since = asyncio.get_running_loop().time()
         self.idle = asyncio.Event()
         self.idle.set()
-        page.on("request", self._started)
-        page.on("requestfinished", self._ended)
-        page.on("requestfailed", self._ended)
+        page.context.on("request", self._started)  # the page's and any popup's
+        page.context.on("requestfinished", self._ended)
+        page.context.on("requestfailed", self._ended)
 
     def _started(self, request: Request) -> None:
         if request.resource_type not in STREAMS:

@@ -9,6 +9,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -32,7 +33,7 @@ from tests.worker.test_browser_site import (
     render_job,
     serve_site,
 )
-from worker.browser_processes import reap_chromium
+from worker.browser_processes import Tree, reap_chromium
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -252,3 +253,54 @@ async def test_sigkill_of_the_worker_takes_chromium_down_with_it(
 
     assert running == []  # the driver saw its stdin close and took the browser with it
     assert present(tree) == []
+
+
+# A parent that starts a child (`spawn`: a process with a second thread, whose id looks like a
+# child's pid) or reaps one (`reap`) when told.
+CHILD = "import threading, time; threading.Thread(target=time.sleep, args=(60,)).start(); print(1)"
+PARENT = f"""
+import os, subprocess, sys
+for line in sys.stdin:
+    if line.strip() == "spawn":
+        child = subprocess.Popen([sys.executable, "-c", {CHILD!r}], stdout=subprocess.PIPE)
+        child.stdout.readline()
+    else:
+        os.wait()
+    print("done", flush=True)
+"""
+
+
+def test_a_process_tree_is_followed_through_the_pids_handed_out_since_the_last_look() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    commands, answers = parent.stdin, parent.stdout
+    assert commands is not None
+    assert answers is not None
+
+    def tell(command: str) -> None:
+        commands.write(command + "\n")
+        commands.flush()
+        assert answers.readline() == "done\n"
+
+    try:
+        tree = Tree(parent.pid)
+        alone = tree.usage()
+        tell("spawn")
+        (child,) = psutil.Process(parent.pid).children()
+        with_child = tree.usage()
+        members_with_child = set(tree.members)
+        child.kill()
+        tell("reap")
+        after = tree.usage()
+    finally:
+        parent.kill()
+        parent.wait()
+
+    assert alone.total > 0  # its own pages and the binary's
+    assert alone.renderers == {}
+    assert members_with_child == {parent.pid, child.pid}  # not the child's thread
+    assert with_child.total > alone.total
+    assert tree.walks == 1  # the child was found among the new pids, not by a second walk
+    assert set(tree.members) == {parent.pid}  # gone once reaped
+    assert after.total < with_child.total
