@@ -102,7 +102,8 @@ CATALOGUE: dict[JobErrorCode, CodeInfo] = {
     C.INVALID_EXTRACT: CodeInfo("An `extract` rule is unusable (a bad selector).", False),
     C.PARSE_FAILED: CodeInfo("The page could not be parsed (the parser process died).", True),
     C.EMPTY_PAGE: CodeInfo(
-        "A rendered page still had no main text after settling (or only a noscript message).",
+        "A rendered page still showed nothing after settling: no text (a noscript message "
+        "does not count), no image or other media.",
         True,
     ),
     C.ACTION_FAILED: CodeInfo("A render action could not be done (e.g. a bad selector).", False),
@@ -110,7 +111,9 @@ CATALOGUE: dict[JobErrorCode, CodeInfo] = {
         "A screenshot is larger than `OUTRIDER_ARTIFACT_MAX_BYTES`.", False
     ),
     C.PAGE_TOO_LARGE: CodeInfo(
-        "A page used more memory than `OUTRIDER_BROWSER_PAGE_MAX_MB` and was closed.", False
+        "A page used more memory than `OUTRIDER_BROWSER_PAGE_MAX_MB`, or was the largest when "
+        "its browser passed `OUTRIDER_BROWSER_MAX_RSS_MB`, and was stopped.",
+        False,
     ),
     C.BROWSER_CRASHED: CodeInfo("Chromium crashed under the job.", True),
     C.BROWSER_ERROR: CodeInfo("The page or the browser driver failed.", True),

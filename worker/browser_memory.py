@@ -246,8 +246,8 @@ class MemoryGuard:
         return JobError(
             "page_too_large",
             f"The browser used {total // MB} MB, over its limit of {self.max_total // MB} MB, "
-            f"and this page was the largest ({rss // MB} MB): stopped, to be tried again.",
-            retryable=True,
+            f"and this page was the largest ({rss // MB} MB): stopped.",
+            retryable=False,
             details={"rss_mb": rss // MB, "browser_mb": total // MB},
         )
 

@@ -131,8 +131,9 @@ async def test_the_browser_stays_under_its_limit_while_a_page_grows(
         after = await run(client, auth, calm)  # the same browser carries on
 
     assert (hungry["status"], hungry["error"]["code"]) == ("failed", "page_too_large")
-    assert hungry["error"]["retryable"] is True  # the page alone was within its own limit
-    assert "the largest" in hungry["error"]["message"]
+    assert hungry["error"]["retryable"] is False
+    assert "the largest" in hungry["error"]["message"]  # within its own limit, but the largest
+    assert hungry["error"]["details"]["browser_mb"] > 1024
     assert neighbour["status"] == "succeeded", neighbour
     assert after["status"] == "succeeded", after
     assert peaks.total <= (1024 + MARGIN_MB) * MB, peaks
