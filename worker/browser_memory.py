@@ -1,19 +1,21 @@
 """The browser's memory, bounded while jobs run, and the job whose page went over told why.
 
-A watcher samples every live browser's processes (psutil, /proc) every WATCH_S, every
-WATCH_CLOSE_S while a page or the browser is close to its limit. Memory is what
-browser_processes.usage counts: a renderer's own pages, the browser's own pages plus the
-Chromium binary once. A renderer over OUTRIDER_BROWSER_PAGE_MAX_MB is SIGKILLed; while the
-browser is over OUTRIDER_BROWSER_MAX_RSS_MB, so are its largest job pages, if that can bring it
-under (else the browser is retired: replaced once its jobs end). V8's heap is capped at
-V8_HEAP times the page limit (`--js-flags`): a backstop for a script that allocates faster than
-the watcher samples. Other pages go on: a renderer serves one browser context, one job.
+A watcher samples every live browser's processes every WATCH_S, every WATCH_CLOSE_S while a page
+or the browser is close to its limit (browser_processes.Tree: a renderer's own pages; the
+browser's own pages plus the Chromium binary once). A renderer over
+OUTRIDER_BROWSER_PAGE_MAX_MB is SIGKILLed; while the browser is over OUTRIDER_BROWSER_MAX_RSS_MB,
+so are its largest renderers, if that can bring it under (else the browser is retired: replaced
+once its jobs end). V8's heap is capped at V8_HEAP times the page limit (`--js-flags`): a
+backstop for a script that allocates faster than the watcher samples. Other pages go on: a
+renderer serves one browser context, that is one job.
 
 Which job a renderer serves: a DevTools search id is made in the renderer and starts with its
 pid (`DOM.performSearch` answers "<pid>.<n>"), so the job pages (and their out-of-process
-frames) are asked when it matters: a renderer no page claims has grown past half the page
-limit, or the browser is close to its own. A page that crashes after its renderer was seen that
-large ran out of V8's heap: `page_too_large` too.
+frames) are asked, in the background, when it matters: a renderer no page claims has grown past
+half the page limit, or the browser is close to its own. The watcher never waits for answers
+(it kills by pid); a page whose renderer was killed before it was claimed is blamed if it
+crashes then, and a page that crashes after its renderer was seen past half the limit ran out of
+V8's heap: `page_too_large` either way.
 """
 
 from __future__ import annotations
@@ -133,15 +135,17 @@ class MemoryGuard:
         self.kills = 0
         self._trees: dict[int, procs.Tree] = {}
         self._asked: set[int] = set()
+        self._asking: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="browser-memory-guard")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [task for task in (self._task, self._asking) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     @contextlib.contextmanager
     def watch(self, page: Page, browser: Browser) -> Iterator[WatchedPage]:
@@ -174,13 +178,13 @@ class MemoryGuard:
         tree = self._trees.setdefault(browser.pid, procs.Tree(browser.pid))
         usage = await asyncio.to_thread(tree.usage)
         pages = [w for w in self.pages if w.browser is browser]
-        owners = await self._owners(pages, usage)
+        owners = self._owners(pages, usage)
         for watched in pages:
             rss = max((usage.renderers.get(pid, 0) for pid in watched.pids), default=0)
             watched.peak = max(watched.peak, rss)
-        victims = self._victims(usage, owners)
-        for pid, error in victims.items():
-            await self._kill(pid, usage.renderers[pid], owners.get(pid), error, pages)
+        victims = self._victims(usage)
+        if victims:
+            await self._kill(victims, usage, owners, pages)
         freed = sum(usage.renderers[pid] for pid in victims)
         if usage.total - freed > self.max_total and not browser.retired:
             browser.retired = True  # replaced once its jobs end (browser.py)
@@ -188,10 +192,11 @@ class MemoryGuard:
         largest = max(usage.renderers.values(), default=0)
         return usage.total >= self.max_total * CLOSE or largest >= self.page_max * CLOSE_PAGE
 
-    async def _owners(self, pages: list[WatchedPage], usage: procs.Usage) -> dict[int, WatchedPage]:
-        """Renderer pid -> the job page it serves. The pages are asked (again) when a renderer
-        no known page claims is large, or any is while the browser is close to its limit (once
-        per such renderer: most pages are never asked)."""
+    def _owners(self, pages: list[WatchedPage], usage: procs.Usage) -> dict[int, WatchedPage]:
+        """Renderer pid -> the job page it serves, as far as known. The pages are asked, in the
+        background (a page busy in a script may take a while to answer, and the watcher must
+        not wait), when a renderer no page claims is large, or any is while the browser is
+        close to its limit: once per such renderer, so most pages are never asked."""
         owners = {pid: w for w in pages for pid in w.pids}
         close = usage.total >= self.max_total * CLOSE
         unknown = {
@@ -201,32 +206,34 @@ class MemoryGuard:
             and pid not in self._asked
             and (close or rss >= self.page_max * LARGE)
         }
-        if unknown and pages:
-            found = await asyncio.gather(*(renderer_pids(w.page) for w in pages))
-            for watched, pids in zip(pages, found, strict=True):
-                watched.pids |= pids or set()
-            if None not in found:  # else asked again on the next tick
-                self._asked |= unknown
-            owners = {pid: w for w in pages for pid in w.pids}
+        if unknown and pages and (self._asking is None or self._asking.done()):
+            self._asking = asyncio.create_task(self._ask(pages, unknown))
         self._asked &= usage.renderers.keys()
         return owners
 
-    def _victims(self, usage: procs.Usage, owners: dict[int, WatchedPage]) -> dict[int, JobError]:
+    async def _ask(self, pages: list[WatchedPage], unknown: set[int]) -> None:
+        found = await asyncio.gather(*(renderer_pids(w.page) for w in pages))
+        for watched, pids in zip(pages, found, strict=True):
+            watched.pids |= pids or set()
+        if None not in found:  # else asked again on the next tick
+            self._asked |= unknown
+
+    def _victims(self, usage: procs.Usage) -> dict[int, JobError]:
         """Renderers to kill: each one over the page limit; then, while the browser is over its
-        limit, its largest job pages, if killing job pages can bring it under at all (a browser
+        limit, the largest ones, if killing renderers can bring it under at all (a browser
         process that grew by itself is retired instead)."""
         victims = {
             pid: self._too_large(rss) for pid, rss in usage.renderers.items() if rss > self.page_max
         }
         total = usage.total - sum(usage.renderers[pid] for pid in victims)
-        pages = sorted(
-            (pid for pid in owners if pid in usage.renderers and pid not in victims),
+        rest = sorted(
+            (pid for pid in usage.renderers if pid not in victims),
             key=usage.renderers.__getitem__,
             reverse=True,
         )
-        if total - sum(usage.renderers[pid] for pid in pages) > self.max_total:
+        if total - sum(usage.renderers[pid] for pid in rest) > self.max_total:
             return victims
-        for pid in pages:
+        for pid in rest:
             if total <= self.max_total:
                 break
             victims[pid] = self._over_budget(usage.renderers[pid], usage.total)
@@ -253,26 +260,25 @@ class MemoryGuard:
 
     async def _kill(
         self,
-        pid: int,
-        rss: int,
-        watched: WatchedPage | None,
-        error: JobError,
+        victims: dict[int, JobError],
+        usage: procs.Usage,
+        owners: dict[int, WatchedPage],
         pages: list[WatchedPage],
     ) -> None:
-        # Told before the kill: the job reads it as soon as its page dies.
-        if watched is not None:
-            watched.peak = max(watched.peak, rss)
-            watched.killed = error
-        else:  # a renderer no page claimed: the pages whose renderers are unknown may own it
-            for page in pages:
-                if not page.pids:
-                    page.suspect = error
-        if await asyncio.to_thread(procs.kill_renderer, pid):
-            self.kills += 1
-            log.warning(
-                "browser.page_killed",
-                pid=pid,
-                rss_mb=rss // MB,
-                reason=error.message,
-                job_page=watched is not None,
-            )
+        # Told before the kill: a job reads it as soon as its page dies. A renderer no page
+        # claims may be the new one of a page whose known renderers are gone, or that was not
+        # asked yet: those pages are suspects, blamed if their page crashes now.
+        unclaimed = [error for pid, error in victims.items() if pid not in owners]
+        for pid, error in victims.items():
+            if (watched := owners.get(pid)) is not None:
+                watched.peak = max(watched.peak, usage.renderers[pid])
+                watched.killed = error
+        for page in pages:
+            if unclaimed and page.killed is None and not page.pids & usage.renderers.keys():
+                page.suspect = unclaimed[0]
+        killed = await asyncio.to_thread(lambda: [procs.kill_renderer(pid) for pid in victims])
+        for (pid, error), done in zip(victims.items(), killed, strict=True):
+            if done:
+                self.kills += 1
+                mb = usage.renderers[pid] // MB
+                log.warning("browser.page_killed", pid=pid, rss_mb=mb, reason=error.message)
