@@ -128,10 +128,11 @@ async def _settle(
 
 async def _check_shows_something(page: Page, budget: Budget, settled_ms: float) -> None:
     if await budget.run("Reading the page", lambda _ms: shows_nothing(page)):
+        when = f"after settling for {settled_ms:.0f} ms" if settled_ms else "at load (no settling)"
         raise JobError(
             "empty_page",
-            f"The page shows nothing (no text, no image) after settling for {settled_ms:.0f} "
-            "ms: an app that did not render, or a backend too slow for now.",
+            f"The page shows nothing (no text, no image) {when}: an app that did not render, "
+            "or a backend too slow for now.",
             retryable=True,
             details={"settle_ms": round(settled_ms)},
         )
