@@ -122,15 +122,7 @@ class BrowserPool:
                 retryable=True,
             )
         marker = f"{MARKER_FLAG}={os.getpid()}-{secrets.token_hex(4)}"
-        args = [
-            *CHROMIUM_FLAGS,
-            DISABLE_FEATURES_FLAG,
-            # A page's V8 heap stops there even between two samples of the memory watcher.
-            f"--js-flags=--max-old-space-size={self._v8_heap_mb}",
-            f"--proxy-server={self.proxy.url}",
-            "--proxy-bypass-list=<-loopback>",  # loopback goes through the proxy too
-            marker,
-        ]
+        args = [*self._flags(), marker]
         limit_s = self.settings.browser_launch_timeout_s
         try:
             if self._playwright is None:
@@ -163,9 +155,16 @@ class BrowserPool:
         log.info("browser.launched", pid=pid, launches=self.launches)
         return generation
 
-    @property
-    def _v8_heap_mb(self) -> int:
-        return int(self.settings.browser_page_max_mb * V8_HEAP)
+    def _flags(self) -> list[str]:
+        v8_heap_mb = int(self.settings.browser_page_max_mb * V8_HEAP)
+        return [
+            *CHROMIUM_FLAGS,
+            DISABLE_FEATURES_FLAG,
+            # A page's V8 heap stops there even between two samples of the memory watcher.
+            f"--js-flags=--max-old-space-size={v8_heap_mb}",
+            f"--proxy-server={self.proxy.url}",
+            "--proxy-bypass-list=<-loopback>",  # loopback goes through the proxy too
+        ]
 
     async def _acquire(self) -> Generation:
         async with self._lock:

@@ -155,33 +155,38 @@ async def render_spec(ctx: EngineContext, spec: RenderInput) -> dict[str, Any]:
     meta |= {"content_type": "text/html", "bytes": len(html.encode())}
     render_ms = (time.monotonic() - started) * 1000
     meta["timings_ms"] = {"render": round(render_ms, 1), "settle": round(rendered.settle_ms, 1)}
-    cap, formats = ctx.settings.result_max_bytes, list(spec.formats)
+    cap = ctx.settings.result_max_bytes
     result = await parse_off_loop(
         None,
         build_result,
         html[:cap],
         url=url,
-        formats=formats,
+        formats=list(spec.formats),
         extract=schema,
         metadata=meta,
         markdown_links=spec.markdown_links,
     )
     result["blocked_requests"] = blocked
     if rendered.shot is not None:
-        png, full_page = rendered.shot
-        async with runtime.sessionmaker.begin() as session:
-            artifact = await insert_artifact(
-                session,
-                owner_id=ctx.job.owner_id,
-                job_id=ctx.job.id,
-                kind="screenshot",
-                content_type="image/png",
-                data=png,
-            )
-        result["screenshot"] = {
-            "artifact_id": str(artifact.id),
-            "content_type": "image/png",
-            "size": len(png),
-            "full_page": full_page,
-        }
+        result["screenshot"] = await _store_screenshot(ctx, runtime, *rendered.shot)
     return result
+
+
+async def _store_screenshot(
+    ctx: EngineContext, runtime: RenderRuntime, png: bytes, full_page: bool
+) -> dict[str, Any]:
+    async with runtime.sessionmaker.begin() as session:
+        artifact = await insert_artifact(
+            session,
+            owner_id=ctx.job.owner_id,
+            job_id=ctx.job.id,
+            kind="screenshot",
+            content_type="image/png",
+            data=png,
+        )
+    return {
+        "artifact_id": str(artifact.id),
+        "content_type": "image/png",
+        "size": len(png),
+        "full_page": full_page,
+    }
