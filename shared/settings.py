@@ -254,7 +254,8 @@ class Settings(BaseSettings):
     browser_max_rss_mb: int = Field(
         1536,
         ge=64,
-        description="A browser is also replaced once its processes use more memory than this.",
+        description="A browser's memory limit, held while pages run: over it, its largest pages "
+        "are stopped (`page_too_large`), or it is replaced once its jobs end.",
     )
     browser_page_max_mb: int = Field(
         1024,
