@@ -38,9 +38,10 @@ from typing import Any
 
 import trafilatura
 
-from worker.extract import build_result, clean
+from worker.extract import clean
 from worker.extract.blocks import heading_text
 from worker.extract.content import extract_main
+from worker.extract.document import build_result
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 Counts = tuple[float, float, float]

@@ -14,7 +14,6 @@ import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,23 +276,3 @@ class RenderRuntime:
 
     pool: BrowserPool
     sessionmaker: async_sessionmaker[AsyncSession]
-
-
-_RUNTIME: ContextVar[RenderRuntime | None] = ContextVar("outrider_render_runtime", default=None)
-
-
-def bind_runtime(runtime: RenderRuntime) -> None:
-    """Make `runtime` visible to the jobs this worker task starts from now on."""
-    _RUNTIME.set(runtime)
-
-
-def current_runtime() -> RenderRuntime:
-    """The browser worker's runtime; a job on any other worker fails `browser_unavailable`."""
-    runtime = _RUNTIME.get()
-    if runtime is None:
-        raise JobError(
-            "browser_unavailable",
-            "No browser here: render jobs run on `outrider worker --queue browser`.",
-            retryable=True,
-        )
-    return runtime

@@ -26,7 +26,8 @@ from yarl import URL
 from shared.egress import EgressPolicy, parse_ip_literal
 from shared.errors import EgressBlocked
 from shared.logging import get_logger
-from worker import metrics
+from worker import counters
+from worker.refusal import POLICY_CODES, Refusal
 
 log = get_logger(__name__)
 
@@ -38,16 +39,6 @@ CONNECT_TIMEOUT_S = 10.0
 REMEMBERED_REFUSALS = 512
 HOP_HEADERS = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authorization"})
 MARKER_HEADER = "X-Outrider-Egress"
-
-
-class Refusal(Exception):
-    """Why the proxy did not connect: a job error code, a message and the HTTP status."""
-
-    def __init__(self, code: str, message: str, status: int = 403) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -215,8 +206,8 @@ class EgressProxy:
             return await _open(addresses, port)
         except Refusal as refusal:
             self._remember(parsed.raw_host or "", parsed.port or 0, refusal)
-            if refusal.code in metrics.REFUSAL_CODES:  # not DNS or connect failures
-                metrics.egress_blocked("browser_proxy", refusal)
+            if refusal.code in POLICY_CODES:  # not DNS or connect failures
+                counters.egress_blocked("browser_proxy", refusal)
             raise
 
     async def _tunnel(

@@ -17,7 +17,7 @@ from playwright.async_api import BrowserContext, Page, Request, Response
 from playwright.async_api import Error as PlaywrightError
 
 from worker.browser_egress import MARKER_HEADER, EgressProxy
-from worker.metrics import REFUSAL_CODES
+from worker.refusal import POLICY_CODES
 from worker.retry import JobError, status_error
 
 # net::ERR_* prefixes of a failed navigation -> (code, retryable); others are connection errors.
@@ -170,11 +170,11 @@ class Refusals:
 
     def _answered(self, response: Response) -> None:
         code = self.proxy.marked_code(response.headers.get(MARKER_HEADER.lower()))
-        if code in REFUSAL_CODES:
+        if code in POLICY_CODES:
             self.urls.append(response.url)
 
     def _failed(self, request: Request) -> None:
         if "ERR_TUNNEL_CONNECTION_FAILED" in (request.failure or ""):
             refusal = self.proxy.refusal_for(request.url)
-            if refusal is not None and refusal.code in REFUSAL_CODES:
+            if refusal is not None and refusal.code in POLICY_CODES:
                 self.urls.append(request.url)

@@ -17,7 +17,7 @@ from aiohttp.tracing import Trace
 
 from shared.egress import EgressPolicy, parse_ip_literal
 from shared.errors import EgressBlocked
-from worker import metrics
+from worker import counters
 
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10, sock_connect=10, sock_read=30)
 DEFAULT_USER_AGENT = "Outrider/0.1"
@@ -56,7 +56,7 @@ class GuardedConnector(aiohttp.TCPConnector):
         try:
             return await self._checked_hosts(host, port, traces)
         except EgressBlocked as exc:
-            metrics.egress_blocked("connect", exc)
+            counters.egress_blocked("connect", exc)
             raise
 
     async def _checked_hosts(
@@ -87,7 +87,7 @@ class GuardedConnector(aiohttp.TCPConnector):
         # A proxy would receive the real destination in the request, out of our sight.
         if req.proxy is not None:
             blocked = EgressBlocked("requests through a proxy are not allowed")
-            metrics.egress_blocked("connect", blocked)
+            counters.egress_blocked("connect", blocked)
             raise blocked
         return await super()._create_connection(req, traces, timeout)
 
@@ -101,7 +101,7 @@ def egress_middleware(policy: EgressPolicy) -> aiohttp.ClientMiddlewareType:
         try:
             policy.check_url(str(req.url))
         except EgressBlocked as exc:
-            metrics.egress_blocked("url", exc)
+            counters.egress_blocked("url", exc)
             raise
         return await handler(req)
 

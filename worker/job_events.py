@@ -6,12 +6,13 @@ Every transition the runner writes goes through here once its row has committed,
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from shared.events import JobEvent, JobLike
 from shared.models import AttemptOutcome, JobStatus
 from shared.repositories.execution import Claim, Outcome
-from worker import metrics
+from worker import counters
 from worker.state import WorkerState
 
 # An attempt's outcome -> (event type, why the job is queued again).
@@ -27,13 +28,13 @@ OUTCOME_EVENTS: dict[AttemptOutcome, tuple[str, str | None]] = {
 
 async def job_started(state: WorkerState, claim: Claim) -> None:
     """A claim committed: the job runs now."""
-    metrics.attempt_started(claim)
+    counters.attempt_started(claim)
     await state.events.publish([JobEvent.of(claim.job, "started", JobStatus.RUNNING)])
 
 
 async def job_ended(state: WorkerState, job: JobLike, outcome: Outcome) -> None:
     """An attempt's outcome committed (`job` as it was claimed)."""
-    metrics.attempt_ended(state, job, outcome)
+    counters.attempt_ended(job, outcome, _duration_s(state, job))
     type_, reason = OUTCOME_EVENTS[outcome.attempt_outcome]
     if outcome.status == JobStatus.FAILED:
         type_ = "failed"  # out of attempts, whatever ended the last one
@@ -60,7 +61,15 @@ async def job_ended(state: WorkerState, job: JobLike, outcome: Outcome) -> None:
 
 def job_cancelled(state: WorkerState, job: JobLike) -> None:
     """A running job's attempt closed as cancelled (the API announced the cancel)."""
-    metrics.attempt_cancelled(state, job)
+    counters.attempt_cancelled(job, _duration_s(state, job))
+
+
+def _duration_s(state: WorkerState, job: JobLike) -> float | None:
+    """How long this process ran the attempt; None if it did not (a reconciler's `lost`)."""
+    running = state.running.get(job.id)
+    if running is None or running.fence != getattr(job, "fence", running.fence):
+        return None
+    return time.monotonic() - running.started
 
 
 async def job_progress(state: WorkerState, claim: Claim, progress: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ from shared.logging import get_logger
 from shared.models import Agent
 from shared.repositories.execution import Claim
 from shared.settings import Settings
-from worker import metrics
+from worker import counters
 from worker.host_gate import Admission, HostGate, HostLimits, host_key
 from worker.http_client import DEFAULT_USER_AGENT
 from worker.retry import Deferred, JobError
@@ -145,18 +145,18 @@ async def polite(
         # The shared limits live in Redis: without them, wait rather than hit the host blind,
         # and do not charge the job an attempt for our outage.
         log.warning("host.limits_unavailable", host=host, error=str(exc)[:200])
-        metrics.politeness_wait("unavailable", "defer", UNAVAILABLE_RETRY_S)
+        counters.politeness_wait("unavailable", "defer", UNAVAILABLE_RETRY_S)
         raise Deferred(UNAVAILABLE_RETRY_S, "politeness_unavailable") from exc
     reason = _wait_reason(admission, crawl_delay_s)
     if not admission.granted:
         delay_s = defer_s(settings, admission)
-        metrics.politeness_wait(reason, "defer", delay_s)
+        counters.politeness_wait(reason, "defer", delay_s)
         raise Deferred(delay_s, admission.reason)
     async with contextlib.AsyncExitStack() as stack:
         if admission.leased:
             await stack.enter_async_context(gate.holding(host, token, lease_s))
         if admission.wait_s > 0:
-            metrics.politeness_wait(reason, "wait", admission.wait_s)
+            counters.politeness_wait(reason, "wait", admission.wait_s)
             await asyncio.sleep(admission.wait_s)
         try:
             yield

@@ -19,7 +19,7 @@ from shared.jsonsafe import scrub
 from shared.logging import get_logger
 from shared.models import AttemptOutcome, JobStatus, utcnow
 from shared.repositories.execution import Claim, Outcome
-from worker import metrics
+from worker import counters
 from worker.engines.base import Engine, EngineContext, check_headers
 from worker.engines.fetch import run_fetch
 from worker.engines.http import run_http
@@ -115,6 +115,7 @@ async def _execute_with(
         http=http,
         report=lambda progress: job_progress(state, claim, progress),
         deadline=asyncio.get_running_loop().time() + claim.job.timeout_s,
+        browser=state.render_runtime,
     )
     engine = ENGINES.get(claim.job.kind)
     if engine is None:
@@ -199,7 +200,7 @@ async def _run_claimed(state: WorkerState, claim: Claim) -> None:
         return
     except Exception as exc:
         error = classify(exc)
-        metrics.attempt_refused(exc)
+        counters.attempt_refused(exc)
         if error.code == "internal_error":
             log.exception("job.crashed")
         outcome = _failure_outcome(state, claim, error)

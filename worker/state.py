@@ -27,7 +27,7 @@ from worker.host_gate import HostGate
 from worker.http_client import OwnerSessions, create_session
 
 if TYPE_CHECKING:
-    from worker.browser import BrowserPool
+    from worker.browser import BrowserPool, RenderRuntime
 
 BROWSER_QUEUE = "browser"
 PG_POOL_SIZE = 10  # the job store's connections (PostgreSQL), besides the engine's pool
@@ -65,6 +65,7 @@ class WorkerState:
     jobs_done: int = 0  # attempts that ended the job succeeded, in this process
     jobs_failed: int = 0  # attempts that ended the job failed, in this process
     browser: BrowserPool | None = None
+    render_runtime: RenderRuntime | None = None  # what render jobs get in their context
     metrics_port: int | None = None  # where this worker serves /metrics (None: it does not)
 
     @cached_property
@@ -108,10 +109,10 @@ class WorkerState:
         """What running jobs needs beyond the clients: the browser queue launches Chromium (one
         per process) and hands it to the jobs this worker runs."""
         if self.queue == BROWSER_QUEUE:
-            from worker.browser import BrowserPool, RenderRuntime, bind_runtime
+            from worker.browser import BrowserPool, RenderRuntime
 
             self.browser = await BrowserPool.start(self.settings, self.policy)
-            bind_runtime(RenderRuntime(self.browser, self.sessionmaker))
+            self.render_runtime = RenderRuntime(self.browser, self.sessionmaker)
 
     async def close(self) -> None:
         """Close the browser (no Chromium process outlives this), then the clients."""

@@ -4,7 +4,7 @@ Submit (the API's group commit and batches), claim, outcome, lease renewal, the 
 the reconciler's reads all go through a `JobStore`. Two implementations, chosen once when a
 process starts (`open_job_store`), after saq's `Queue.from_url`:
 
-- `SqlJobStore`: SQLAlchemy sessions, portable (SQLite, and PostgreSQL too).
+- `SqlJobStore` (job_store_sql.py): SQLAlchemy sessions, portable (SQLite, and PostgreSQL too).
 - `PgJobStore` (shared/repositories/job_store_pg.py): on PostgreSQL the statements that run for
   every job (insert, claim, outcome) are single asyncpg statements; the rest is inherited.
 
@@ -21,10 +21,11 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.db import is_postgres_engine
-from shared.repositories import execution
+from shared.db import create_pg_pool, is_postgres_engine
 from shared.repositories.execution import Claim, Outcome, QueuedJob, Released
-from shared.repositories.job import NewJob, insert_jobs
+from shared.repositories.job import NewJob
+from shared.repositories.job_store_pg import PgJobStore
+from shared.repositories.job_store_sql import SqlJobStore
 from shared.settings import Settings
 
 
@@ -77,58 +78,6 @@ class JobStore(Protocol):
         ...
 
 
-class SqlJobStore:
-    """The job store over SQLAlchemy sessions (SQLite; the portable base of PgJobStore)."""
-
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-        self.sessionmaker = sessionmaker
-
-    async def insert(self, rows: Sequence[dict[str, Any]]) -> list[NewJob]:
-        async with self.sessionmaker.begin() as session:
-            return await insert_jobs(session, rows)
-
-    async def claim(self, job_id: uuid.UUID, worker_id: str, lease_s: float) -> Claim | None:
-        async with self.sessionmaker.begin() as session:
-            return await execution.claim_job(session, job_id, worker_id, lease_s)
-
-    async def record_outcome(self, claim: Claim, outcome: Outcome) -> bool:
-        async with self.sessionmaker.begin() as session:
-            return await execution.record_outcome(session, claim.job.id, claim.fence, outcome)
-
-    async def record_cancelled(self, claim: Claim) -> None:
-        async with self.sessionmaker.begin() as session:
-            await execution.record_cancelled(session, claim.job.id, claim.fence)
-
-    async def renew_leases(
-        self, worker_id: str, lease_s: float, job_ids: Sequence[uuid.UUID]
-    ) -> None:
-        async with self.sessionmaker.begin() as session:
-            await execution.renew_leases(session, worker_id, lease_s, job_ids)
-
-    async def stale_claims(self, running: Sequence[tuple[uuid.UUID, int]]) -> set[uuid.UUID]:
-        if not running:
-            return set()
-        async with self.sessionmaker() as session:
-            return await execution.stale_claims(session, running)
-
-    async def find_orphans(self, limit: int) -> list[tuple[uuid.UUID, int, str | None]]:
-        async with self.sessionmaker() as session:
-            return await execution.find_orphans(session, limit)
-
-    async def release_orphan(self, job_id: uuid.UUID, fence: int) -> Released | None:
-        async with self.sessionmaker.begin() as session:
-            return await execution.release_orphan(session, job_id, fence)
-
-    async def find_unenqueued(
-        self, older_than: datetime, after: tuple[datetime, uuid.UUID] | None, limit: int
-    ) -> list[QueuedJob]:
-        async with self.sessionmaker() as session:
-            return await execution.find_unenqueued(session, older_than, after, limit)
-
-    async def close(self) -> None:
-        return None
-
-
 async def open_job_store(
     settings: Settings,
     engine: AsyncEngine,
@@ -139,8 +88,5 @@ async def open_job_store(
     a pool of up to `pg_connections` plain asyncpg connections (opened lazily)."""
     if not is_postgres_engine(engine):
         return SqlJobStore(sessionmaker)
-    from shared.db import create_pg_pool
-    from shared.repositories.job_store_pg import PgJobStore
-
     pool = await create_pg_pool(settings, pg_connections)
     return PgJobStore(sessionmaker, pool)

@@ -30,7 +30,7 @@ from sqlalchemy.orm import class_mapper
 from shared.models import Agent, AttemptOutcome, Job, JobAttempt, JobStatus, utcnow
 from shared.repositories.execution import Claim, Outcome, attempt_values, outcome_values
 from shared.repositories.job import NewJob, new_job_values
-from shared.repositories.job_store import SqlJobStore
+from shared.repositories.job_store_sql import SqlJobStore
 
 JOB = cast(Table, Job.__table__)
 AGENT = cast(Table, Agent.__table__)

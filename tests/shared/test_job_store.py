@@ -26,8 +26,9 @@ from shared.models import (
     utcnow,
 )
 from shared.repositories.execution import Outcome
-from shared.repositories.job_store import JobStore, SqlJobStore, open_job_store
+from shared.repositories.job_store import JobStore, open_job_store
 from shared.repositories.job_store_pg import PgJobStore
+from shared.repositories.job_store_sql import SqlJobStore
 from shared.settings import Settings
 from tests.conftest import TEST_DATABASE_URL
 from tests.worker.support import Owner, make_owner

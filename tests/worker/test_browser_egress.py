@@ -27,8 +27,9 @@ from tests.helpers import wait_for_job
 from tests.worker.support import make_owner, submit
 from tests.worker.test_browser_site import Site, browser_worker, render_job, serve_site
 from worker import browser_egress
-from worker.browser_egress import MARKER_HEADER, EgressProxy, Refusal, resolve_checked
+from worker.browser_egress import MARKER_HEADER, EgressProxy, resolve_checked
 from worker.engines import render
+from worker.refusal import Refusal
 
 POLICY = EgressPolicy(["127.0.0.1/32"], ["1-65535"])
 

@@ -18,7 +18,7 @@ from tests.conftest import RunWorker
 from tests.helpers import wait_for_job
 from tests.worker.support import submit
 from tests.worker.test_browser_site import browser_worker, render_job
-from worker.extract import build_result
+from worker.extract.document import build_result
 
 URL = "https://news.example/2024/05/story"
 

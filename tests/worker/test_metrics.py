@@ -31,8 +31,8 @@ from tests.worker.test_browser_egress import exchange
 from tests.worker.test_browser_site import browser_worker
 from tests.worker.test_http_client import StaticResolver
 from worker.browser_egress import EgressProxy
+from worker.counters import REGISTRY
 from worker.http_client import create_session
-from worker.metrics import REGISTRY
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

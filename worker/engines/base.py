@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -15,6 +15,9 @@ from shared.headers import first_problem
 from shared.models import Agent, Job
 from shared.settings import Settings
 from worker.retry import JobError
+
+if TYPE_CHECKING:  # Playwright loads on browser workers only
+    from worker.browser import RenderRuntime
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,17 @@ class EngineContext:
     http: aiohttp.ClientSession
     report: Callable[[dict[str, Any]], Awaitable[None]] | None = None
     deadline: float | None = None  # the event loop's time at which the job times out
+    browser: RenderRuntime | None = None  # on browser workers: Chromium and the database
+
+    def render_runtime(self) -> RenderRuntime:
+        """The browser of this worker; a job elsewhere fails `browser_unavailable`."""
+        if self.browser is None:
+            raise JobError(
+                "browser_unavailable",
+                "No browser here: render jobs run on `outrider worker --queue browser`.",
+                retryable=True,
+            )
+        return self.browser
 
     def time_left(self, wanted_s: float) -> float:
         """`wanted_s`, or less if the job's own timeout comes sooner (politeness and robots.txt

@@ -31,8 +31,9 @@ from shared.settings import Settings
 from shared.specs import FetchInput
 from worker.bodies import read_capped
 from worker.engines.base import EngineContext, check_destination
-from worker.extract import SchemaError, build_from_bytes, document_kind, parse_off_loop
-from worker.extract.schema import compile_schema
+from worker.extract.document import build_from_bytes, document_kind
+from worker.extract.pool import parse_off_loop
+from worker.extract.schema import SchemaError, compile_schema
 from worker.retry import JobError, status_error, with_quick_retries
 
 MAX_REDIRECTS = 10

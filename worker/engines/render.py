@@ -25,15 +25,17 @@ from shared.domains import domain_allowed
 from shared.errors import EgressBlocked
 from shared.repositories.artifact import insert_artifact
 from shared.specs import RenderInput
-from worker.browser import RenderRuntime, current_runtime
+from worker.browser import RenderRuntime
 from worker.browser_budget import Budget
-from worker.browser_egress import Refusal, resolve_checked
+from worker.browser_egress import resolve_checked
 from worker.browser_navigation import MainFrame, Refusals, first_line, navigation_error
 from worker.browser_settle import prepare
 from worker.engines.base import EngineContext
 from worker.engines.render_page import VIEWPORT, Rendered, render_page
-from worker.extract import SchemaError, build_result, parse_off_loop
-from worker.extract.schema import compile_schema
+from worker.extract.document import build_result
+from worker.extract.pool import parse_off_loop
+from worker.extract.schema import SchemaError, compile_schema
+from worker.refusal import Refusal
 from worker.retry import JobError
 
 __all__ = ["navigation_error", "render_spec", "run_render"]
@@ -139,7 +141,7 @@ async def run_render(ctx: EngineContext) -> dict[str, Any]:
 async def render_spec(ctx: EngineContext, spec: RenderInput) -> dict[str, Any]:
     """Render `spec` (a render input, or a scrape input escalated to the browser)."""
     schema = _schema(spec)
-    runtime = current_runtime()
+    runtime = ctx.render_runtime()
     total = ctx.time_left(
         min(spec.timeout_s or ctx.agent.timeout_s or ctx.job.timeout_s, ctx.job.timeout_s)
     )

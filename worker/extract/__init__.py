@@ -1,18 +1,6 @@
 """Page extraction shared by the `fetch` and `render` engines: formats, metadata, schemas.
 
-`build_result` is synchronous and picklable; run it with `parse_off_loop` so that parsing never
-blocks the event loop.
+document.py builds a result (`build_result`, `build_from_bytes`): synchronous and picklable, run
+through pool.py's `parse_off_loop` so that parsing never blocks the event loop. content.py and
+fidelity.py make the main content's Markdown, schema.py runs `extract` rules.
 """
-
-from worker.extract.document import build_from_bytes, build_result, document_kind
-from worker.extract.pool import ParsePool, parse_off_loop
-from worker.extract.schema import SchemaError
-
-__all__ = [
-    "ParsePool",
-    "SchemaError",
-    "build_from_bytes",
-    "build_result",
-    "document_kind",
-    "parse_off_loop",
-]
