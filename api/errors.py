@@ -32,6 +32,8 @@ OUTAGE_ERRORS: tuple[type[Exception], ...] = (
     # The job store's INSERT runs on asyncpg directly (shared/repositories/job_store_pg.py):
     # a server shutting down, or a connection closed under a statement.
     asyncpg.exceptions.OperatorInterventionError,
+    # The server has no room: too many connections, out of memory or disk (class 53).
+    asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.InterfaceError,
     ConnectionError,
     TimeoutError,

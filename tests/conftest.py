@@ -162,29 +162,43 @@ async def _settle_leftovers(request: pytest.FixtureRequest) -> AsyncIterator[Non
     """What a test leaves behind must not run in a later test's worker: jobs still queued
     (no worker, or a retry's backoff) are cancelled, pending webhook deliveries failed, and
     schedules paused (the fuzzer makes some too). Cancelled rows are skipped by claims, so
-    later tests (and their counters) see only their own. A test without a database (a unit
-    test) has nothing to settle and starts no service."""
-    if "database_url" not in request.fixturenames:
+    later tests (and their counters) see only their own. What workers learnt about a host
+    (robots.txt, politeness) is forgotten: a later test's server may get the same port. A test
+    without a database or Redis (a unit test) has nothing to settle and starts no service."""
+    uses = set(request.fixturenames)
+    if not SERVICE_FIXTURES & uses:
         yield
         return
     # Session-scoped fixtures of the test are set up before this one: these are at hand.
-    if "sessionmaker" in request.fixturenames:
-        sessionmaker = request.getfixturevalue("sessionmaker")
-        started = utcnow()
-        yield
-        await _settle(sessionmaker, started)
+    started = utcnow()
+    yield
+    if "redis_url" in uses:
+        await _forget_hosts(request.getfixturevalue("redis_url"))
+    if "database_url" not in uses:
+        return
+    if "sessionmaker" in uses:
+        await _settle(request.getfixturevalue("sessionmaker"), started)
         return
     settings = Settings(
         data_dir=request.getfixturevalue("data_dir"),
         database_url=request.getfixturevalue("database_url"),
     )
-    started = utcnow()
-    yield
     engine = create_engine(settings)
     try:
         await _settle(create_sessionmaker(engine), started)
     finally:
         await engine.dispose()
+
+
+async def _forget_hosts(redis_url: str) -> None:
+    client = Redis.from_url(redis_url)
+    try:
+        for pattern in ("outrider:robots:*", "outrider:host:*"):
+            keys = [key async for key in client.scan_iter(match=pattern, count=1000)]
+            if keys:
+                await client.delete(*keys)
+    finally:
+        await client.aclose()
 
 
 async def _settle(sessionmaker: async_sessionmaker[AsyncSession], started: datetime) -> None:

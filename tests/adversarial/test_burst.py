@@ -119,3 +119,25 @@ async def test_an_exhausted_pool_answers_503_with_retry_after(settings: Settings
         assert int(response.headers["Retry-After"]) > 0
         again = await client.get("/v1/jobs", headers=other)
         assert again.status_code == 200, again.text
+
+
+async def test_a_database_without_room_for_a_connection_answers_503(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    import asyncpg
+
+    state = client._transport.app.state.outrider  # type: ignore[attr-defined]
+    real = state.store.insert
+
+    async def full(rows: Any) -> Any:
+        raise asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already")
+
+    state.store.insert = full
+    try:
+        spec = http_job(closed_port_url("/full"))
+        batch = await client.post("/v1/jobs/batch", json={"jobs": [spec]}, headers=auth)
+    finally:
+        state.store.insert = real
+    assert batch.status_code == 503, batch.text
+    assert batch.json()["error"]["code"] == "service_unavailable"
+    assert int(batch.headers["Retry-After"]) > 0
