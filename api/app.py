@@ -15,6 +15,7 @@ from api.middleware import EdgeMiddleware
 from api.routes import (
     agents,
     artifacts,
+    crawl_pages,
     dashboard,
     events,
     health,
@@ -99,7 +100,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(EdgeMiddleware, max_bytes=settings.max_request_bytes)
     # Jobs first: a request is matched against the routers in order, and submits are the
     # hottest path (the two routers once ahead of jobs cost each submit about 10% of its CPU).
-    routes = (jobs, health, agents, artifacts, schedules, events, status, webhooks, metrics)
+    routes = (
+        jobs,
+        crawl_pages,
+        health,
+        agents,
+        artifacts,
+        schedules,
+        events,
+        status,
+        webhooks,
+        metrics,
+    )
     for module in (*routes, dashboard):
         app.include_router(module.router)
     return app

@@ -18,6 +18,7 @@ from api.schemas.errors import ErrorBody
 from shared.errors import AppError, ServiceUnavailable
 from shared.headers import HEADER_ERROR_CODES
 from shared.logging import get_logger
+from shared.specs import SPEC_ERROR_CODES
 
 log = get_logger(__name__)
 
@@ -85,13 +86,14 @@ def _validation_code(errors: list[dict[str, Any]]) -> str:
     if "union_tag_invalid" in types:
         return "unknown_kind"
     # shared/headers.py raises pydantic errors whose type is the code.
-    return next((code for code in HEADER_ERROR_CODES if code in types), "validation_error")
+    coded = (*HEADER_ERROR_CODES, *SPEC_ERROR_CODES)
+    return next((code for code in coded if code in types), "validation_error")
 
 
 def _validation_message(code: str, errors: list[dict[str, Any]]) -> str:
     if code == "invalid_json":
         return "The body is not valid JSON."
-    if code in HEADER_ERROR_CODES:  # the first refused header, named
+    if code in HEADER_ERROR_CODES or code in SPEC_ERROR_CODES:  # the first refused value
         return next(str(err["msg"]) for err in errors if err.get("type") == code)
     return "The request is invalid."
 

@@ -222,7 +222,7 @@ def schedules(
 
 
 JobStatusChoice = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-JobKindChoice = Literal["http", "fetch", "render", "scrape"]
+JobKindChoice = Literal["http", "fetch", "render", "scrape", "crawl", "map"]
 
 
 def _since(value: str | None) -> datetime | None:

@@ -1,5 +1,5 @@
 """SQLAlchemy models: owner, api_key, agent, job, job_attempt, artifact, webhook_delivery,
-schedule, schedule_run."""
+schedule, schedule_run, crawl, crawl_page."""
 
 from __future__ import annotations
 
@@ -183,6 +183,8 @@ class Job(Base):
             postgresql_where=text("status IN ('queued', 'running')"),
             sqlite_where=text("status IN ('queued', 'running')"),
         ),
+        # A crawl's pages (`GET /v1/jobs?parent_id=`, cancelling a crawl).
+        Index("ix_job_parent_created", "parent_id", "created_at", "id", **_only_set("parent_id")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -214,6 +216,9 @@ class Job(Base):
     )
     schedule_instant: Mapped[datetime | None] = mapped_column(TZDateTime(), nullable=True)
     webhook_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    # A crawl's page jobs name their crawl (no foreign key: each row is kept and deleted on
+    # its own terms).
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
 
 
 class JobAttempt(Base):
@@ -347,4 +352,67 @@ class ScheduleRun(Base):
     job_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("job.id", ondelete="SET NULL"), nullable=True
     )
+    created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+
+
+class PageState(StrEnum):
+    """Where a URL of a crawl's frontier is. `queued` means a page job exists and has not
+    ended (the job's own status says whether it runs)."""
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class SkipReason(StrEnum):
+    """Why a URL of a crawl's frontier was not crawled."""
+
+    ROBOTS = "robots"
+    FILTERED = "filtered"
+    DEPTH = "depth"
+    LIMIT = "limit"
+    DUPLICATE = "duplicate"
+    BLOCKED = "blocked"
+    EXTERNAL = "external"
+
+
+class Crawl(Base):
+    """A crawl job's frontier header: how many pages it has taken (against its `limit`).
+    Its row is the lock that serializes the crawl's refills."""
+
+    __tablename__ = "crawl"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("job.id", ondelete="CASCADE"), primary_key=True
+    )
+    taken: Mapped[int] = mapped_column(Integer, default=0)
+    refills: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+
+
+class CrawlPage(Base):
+    """One normalized URL of a crawl: its depth, the page that found it, its state, and the
+    page job that fetched it (or why it was not crawled)."""
+
+    __tablename__ = "crawl_page"
+    __table_args__ = (
+        UniqueConstraint("crawl_id", "url_key"),
+        Index("ix_crawl_page_crawl_id_state_depth_id", "crawl_id", "state", "depth", "id"),
+        Index("ix_crawl_page_crawl_id_id", "crawl_id", "id"),
+        Index("ix_crawl_page_job_id", "job_id", **_only_set("job_id")),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    crawl_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"))
+    url_key: Mapped[str] = mapped_column(String(64))  # sha256 of the normalized URL
+    url: Mapped[str] = mapped_column(Text)
+    depth: Mapped[int] = mapped_column(Integer)
+    found_on: Mapped[str | None] = mapped_column(Text, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default=PageState.PENDING)
+    skipped_because: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)

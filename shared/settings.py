@@ -119,6 +119,25 @@ class Settings(BaseSettings):
         1024 * 1024,
         description="`http` response bodies are cut here (`body_truncated`); a render's HTML too.",
     )
+    crawl_max_pages: int = Field(
+        100_000, ge=1, description="The largest `limit` a crawl may ask for (pages)."
+    )
+    crawl_max_in_flight: int = Field(
+        100,
+        ge=1,
+        description="Pages of one crawl queued or running at once; it refills as they end.",
+    )
+    crawl_sitemap_max_files: int = Field(
+        50, ge=1, description="Sitemap files (indexes included) one crawl or map reads at most."
+    )
+    crawl_sitemap_max_urls: int = Field(
+        50_000, ge=1, description="URLs one crawl or map takes from sitemaps at most."
+    )
+    crawl_sitemap_max_bytes: int = Field(
+        50 * 1024 * 1024,
+        ge=1024,
+        description="A sitemap larger than this (decompressed) is read up to here and no further.",
+    )
     fetch_max_bytes: int = Field(
         10 * 1024 * 1024,
         ge=1024,

@@ -5,10 +5,20 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic.config import JsonDict
+from pydantic_core import PydanticCustomError
 
 from shared.headers import HeaderMap, HeaderName
 from shared.jsonsafe import find_bad_value
+from shared.urls import pattern_problem
 
 
 class StrictModel(BaseModel):
@@ -165,6 +175,121 @@ class ScrapeInput(RenderInput):
     render: Literal["auto", "http", "browser"] = "auto"
 
 
+INVALID_PATTERN = "invalid_pattern"
+MAX_DEPTH_OUT_OF_RANGE = "max_depth_out_of_range"
+PAGE_URL_NOT_ALLOWED = "page_url_not_allowed"
+SPEC_ERROR_CODES = (INVALID_PATTERN, MAX_DEPTH_OUT_OF_RANGE, PAGE_URL_NOT_ALLOWED)
+"""Validation errors of crawl and map inputs whose type is the API's error code."""
+MAX_DEPTH = 20
+
+
+class CrawlPageSpec(StrictModel):
+    """The spec of each page of a crawl: everything a `fetch` or `scrape` input takes except
+    `url`. With `render` set, pages are `scrape` jobs; without, `fetch` jobs."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "url" in data:
+            raise PydanticCustomError(
+                PAGE_URL_NOT_ALLOWED, "`page` takes no `url`: the crawl finds the pages' URLs."
+            )
+        return data
+
+    formats: list[Format] = Field(default_factory=_default_formats, min_length=1, max_length=6)
+    extract: dict[Annotated[str, Field(max_length=100)], str | ExtractRule] | None = Field(
+        default=None, max_length=100
+    )
+    headers: HeaderMap = Field(default_factory=dict)
+    timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    markdown_links: bool = False
+    render: Literal["auto", "http", "browser"] | None = None
+    wait_for: WaitFor | None = None
+    actions: list[Action] = Field(default_factory=list, max_length=50)
+    screenshot: Screenshot | None = None
+    block_resources: list[Literal["image", "font", "media"]] = Field(
+        default_factory=list, max_length=3
+    )
+    settle_ms: int | None = Field(default=None, ge=0, le=60_000)
+
+    def page_kind(self) -> Literal["fetch", "scrape"]:
+        """`scrape` when a render mode is given (or anything only a browser does), else `fetch`."""
+        browserish = self.wait_for or self.actions or self.screenshot or self.block_resources
+        return "scrape" if self.render is not None or browserish else "fetch"
+
+
+SitemapMode = Literal["include", "skip", "only"]
+Patterns = list[Annotated[str, Field(max_length=500)]]
+
+
+def _check_patterns(patterns: list[str]) -> list[str]:
+    for pattern in patterns:
+        if problem := pattern_problem(pattern):
+            raise PydanticCustomError(
+                INVALID_PATTERN, "Invalid pattern: {problem}.", {"problem": problem}
+            )
+    return patterns
+
+
+def _check_depth(value: int) -> int:
+    if not 0 <= value <= MAX_DEPTH:
+        raise PydanticCustomError(
+            MAX_DEPTH_OUT_OF_RANGE, "`max_depth` is 0 to {most}.", {"most": MAX_DEPTH}
+        )
+    return value
+
+
+DEPTH_SCHEMA: JsonDict = {"minimum": 0, "maximum": MAX_DEPTH}
+
+
+class _DiscoveryInput(StrictModel):
+    """What `crawl` and `map` share: where to start and which URLs are in scope."""
+
+    url: str = Field(min_length=1, max_length=2048)
+    include_paths: Patterns = Field(default_factory=list, max_length=100)
+    exclude_paths: Patterns = Field(default_factory=list, max_length=100)
+    allow_subdomains: bool = False
+    ignore_query: bool = False
+    sitemap: SitemapMode = "include"
+
+    @field_validator("include_paths", "exclude_paths")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        return _check_patterns(value)
+
+    @field_validator("max_depth", check_fields=False)
+    @classmethod
+    def _depth(cls, value: int) -> int:
+        return _check_depth(value)
+
+
+class CrawlInput(_DiscoveryInput):
+    """Input of a `crawl` job: every page of a site, each a job of its own."""
+
+    max_depth: int = Field(
+        default=2, description="0: the start page only.", json_schema_extra=DEPTH_SCHEMA
+    )
+    limit: int = Field(
+        default=1000, ge=1, description="Pages at most (no more than OUTRIDER_CRAWL_MAX_PAGES)."
+    )
+    page: CrawlPageSpec = Field(default_factory=CrawlPageSpec)
+    page_webhooks: bool = Field(
+        default=False, description="Also announce each page's end to the crawl's `webhook_url`."
+    )
+
+
+class MapInput(_DiscoveryInput):
+    """Input of a `map` job: a site's URLs (sitemaps and links), without page content."""
+
+    max_depth: int = Field(
+        default=0, description="0: the start page's links only.", json_schema_extra=DEPTH_SCHEMA
+    )
+    limit: int = Field(default=5000, ge=1, description="URLs at most.")
+    search: str | None = Field(
+        default=None, min_length=1, max_length=200, description="URLs containing it come first."
+    )
+
+
 class JobSpecBase(RequestModel):
     agent_id: uuid.UUID | None = None
     max_attempts: int | None = Field(default=None, ge=1, le=100)
@@ -205,7 +330,21 @@ class ScrapeJobSpec(JobSpecBase):
     input: ScrapeInput
 
 
-AnyJobSpec = HttpJobSpec | FetchJobSpec | RenderJobSpec | ScrapeJobSpec
+class CrawlJobSpec(JobSpecBase):
+    """Crawl a site: each page a `fetch` (or `scrape`) job of its own."""
+
+    kind: Literal["crawl"]
+    input: CrawlInput
+
+
+class MapJobSpec(JobSpecBase):
+    """List a site's URLs from its sitemaps and links."""
+
+    kind: Literal["map"]
+    input: MapInput
+
+
+AnyJobSpec = HttpJobSpec | FetchJobSpec | RenderJobSpec | ScrapeJobSpec | CrawlJobSpec | MapJobSpec
 JobSpec = Annotated[AnyJobSpec, Field(discriminator="kind")]
 
 INPUT_MODELS: dict[str, type[StrictModel]] = {
@@ -213,6 +352,8 @@ INPUT_MODELS: dict[str, type[StrictModel]] = {
     "fetch": FetchInput,
     "render": RenderInput,
     "scrape": ScrapeInput,
+    "crawl": CrawlInput,
+    "map": MapInput,
 }
 """Every job kind and its input model (the worker re-validates stored input with it)."""
 

@@ -22,7 +22,9 @@ from shared import __version__
 from shared.liveness import liveness_key, publish_liveness, remove_liveness
 from shared.logging import get_logger
 from shared.models import utcnow
+from shared.repositories import frontier
 from shared.repositories.execution import Released
+from worker.crawl.settle import repair
 from worker.job_events import job_ended
 from worker.state import WorkerState
 
@@ -118,8 +120,24 @@ class Reconciler:
         self._position: tuple[datetime, uuid.UUID] | None = None
 
     async def run_once(self) -> tuple[int, int]:
-        """One pass; returns (orphans requeued, lost enqueues repaired or confirmed)."""
-        return await self._orphans(), await self._unenqueued()
+        """One pass; returns (orphans requeued, lost enqueues repaired or confirmed). Then
+        the parked crawls are repaired and refilled (a dead worker never leaves one stuck)."""
+        counts = await self._orphans(), await self._unenqueued()
+        await self._crawls()
+        return counts
+
+    async def _crawls(self) -> int:
+        """Settle pages whose job ended unrecorded, refill every parked crawl."""
+        after: uuid.UUID | None = None
+        settled = 0
+        while True:
+            async with self.state.frontier.read() as session:
+                crawls = await frontier.parked_crawls(session, after, RECONCILE_BATCH)
+            for crawl_id in crawls:
+                settled += await repair(self.state, crawl_id, RECONCILE_BATCH)
+            if len(crawls) < RECONCILE_BATCH:
+                return settled
+            after = crawls[-1]
 
     async def _orphans(self) -> int:
         state = self.state

@@ -20,9 +20,14 @@ from shared.logging import get_logger
 from shared.models import AttemptOutcome, JobStatus, utcnow
 from shared.repositories.execution import Claim, Outcome
 from worker import counters
-from worker.engines.base import Engine, EngineContext, check_headers
+from worker.crawl.redirects import redirect_claim
+from worker.crawl.refill import refill
+from worker.crawl.settle import settle_page
+from worker.engines.base import Engine, EngineContext, Parked, check_headers
+from worker.engines.crawl import run_crawl
 from worker.engines.fetch import run_fetch
 from worker.engines.http import run_http
+from worker.engines.map import run_map
 from worker.engines.scrape import run_scrape
 from worker.job_events import job_cancelled, job_ended, job_progress, job_started
 from worker.politeness import polite
@@ -43,6 +48,8 @@ ENGINES: dict[str, Engine] = {
     "fetch": run_fetch,
     "render": _run_render,
     "scrape": run_scrape,
+    "crawl": run_crawl,
+    "map": run_map,
 }
 # SQLAlchemy's errors, and asyncpg's from the claim and outcome statements.
 DB_ERRORS = (
@@ -72,7 +79,32 @@ async def _write_outcome(state: WorkerState, claim: Claim, outcome: Outcome) -> 
             written = await state.store.record_outcome(claim, outcome)
     if written:
         await job_ended(state, claim.job, outcome)
+        if claim.job.parent_id is not None and outcome.status != JobStatus.QUEUED:
+            await _page_ended(state, claim, outcome.status, outcome.error)
     return written
+
+
+async def _page_ended(
+    state: WorkerState, claim: Claim, status: str, error: dict[str, Any] | None
+) -> None:
+    """A crawl's page ended: settle it in the frontier and refill the crawl. A failure here
+    is repaired by the reconciler (it settles pages whose job ended unrecorded)."""
+    assert claim.job.parent_id is not None
+    try:
+        await settle_page(state, claim.job.parent_id, claim.job.id, status, error)
+    except DB_ERRORS as exc:
+        log.warning("crawl.settle_failed", error=str(exc)[:200])
+
+
+async def _park(state: WorkerState, claim: Claim, result: dict[str, Any]) -> None:
+    """The job goes on without this worker (a crawl): leave it running, unheld, and refill."""
+    parked = await state.store.park(claim, result)
+    log.info("job.parked" if parked else "job.result_discarded")
+    if parked:
+        try:
+            await refill(state, claim.job.id)
+        except DB_ERRORS as exc:  # the reconciler refills parked crawls on every pass
+            log.warning("crawl.refill_failed", error=str(exc)[:200])
 
 
 def _failure_outcome(state: WorkerState, claim: Claim, error: JobError) -> Outcome:
@@ -116,6 +148,9 @@ async def _execute_with(
         report=lambda progress: job_progress(state, claim, progress),
         deadline=asyncio.get_running_loop().time() + claim.job.timeout_s,
         browser=state.render_runtime,
+        frontier=state.frontier,
+        redis=state.redis,
+        claim_redirect=redirect_claim(state.frontier, claim.job),
     )
     engine = ENGINES.get(claim.job.kind)
     if engine is None:
@@ -176,6 +211,8 @@ async def _run_claimed(state: WorkerState, claim: Claim) -> None:
             await state.store.record_cancelled(claim)
             job_cancelled(state, claim.job)
             log.info("job.cancelled")
+            if claim.job.parent_id is not None:
+                await _page_ended(state, claim, JobStatus.CANCELLED, None)
             return
         # Shutdown: give the job back without using up the attempt, then let arq requeue it.
         outcome = Outcome(
@@ -187,6 +224,9 @@ async def _run_claimed(state: WorkerState, claim: Claim) -> None:
         await asyncio.shield(_write_outcome(state, claim, outcome))
         log.info("job.interrupted")
         raise
+    except Parked as parked:
+        await _park(state, claim, scrub(parked.result))
+        return
     except Deferred as deferral:
         outcome = Outcome(
             status=JobStatus.QUEUED,

@@ -20,6 +20,7 @@ from shared.db import create_engine, create_sessionmaker
 from shared.egress import EgressPolicy
 from shared.events import EventPublisher
 from shared.queue import JobQueue, create_redis
+from shared.repositories.frontier_store import FrontierStore, open_frontier_store
 from shared.repositories.job_store import JobStore, open_job_store
 from shared.settings import Settings
 from worker.extract.pool import ParsePool, acquire_shared_pool, release_shared_pool
@@ -60,6 +61,7 @@ class WorkerState:
     sessions: OwnerSessions  # outbound HTTP: one connection pool per owner (a tenant wall)
     parse_pool: ParsePool
     events: EventPublisher
+    frontier: FrontierStore  # crawls' frontiers
     running: dict[uuid.UUID, Running] = field(default_factory=dict)
     concurrency: int = 0  # how many jobs it runs at once (set by serve())
     jobs_done: int = 0  # attempts that ended the job succeeded, in this process
@@ -103,6 +105,7 @@ class WorkerState:
             # children start now, while browser workers start them on their first page.
             parse_pool=acquire_shared_pool(warm=queue == "default"),
             events=EventPublisher(redis, settings.events_retention_s),
+            frontier=open_frontier_store(engine, sessionmaker),
         )
 
     async def start(self) -> None:

@@ -31,7 +31,7 @@ log = get_logger(__name__)
 router = APIRouter(prefix="/v1", tags=["events"])
 
 EventType = Literal["queued", "started", "progress", "retrying", "succeeded", "failed", "cancelled"]
-JobKind = Literal["http", "fetch", "render", "scrape"]
+JobKind = Literal["http", "fetch", "render", "scrape", "crawl", "map"]
 assert set(JobKind.__args__) == set(JOB_KINDS)  # type: ignore[attr-defined]
 
 REPLAY_MARGIN_S = 60.0  # clocks of the API, the workers and Redis differ a little

@@ -25,6 +25,7 @@ from api.services.submit import enqueue_jobs, submit_batch, submit_one
 from shared.errors import ValidationFailed
 from shared.events import JobEvent
 from shared.repositories import job as jobs
+from shared.repositories.frontier import crawl_progress
 from shared.specs import JOB_KINDS, AnyJobSpec, JobSpec
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -109,6 +110,9 @@ async def list_jobs(
     status: JobStatusName | None = None,
     kind: Annotated[str | None, Query(max_length=32)] = None,
     agent_id: uuid.UUID | None = None,
+    parent_id: Annotated[
+        uuid.UUID | None, Query(description="A crawl's id: its pages' jobs.")
+    ] = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
@@ -121,6 +125,7 @@ async def list_jobs(
         status=status,
         kind=kind,
         agent_id=agent_id,
+        parent_id=parent_id,
         created_after=_utc(created_after, "created_after"),
         created_before=_utc(created_before, "created_before"),
     )
@@ -133,9 +138,12 @@ async def list_jobs(
 
 @router.get("/{job_id}", response_model=JobOut, responses=error_responses(404, 422))
 async def get_job(job_id: uuid.UUID, state: StateDep, principal: PrincipalDep) -> JobOut:
+    """A job; a running crawl's `result` counts its pages as they are now."""
     async with state.sessionmaker() as session:
         job = await jobs.get_job(session, principal.owner_id, job_id)
-    return JobOut.model_validate(job)
+        progress = await crawl_progress(session, job)
+    out = JobOut.model_validate(job)
+    return out if progress is None else out.model_copy(update={"result": progress})
 
 
 @router.get("/{job_id}/attempts", response_model=AttemptList, responses=error_responses(404, 422))

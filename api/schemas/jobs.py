@@ -44,6 +44,7 @@ class JobOut(BaseModel):
         default=None, description="The schedule's instant this job was fired for (UTC)."
     )
     webhook_url: str | None = None
+    parent_id: uuid.UUID | None = Field(default=None, description="A crawl's page: the crawl's id.")
 
 
 class JobList(BaseModel):

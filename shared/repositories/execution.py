@@ -127,6 +127,27 @@ async def record_outcome(
     return True
 
 
+async def park_job(
+    session: AsyncSession, job_id: uuid.UUID, fence: int, result: dict[str, Any]
+) -> bool:
+    """Leave a running job to work that is not a worker's (a crawl's frontier): still
+    `running`, but no worker holds it and no lease runs out. Its attempt ends `succeeded`.
+    False if the claim was fenced out."""
+    parked = (
+        await session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.fence == fence, Job.status == JobStatus.RUNNING)
+            .values(result=result, worker_id=None, lease_expires_at=None)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
+    if parked is None:
+        return False
+    await _close_attempt(session, job_id, fence, AttemptOutcome.SUCCEEDED, None)
+    return True
+
+
 async def record_cancelled(session: AsyncSession, job_id: uuid.UUID, fence: int) -> None:
     """Close the attempt of a job the user cancelled while it ran."""
     error = {"code": "cancelled", "message": "Cancelled by the user."}

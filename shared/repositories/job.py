@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.errors import InvalidState, NotFound
 from shared.models import Job, JobAttempt, JobStatus, utcnow
+from shared.repositories.frontier import lock_crawl
 from shared.repositories.pagination import after_cursor, encode_cursor
 from shared.repositories.webhooks import add_deliveries, webhook_urls
 
@@ -24,6 +25,7 @@ class JobFilters:
     status: str | None = None
     kind: str | None = None
     agent_id: uuid.UUID | None = None
+    parent_id: uuid.UUID | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
 
@@ -55,6 +57,7 @@ class NewJob:
     schedule_id: uuid.UUID | None = None
     schedule_instant: datetime | None = None
     webhook_url: str | None = None
+    parent_id: uuid.UUID | None = None
 
 
 def new_job_values(
@@ -128,6 +131,8 @@ async def list_jobs(
         stmt = stmt.where(Job.kind == filters.kind)
     if filters.agent_id:
         stmt = stmt.where(Job.agent_id == filters.agent_id)
+    if filters.parent_id:
+        stmt = stmt.where(Job.parent_id == filters.parent_id)
     if filters.created_after:
         stmt = stmt.where(Job.created_at > filters.created_after)
     if filters.created_before:
@@ -154,6 +159,10 @@ async def cancel_job(session: AsyncSession, job: Job) -> Job:
     """Cancel a queued or running job; a running one is stopped by its worker's watch. Its
     webhook deliveries are queued in the same transaction."""
     now = utcnow()
+    if job.kind == "crawl":
+        # First: a refill of this crawl that runs now ends before this cancel goes on, and one
+        # that comes later finds the crawl cancelled.
+        await lock_crawl(session, job.id)
     row = (
         await session.execute(
             update(Job)
@@ -165,8 +174,24 @@ async def cancel_job(session: AsyncSession, job: Job) -> Job:
     if row is None:
         raise InvalidState(f"A {job.status} job cannot be cancelled.")
     await add_deliveries(session, job.id, JobStatus.CANCELLED, row[0], row[1])
+    if job.kind == "crawl":
+        await _cancel_pages(session, job.id, now)
     await session.refresh(job)
     return job
+
+
+async def _cancel_pages(session: AsyncSession, crawl_id: uuid.UUID, now: datetime) -> None:
+    """A cancelled crawl's queued pages are cancelled; running ones are stopped by their
+    workers' cancel watch. (At most the crawl's in-flight pages: the rest wait in its
+    frontier, and a retry resumes it.)"""
+    await session.execute(
+        update(Job)
+        .where(
+            Job.parent_id == crawl_id,
+            Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
+        )
+        .values(status=JobStatus.CANCELLED, finished_at=now, lease_expires_at=None)
+    )
 
 
 def retry_values() -> dict[str, Any]:

@@ -45,6 +45,11 @@ class JobStore(Protocol):
         deliveries in the same transaction); False if it was fenced out."""
         ...
 
+    async def park(self, claim: Claim, result: dict[str, Any]) -> bool:
+        """Leave a claimed job running with no worker holding it (a crawl, whose frontier
+        does the rest); False if the claim was fenced out."""
+        ...
+
     async def record_cancelled(self, claim: Claim) -> None:
         """Close the attempt of a job the user cancelled while it ran."""
         ...

@@ -33,6 +33,10 @@ class SqlJobStore:
         async with self.sessionmaker.begin() as session:
             return await execution.record_outcome(session, claim.job.id, claim.fence, outcome)
 
+    async def park(self, claim: Claim, result: dict[str, Any]) -> bool:
+        async with self.sessionmaker.begin() as session:
+            return await execution.park_job(session, claim.job.id, claim.fence, result)
+
     async def record_cancelled(self, claim: Claim) -> None:
         async with self.sessionmaker.begin() as session:
             await execution.record_cancelled(session, claim.job.id, claim.fence)

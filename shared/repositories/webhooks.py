@@ -37,7 +37,8 @@ def webhook_urls() -> tuple[InstrumentedAttribute[str | None], ScalarSelect[str 
     without webhooks then costs no query beyond the UPDATE that ends it."""
     agent_url = (
         select(Agent.webhook_url)
-        .where(Agent.id == Job.agent_id, Agent.deleted_at.is_(None))
+        # A crawl's pages are announced only through their own webhook_url (page_webhooks).
+        .where(Agent.id == Job.agent_id, Agent.deleted_at.is_(None), Job.parent_id.is_(None))
         .scalar_subquery()
     )
     return Job.webhook_url, agent_url

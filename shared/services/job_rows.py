@@ -18,7 +18,7 @@ from shared.jsonsafe import json_text
 from shared.models import Agent
 from shared.repositories.agent import get_agent, get_default_agent
 from shared.settings import Settings
-from shared.specs import AnyJobSpec, queue_for
+from shared.specs import AnyJobSpec, CrawlInput, MapInput, queue_for
 
 
 async def resolve_agent(
@@ -55,6 +55,26 @@ def check_destination(policy: EgressPolicy, agent: Agent, url: str, index: int |
         )
 
 
+def check_discovery(
+    settings: Settings, policy: EgressPolicy, spec: CrawlInput | MapInput, index: int | None
+) -> None:
+    """A crawl's or map's start URL must be a URL (422 `invalid_url`); one the egress policy
+    refuses as a destination is accepted here and ends the job `failed`,
+    `blocked_destination`, at once. `limit` is capped (422 `limit_too_large`)."""
+    where = {"index": index} if index is not None else {}
+    try:
+        policy.check_url(spec.url)
+    except EgressBlocked as exc:
+        if exc.code != "blocked_destination":
+            raise InvalidUrl(str(exc), details={**where, "reason": exc.code}) from exc
+    if spec.limit > settings.crawl_max_pages:
+        raise ValidationFailed(
+            f"`limit` may be at most {settings.crawl_max_pages} (OUTRIDER_CRAWL_MAX_PAGES).",
+            code="limit_too_large",
+            details={**where, "max": settings.crawl_max_pages},
+        )
+
+
 def check_webhook_url(policy: EgressPolicy, url: str, index: int | None = None) -> None:
     """422 `invalid_webhook_url` unless `url` is an http(s) URL the egress policy accepts in
     form (port, host syntax), `webhook_url_forbidden` if it names an internal destination
@@ -82,7 +102,10 @@ def job_row(
     """The columns of a new job after every check a submission makes: the destination and the
     `webhook_url` against the egress policy and the agent's domain rules, timeouts and attempts
     from spec, agent or settings, capped. `index`: the spec's place in a batch (in errors)."""
-    check_destination(policy, agent, spec.input.url, index)
+    if spec.kind in ("crawl", "map"):
+        check_discovery(settings, policy, spec.input, index)
+    else:
+        check_destination(policy, agent, spec.input.url, index)
     if spec.webhook_url is not None:
         check_webhook_url(policy, spec.webhook_url, index)
     details = {"index": index} if index is not None else None

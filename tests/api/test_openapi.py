@@ -106,7 +106,14 @@ async def test_submit_documents_what_it_parses_itself(client: httpx.AsyncClient)
     body = operation["requestBody"]["content"]["application/json"]["schema"]
     assert operation["requestBody"]["required"] is True
     assert body["discriminator"]["propertyName"] == "kind"
-    assert set(body["discriminator"]["mapping"]) == {"http", "fetch", "render", "scrape"}
+    assert set(body["discriminator"]["mapping"]) == {
+        "http",
+        "fetch",
+        "render",
+        "scrape",
+        "crawl",
+        "map",
+    }
     (key,) = operation["parameters"]
     assert (key["name"], key["in"], key["required"]) == ("Idempotency-Key", "header", False)
     assert key["schema"]["maxLength"] == 200

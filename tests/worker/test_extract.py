@@ -21,9 +21,9 @@ from typing import Any
 import psutil
 import pytest
 
+from shared.urls import site_of
 from worker.extract.charset import decode
 from worker.extract.document import build_result
-from worker.extract.links import site_of
 from worker.extract.pool import ParsePool, parse_off_loop
 from worker.extract.schema import SchemaError
 from worker.retry import JobError

@@ -17,6 +17,9 @@ from shared.settings import Settings
 from worker.retry import JobError
 
 if TYPE_CHECKING:  # Playwright loads on browser workers only
+    from redis.asyncio import Redis
+
+    from shared.repositories.frontier_store import FrontierStore
     from worker.browser import RenderRuntime
 
 
@@ -33,6 +36,11 @@ class EngineContext:
     report: Callable[[dict[str, Any]], Awaitable[None]] | None = None
     deadline: float | None = None  # the event loop's time at which the job times out
     browser: RenderRuntime | None = None  # on browser workers: Chromium and the database
+    frontier: FrontierStore | None = None  # crawls: the frontier's database
+    redis: Redis | None = None  # crawls and maps: the shared robots.txt cache
+    # A crawl's page: asked before each redirect is followed; False: another page has the
+    # URL (this one is its duplicate, see worker/crawl/redirects.py).
+    claim_redirect: Callable[[str], Awaitable[bool]] | None = None
 
     def render_runtime(self) -> RenderRuntime:
         """The browser of this worker; a job elsewhere fails `browser_unavailable`."""
@@ -58,6 +66,24 @@ class EngineContext:
 
 
 Engine = Callable[[EngineContext], Awaitable[dict[str, Any]]]
+
+
+class DuplicatePage(Exception):
+    """A crawl's page redirected to a URL another page of the crawl has: not fetched."""
+
+    def __init__(self, url: str, status: int) -> None:
+        super().__init__(url)
+        self.url = url
+        self.status = status
+
+
+class Parked(Exception):
+    """Raised by an engine whose job goes on without a worker (a crawl: its frontier and
+    page jobs do the rest): the job stays `running`, unheld, with `result` so far."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        super().__init__("parked")
+        self.result = result
 
 
 def check_destination(ctx: EngineContext, url: str) -> str:

@@ -30,7 +30,7 @@ from multidict import CIMultiDict
 from shared.settings import Settings
 from shared.specs import FetchInput
 from worker.bodies import read_capped
-from worker.engines.base import EngineContext, check_destination
+from worker.engines.base import DuplicatePage, EngineContext, check_destination
 from worker.extract.document import build_from_bytes, document_kind
 from worker.extract.pool import parse_off_loop
 from worker.extract.schema import SchemaError, compile_schema
@@ -133,6 +133,8 @@ async def _download(ctx: EngineContext, spec: FetchInput, timeout_s: float) -> D
             url, headers=headers, allow_redirects=False, timeout=timeout
         ) as response:
             if (next_url := _next_hop(ctx, response, headers)) is not None:
+                if ctx.claim_redirect is not None and not await ctx.claim_redirect(next_url):
+                    raise DuplicatePage(next_url, response.status)
                 url = next_url
                 continue
             if not 200 <= response.status < 300:
@@ -191,7 +193,12 @@ async def fetch_spec(ctx: EngineContext, spec: FetchInput) -> dict[str, Any]:
     """Fetch and extract `spec` (a fetch input, or a scrape input's first try)."""
     schema = _schema(spec)
     timeout_s = min(spec.timeout_s or ctx.agent.timeout_s or ctx.job.timeout_s, ctx.job.timeout_s)
-    page = await with_quick_retries(lambda: _download_in_time(ctx, spec, timeout_s))
+    try:
+        page = await with_quick_retries(lambda: _download_in_time(ctx, spec, timeout_s))
+    except DuplicatePage as duplicate:
+        # A crawl's page whose redirect lands on a page the crawl has: nothing more to fetch.
+        metadata = {"final_url": duplicate.url, "status_code": duplicate.status}
+        return {"duplicate_of": duplicate.url, "metadata": metadata}
     metadata = {
         "final_url": page.url,
         "status_code": page.status,

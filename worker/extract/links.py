@@ -13,28 +13,14 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import lxml.html
-from tld import get_fld
+
+from shared.urls import site_of
 
 _STRIP = str.maketrans("", "", "\t\n\r")
-
-
-@lru_cache(maxsize=4096)
-def site_of(host: str) -> str:
-    """The registrable domain of `host`; an IP address or a one-label host stands for itself."""
-    host = host.lower().rstrip(".")
-    if ":" in host or host.replace(".", "").isdigit():
-        return host
-    fld = get_fld(host, fix_protocol=True, fail_silently=True)
-    if isinstance(fld, str):
-        return fld
-    # The Public Suffix List's implicit rule: an unlisted TLD (`.example`, `.test`) is a
-    # public suffix of one label.
-    return ".".join(host.split(".")[-2:])
 
 
 def absolute_http_url(base: str, href: str | None) -> str | None:

@@ -1,0 +1,1 @@
+"""Crawls: the frontier's refill and settle, and the sitemaps that seed it."""
