@@ -186,6 +186,17 @@ class RobotsCache:
         raise Deferred(PENDING_DEFER_S, "robots_pending")
 
 
+async def cached_disallows(redis: Redis, url: str, user_agent: str) -> bool:
+    """Whether the cached robots.txt of `url`'s origin (if any: nothing is fetched here)
+    disallows it. A crawl skips such links without making a job of them."""
+    robots = robots_url(url)
+    raw = await redis.get(cache_key(robots)) if robots else None
+    found = RobotsFile.loads(raw) if raw else None
+    if found is None or found.status != "rules":
+        return False
+    return not (await _parser(found.body)).can_fetch(url, user_agent)
+
+
 async def check_robots(cache: RobotsCache, url: str, user_agent: str) -> float | None:
     """Raise unless robots.txt lets `user_agent` fetch `url`; return its Crawl-delay (s).
 

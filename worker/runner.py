@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -11,6 +12,7 @@ import aiohttp
 import asyncpg
 import structlog
 from arq import Retry
+from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -30,8 +32,9 @@ from worker.engines.http import run_http
 from worker.engines.map import run_map
 from worker.engines.scrape import run_scrape
 from worker.job_events import job_cancelled, job_ended, job_progress, job_started
-from worker.politeness import polite
+from worker.politeness import polite, user_agent
 from worker.retry import Deferred, JobError, backoff_s, classify
+from worker.robots import cached_disallows
 from worker.state import Running, WorkerState
 
 log = get_logger(__name__)
@@ -90,9 +93,13 @@ async def _page_ended(
     """A crawl's page ended: settle it in the frontier and refill the crawl. A failure here
     is repaired by the reconciler (it settles pages whose job ended unrecorded)."""
     assert claim.job.parent_id is not None
+    robots = None
+    if claim.agent.obey_robots:
+        agent = user_agent(state, claim.agent)
+        robots = functools.partial(cached_disallows, state.redis, user_agent=agent)
     try:
-        await settle_page(state, claim.job.parent_id, claim.job.id, status, error)
-    except DB_ERRORS as exc:
+        await settle_page(state, claim.job.parent_id, claim.job.id, (status, error), robots)
+    except (*DB_ERRORS, RedisError) as exc:  # the reconciler settles it
         log.warning("crawl.settle_failed", error=str(exc)[:200])
 
 

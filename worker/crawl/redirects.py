@@ -12,7 +12,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
+from shared.logging import get_logger
 from shared.models import Job, PageState, SkipReason
 from shared.repositories import frontier
 from shared.repositories.frontier import NewPage
@@ -21,6 +23,7 @@ from shared.specs import CrawlInput
 from shared.urls import normalize_url
 
 RedirectClaim = Callable[[str], Awaitable[bool]]
+log = get_logger(__name__)
 
 
 async def claim_hop(
@@ -66,11 +69,16 @@ def redirect_claim(store: FrontierStore, page_job: Job) -> RedirectClaim | None:
     cached: list[CrawlInput] = []
 
     async def claim(hop_url: str) -> bool:
-        if not cached:
-            found = await crawl_input_of(store, crawl_id)
-            if found is None:
-                return True
-            cached.append(found)
-        return await claim_hop(store, page_job, cached[0], hop_url)
+        try:
+            if not cached:
+                found = await crawl_input_of(store, crawl_id)
+                if found is None:
+                    return True
+                cached.append(found)
+            return await claim_hop(store, page_job, cached[0], hop_url)
+        except SQLAlchemyError as exc:
+            # Follow it: at worst the page is fetched twice, never lost.
+            log.warning("crawl.redirect_claim_failed", error=str(exc)[:200])
+            return True
 
     return claim

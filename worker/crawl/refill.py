@@ -118,7 +118,8 @@ async def _queue_pages(
     return jobs
 
 
-async def _refill_in(state: WorkerState, session: AsyncSession, crawl_id: uuid.UUID) -> Refilled:
+async def refill_in(state: WorkerState, session: AsyncSession, crawl_id: uuid.UUID) -> Refilled:
+    """The refill, in the caller's transaction (which may hold the crawl's row already)."""
     taken = await frontier.lock_crawl(session, crawl_id)  # first: the write that serializes
     loaded = await _load(session, crawl_id) if taken is not None else None
     if loaded is None or taken is None:
@@ -185,7 +186,12 @@ async def _start_error(
 async def refill(state: WorkerState, crawl_id: uuid.UUID) -> None:
     """Refill the crawl (or end it), then enqueue and announce what the commit holds."""
     async with state.frontier.begin() as session:
-        done = await _refill_in(state, session, crawl_id)
+        done = await refill_in(state, session, crawl_id)
+    await announce(state, crawl_id, done)
+
+
+async def announce(state: WorkerState, crawl_id: uuid.UUID, done: Refilled) -> None:
+    """After the refill's commit: enqueue its jobs, announce the crawl's end."""
     if done.jobs:
         await state.job_queue.enqueue(done.jobs, "crawl")
     if done.ended is not None:

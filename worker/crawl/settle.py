@@ -1,15 +1,19 @@
 """A crawl's page ended: record it in the frontier once, and add the links it found.
 
-One transaction: the conditional update of the page's frontier row (`queued` to its end
-state) comes first, so of two workers settling one page (the one that ran it and a
-reconciler repairing a crash) exactly one goes on; in the same transaction its final URL
-(after redirects) is claimed as a key of its own and its links are inserted, each URL once per
-crawl. Then the crawl is refilled.
+First, with no write open, the plan: the page's result and the crawl's input are read, its
+final URL and links normalized and judged (scope, depth, and robots.txt from the shared cache
+when the caller knows the agent: such a link is skipped without a job). Then one transaction,
+whose first write takes the crawl's row: the conditional update of the page's frontier row
+(`queued` to its end state), so of two workers settling one page (the one that ran it and a
+reconciler repairing a crash) exactly one goes on; its final URL (after redirects) is claimed as
+a key of its own; its links are inserted, each URL once per crawl; and the crawl is refilled.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -20,7 +24,7 @@ from shared.repositories import frontier
 from shared.repositories.frontier import InsertIgnoring, NewPage, PageRow
 from shared.specs import CrawlInput
 from shared.urls import Scope, normalize_url
-from worker.crawl.refill import refill
+from worker.crawl.refill import Refilled, announce, refill, refill_in
 from worker.state import WorkerState
 
 MAX_LINKS_PER_PAGE = 10_000
@@ -30,6 +34,8 @@ SKIPPED_CODES = {
     "blocked_destination": SkipReason.BLOCKED,
     "domain_not_allowed": SkipReason.BLOCKED,
 }
+RobotsJudge = Callable[[str], Awaitable[bool]]
+"""Whether robots.txt (as cached) disallows a URL for the crawl's agent."""
 
 
 def page_end(status: str, error: dict[str, Any] | None) -> tuple[PageState, SkipReason | None]:
@@ -40,26 +46,56 @@ def page_end(status: str, error: dict[str, Any] | None) -> tuple[PageState, Skip
     return (PageState.SKIPPED, reason) if reason else (PageState.FAILED, None)
 
 
-def discovered(
-    result: dict[str, Any], page: PageRow, spec: CrawlInput, scope: Scope
-) -> list[NewPage]:
-    """The URLs a crawled page links to, normalized, each judged once."""
+@dataclass
+class Plan:
+    """What a succeeded page adds: its final URL and the links it found (depth and found_on
+    are filled in once the page's row is known)."""
+
+    final_url: str | None = None
+    links: list[tuple[str, SkipReason | None]] = field(default_factory=list)
+    max_depth: int = 0
+
+
+def judge_links(result: dict[str, Any], spec: CrawlInput) -> list[tuple[str, SkipReason | None]]:
+    """The URLs a page links to, normalized, each once, with why each is not to be crawled."""
     links = result.get("links") or {}
-    found: dict[str, NewPage] = {}
-    depth = page.depth + 1
+    scope = Scope.of(spec.url, spec.allow_subdomains, spec.include_paths, spec.exclude_paths)
+    found: dict[str, SkipReason | None] = {}
     for group in ("internal", "external"):
         for link in (links.get(group) or [])[:MAX_LINKS_PER_PAGE]:
             url = normalize_url(str(link.get("url", "")), ignore_query=spec.ignore_query)
-            if url is None or url in found:
-                continue
-            reason = scope.judge(url)
-            if reason is None and (depth > spec.max_depth or spec.sitemap == "only"):
-                reason = SkipReason.DEPTH
-            state = PageState.SKIPPED if reason else PageState.PENDING
-            found[url] = NewPage(
-                url, depth, page.url, state, SkipReason(reason) if reason else None
-            )
-    return list(found.values())
+            if url is not None and url not in found:
+                reason = scope.judge(url)
+                found[url] = SkipReason(reason) if reason else None
+    return list(found.items())
+
+
+async def plan_page(
+    state: WorkerState, crawl_id: uuid.UUID, job_id: uuid.UUID, robots: RobotsJudge | None
+) -> Plan | None:
+    """Read and judge what a succeeded page found (no write open); None if nothing to add."""
+    async with state.frontier.read() as session:
+        crawl_input = await session.scalar(select(Job.input).where(Job.id == crawl_id))
+        result = await session.scalar(select(Job.result).where(Job.id == job_id))
+    if crawl_input is None or not result:
+        return None
+    spec = CrawlInput.model_validate(crawl_input)
+    final = str((result.get("metadata") or {}).get("final_url") or "")
+    links = [] if spec.sitemap == "only" else judge_links(result, spec)
+    if robots is not None:
+        links = [(u, SkipReason.ROBOTS if r is None and await robots(u) else r) for u, r in links]
+    return Plan(normalize_url(final, ignore_query=spec.ignore_query), links, spec.max_depth)
+
+
+def new_pages(plan: Plan, page: PageRow) -> list[NewPage]:
+    """The planned links as frontier rows of the page that found them."""
+    depth, max_depth = page.depth + 1, plan.max_depth
+    pages = []
+    for url, reason in plan.links:
+        why = reason if reason or depth <= max_depth else SkipReason.DEPTH
+        state = PageState.SKIPPED if why else PageState.PENDING
+        pages.append(NewPage(url, depth, page.url, state, why))
+    return pages
 
 
 async def _claim_final_url(
@@ -89,50 +125,46 @@ async def _claim_final_url(
     return False
 
 
-async def _settle_in(
+async def settle_in(
     session: AsyncSession,
     ignoring: InsertIgnoring,
     crawl_id: uuid.UUID,
     job_id: uuid.UUID,
-    status: str,
-    error: dict[str, Any] | None,
-) -> uuid.UUID | None:
+    end: tuple[str, dict[str, Any] | None],
+    plan: Plan | None,
+) -> bool:
+    """Record the page's end (`end`: its job's status and error) once and add what `plan`
+    found; False if it was recorded already."""
     await frontier.lock_crawl(session, crawl_id)  # first: one crawl's writes, one at a time
-    state, reason = page_end(status, error)
+    state, reason = page_end(*end)
     settled = await frontier.settle_page(session, job_id, state, reason)  # the exactly-once gate
-    if settled is None or state != PageState.SUCCEEDED:
-        return settled[0] if settled else None
-    crawl_id, page = settled
-    crawl_input = await session.scalar(select(Job.input).where(Job.id == crawl_id))
-    result = await session.scalar(select(Job.result).where(Job.id == job_id)) or {}
-    if crawl_input is None:
-        return None
-    spec = CrawlInput.model_validate(crawl_input)
-    final = normalize_url(
-        str((result.get("metadata") or {}).get("final_url") or ""), ignore_query=spec.ignore_query
-    )
-    if await _claim_final_url(session, ignoring, crawl_id, page, final):
-        scope = Scope.of(spec.url, spec.allow_subdomains, spec.include_paths, spec.exclude_paths)
-        new = discovered(result, page, spec, scope)
-        await frontier.add_pages(session, ignoring, crawl_id, new)
-    return crawl_id
+    if settled is None:
+        return False
+    if state != PageState.SUCCEEDED or plan is None:
+        return True
+    _, page = settled
+    if await _claim_final_url(session, ignoring, crawl_id, page, plan.final_url):
+        await frontier.add_pages(session, ignoring, crawl_id, new_pages(plan, page))
+    return True
 
 
 async def settle_page(
     state: WorkerState,
     crawl_id: uuid.UUID,
     job_id: uuid.UUID,
-    status: str,
-    error: dict[str, Any] | None,
+    end: tuple[str, dict[str, Any] | None],
+    robots: RobotsJudge | None = None,
 ) -> None:
-    """Record a crawl page's end (`status`, `error`: its job's, committed) once and add its
-    links, then refill its crawl. Idempotent: a page already recorded is left alone."""
-    async with state.frontier.begin() as session:
-        settled = await _settle_in(
-            session, state.frontier.ignoring, crawl_id, job_id, status, error
-        )
-    if settled is not None:
-        await refill(state, crawl_id)
+    """Record a crawl page's end (`end`: its job's status and error, committed) once, add its
+    links and refill its crawl, in one transaction. Idempotent: a page already recorded is
+    left alone."""
+    succeeded = end[0] == JobStatus.SUCCEEDED
+    plan = await plan_page(state, crawl_id, job_id, robots) if succeeded else None
+    done = Refilled()
+    async with state.frontier.begin() as session:  # one transaction: SQLite has one writer
+        if await settle_in(session, state.frontier.ignoring, crawl_id, job_id, end, plan):
+            done = await refill_in(state, session, crawl_id)
+    await announce(state, crawl_id, done)
 
 
 async def repair(state: WorkerState, crawl_id: uuid.UUID, batch: int) -> int:
@@ -141,7 +173,10 @@ async def repair(state: WorkerState, crawl_id: uuid.UUID, batch: int) -> int:
     async with state.frontier.read() as session:
         ended = await frontier.ended_unsettled(session, crawl_id, batch)
     for job_id, status, error in ended:
+        succeeded = status == JobStatus.SUCCEEDED
+        plan = await plan_page(state, crawl_id, job_id, None) if succeeded else None
         async with state.frontier.begin() as session:
-            await _settle_in(session, state.frontier.ignoring, crawl_id, job_id, status, error)
+            ignoring = state.frontier.ignoring
+            await settle_in(session, ignoring, crawl_id, job_id, (status, error), plan)
     await refill(state, crawl_id)
     return len(ended)
