@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
@@ -89,6 +89,44 @@ async def add_pages(
     ]
     for start in range(0, len(rows), INSERT_CHUNK):
         await session.execute(ignoring(PAGE), rows[start : start + INSERT_CHUNK])
+    await _come_closer(
+        session, crawl_id, [row for row in rows if row["state"] == PageState.PENDING]
+    )
+
+
+async def _come_closer(
+    session: AsyncSession, crawl_id: uuid.UUID, rows: Sequence[dict[str, Any]]
+) -> None:
+    """A URL found again at a smaller depth takes it: a pending one is crawled sooner, and one
+    skipped as too deep (a sitemap's deep URL, reached by links within the depth) is pending
+    again. The frontier holds each URL at the depth a breadth-first search gives it."""
+    if not rows:
+        return
+    stmt = (
+        update(PAGE)
+        .where(
+            PAGE.c.crawl_id == crawl_id,
+            PAGE.c.url_key == bindparam("key"),
+            PAGE.c.depth > bindparam("new_depth"),
+            or_(
+                PAGE.c.state == PageState.PENDING,
+                and_(
+                    PAGE.c.state == PageState.SKIPPED,
+                    PAGE.c.skipped_because == SkipReason.DEPTH,
+                ),
+            ),
+        )
+        .values(
+            state=PageState.PENDING,
+            skipped_because=None,
+            depth=bindparam("new_depth"),
+            found_on=bindparam("new_found_on"),
+        )
+    )
+    params = [
+        {"key": r["url_key"], "new_depth": r["depth"], "new_found_on": r["found_on"]} for r in rows
+    ]
+    await session.execute(stmt, params, execution_options={"synchronize_session": False})
 
 
 async def lock_crawl(session: AsyncSession, crawl_id: uuid.UUID) -> int | None:
@@ -111,23 +149,40 @@ async def add_taken(session: AsyncSession, crawl_id: uuid.UUID, count: int) -> N
 
 async def in_flight(session: AsyncSession, crawl_id: uuid.UUID) -> int:
     """Pages of the crawl with a job that has not ended (as the frontier knows)."""
-    count = await session.scalar(
-        select(func.count())
-        .select_from(CrawlPage)
-        .where(CrawlPage.crawl_id == crawl_id, CrawlPage.state == PageState.QUEUED)
-    )
-    return int(count or 0)
+    return (await flight(session, crawl_id))[0]
 
 
-async def next_pending(session: AsyncSession, crawl_id: uuid.UUID, limit: int) -> list[PageRow]:
-    """The next pending URLs, breadth first (shallowest, then oldest)."""
+async def flight(session: AsyncSession, crawl_id: uuid.UUID) -> tuple[int, int | None]:
+    """(pages with a job that has not ended, the smallest depth among them)."""
+    row = (
+        await session.execute(
+            select(func.count(), func.min(CrawlPage.depth)).where(
+                CrawlPage.crawl_id == crawl_id, CrawlPage.state == PageState.QUEUED
+            )
+        )
+    ).one()
+    return int(row[0] or 0), None if row[1] is None else int(row[1])
+
+
+async def next_pending(
+    session: AsyncSession, crawl_id: uuid.UUID, limit: int, flying_depth: int | None = None
+) -> list[PageRow]:
+    """The next pending URLs, breadth first (shallowest, then oldest), no deeper than one
+    level below the shallowest page in flight (`flying_depth`) or taken here: a page in
+    flight at depth d can still find a pending URL at d + 1, never shallower, so what is
+    taken has its final depth (the crawl is a true breadth-first search, pipelined one level
+    deep)."""
     rows = await session.execute(
         select(CrawlPage.id, CrawlPage.url, CrawlPage.depth, CrawlPage.state, CrawlPage.job_id)
         .where(CrawlPage.crawl_id == crawl_id, CrawlPage.state == PageState.PENDING)
         .order_by(CrawlPage.depth, CrawlPage.id)
         .limit(limit)
     )
-    return [PageRow(*row) for row in rows]
+    pages = [PageRow(*row) for row in rows]
+    if not pages:
+        return pages
+    shallowest = pages[0].depth if flying_depth is None else min(flying_depth, pages[0].depth)
+    return [page for page in pages if page.depth <= shallowest + 1]
 
 
 async def has_pending(session: AsyncSession, crawl_id: uuid.UUID) -> bool:

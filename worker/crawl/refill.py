@@ -98,13 +98,23 @@ async def _load(session: AsyncSession, crawl_id: uuid.UUID) -> tuple[Job, Agent]
 
 
 async def _queue_pages(
-    state: WorkerState, session: AsyncSession, crawl: Job, agent: Agent, room: int
+    state: WorkerState,
+    session: AsyncSession,
+    crawl: Job,
+    agent: Agent,
+    room: tuple[int, int | None],
 ) -> list[NewJob]:
-    """Up to `room` pending pages become jobs; blocked ones are skipped on the way."""
+    """Up to `room` (how many, the shallowest depth in flight) pending pages become jobs;
+    blocked ones are skipped on the way."""
     jobs: list[NewJob] = []
+    count, flying_depth = room
     for _ in range(MAX_ROUNDS):
-        wanted = room - len(jobs)
-        pages = await frontier.next_pending(session, crawl.id, wanted) if wanted > 0 else []
+        wanted = count - len(jobs)
+        pages = (
+            await frontier.next_pending(session, crawl.id, wanted, flying_depth)
+            if wanted > 0
+            else []
+        )
         if not pages:
             break
         rows, blocked = _page_rows(state, crawl, agent, pages)
@@ -115,6 +125,8 @@ async def _queue_pages(
                 session, [(page.id, job.id) for (page, _), job in zip(rows, new, strict=True)]
             )
             jobs += new
+            shallowest = min(page.depth for page, _ in rows)
+            flying_depth = shallowest if flying_depth is None else min(flying_depth, shallowest)
     return jobs
 
 
@@ -126,9 +138,11 @@ async def refill_in(state: WorkerState, session: AsyncSession, crawl_id: uuid.UU
         return Refilled()
     crawl, agent = loaded
     spec = CrawlInput.model_validate(crawl.input)
-    flying = await frontier.in_flight(session, crawl_id)
+    flying, flying_depth = await frontier.flight(session, crawl_id)
     room = min(state.settings.crawl_max_in_flight - flying, spec.limit - taken)
-    jobs = await _queue_pages(state, session, crawl, agent, room) if room > 0 else []
+    jobs = (
+        await _queue_pages(state, session, crawl, agent, (room, flying_depth)) if room > 0 else []
+    )
     await frontier.add_taken(session, crawl_id, len(jobs))
     if taken + len(jobs) >= spec.limit:
         await frontier.skip_all_pending(session, crawl_id, SkipReason.LIMIT)

@@ -3,15 +3,18 @@
 The attempt checks the start URL (the egress policy and the agent's domain rules: refused,
 the crawl fails at once, `blocked_destination` or `domain_not_allowed`), reads the site's
 sitemaps unless `sitemap: "skip"`, and writes the seeds into the frontier in one transaction:
-the start page (depth 0) and, with `sitemap: "include"`, the sitemaps' URLs in scope at depth 1
-(`"only"`: at depth 0, and no links are followed). Seeding is idempotent (URLs already in the
-frontier stay as they are), so a retried attempt, or a retried crawl, seeds again safely; a
-retried crawl also resumes its frontier (pages cancelled or failed are pending again). Then
-the engine raises `Parked`: the crawl stays `running` without holding a worker slot, and the
-refill (worker/crawl/refill.py) turns its frontier into page jobs.
+the start page (depth 0) and, with `sitemap: "include"`, the sitemaps' URLs in scope at the
+depth their path gives (`sitemap_depth`; deeper than `max_depth`: skipped `depth`); with
+`"only"`, every sitemap URL at depth 0, and no links are followed. Seeding is idempotent
+(URLs already in the frontier stay as they are), so a retried attempt, or a retried crawl,
+seeds again safely; a retried crawl also resumes its frontier (pages cancelled or failed are
+pending again). Then the engine raises `Parked`: the crawl stays `running` without holding a
+worker slot, and the refill (worker/crawl/refill.py) turns its frontier into page jobs.
 """
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 from multidict import CIMultiDict
 
@@ -43,15 +46,29 @@ async def site_sitemap(ctx: EngineContext, url: str) -> list[SitemapEntry]:
     return await reader.entries(url, named)
 
 
+def sitemap_depth(start: str, url: str) -> int:
+    """The depth a sitemap's URL gets: how many path segments it goes below the start URL's
+    directory, at least 1 (as if the start page linked to it; a URL path is the only measure
+    of distance a sitemap gives, as Firecrawl's `maxDepth` uses it)."""
+    base = [s for s in urlsplit(start).path.split("/")[:-1] if s]
+    path = [s for s in urlsplit(url).path.split("/") if s]
+    shared = 0
+    for a, b in zip(base, path, strict=False):
+        if a != b:
+            break
+        shared += 1
+    return max(1, len(path) - shared)
+
+
 def seeds(spec: CrawlInput, start: str, entries: list[SitemapEntry]) -> list[NewPage]:
     """The start page, then the sitemaps' URLs (judged like links)."""
     pages = [NewPage(start, 0)]
     scope = Scope.of(start, spec.allow_subdomains, spec.include_paths, spec.exclude_paths)
-    depth = 0 if spec.sitemap == "only" else 1
     for entry in entries:
         url = normalize_url(entry.url, ignore_query=spec.ignore_query)
         if url is None or url == start:
             continue
+        depth = 0 if spec.sitemap == "only" else sitemap_depth(start, url)
         reason = scope.judge(url)
         if reason is None and depth > spec.max_depth:
             reason = SkipReason.DEPTH

@@ -30,12 +30,12 @@ class _Found:
         self.urls: dict[str, dict[str, Any]] = {}
 
     def add(self, raw: str, source: str, lastmod: str | None = None) -> str | None:
-        """The normalized URL if it is new and in scope (and there is room), else None."""
+        """The normalized URL if it is in scope (kept if new and there is room), else None."""
         url = normalize_url(raw, ignore_query=self.spec.ignore_query)
-        if url is None or url in self.urls or self.scope.judge(url) is not None:
+        if url is None or self.scope.judge(url) is not None:
             return None
-        if len(self.urls) >= self.spec.limit * 2:  # enough to rank `search` matches first
-            return None
+        if url in self.urls or len(self.urls) >= self.spec.limit * 2:  # room to rank `search`
+            return url
         entry: dict[str, Any] = {"url": url, "source": source}
         if lastmod:
             entry["lastmod"] = lastmod
@@ -75,12 +75,14 @@ async def _follow(ctx: EngineContext, found: _Found, start: str) -> None:
     )
     found.add(start, "links")
     queue: deque[tuple[str, int]] = deque([(start, 0)])
+    visiting = {start}
     while queue and len(found.urls) < spec.limit:
         url, depth = queue.popleft()
         for link in await _links(ctx, url, robots):
-            new = found.add(link, "links")
-            if new is not None and depth + 1 <= spec.max_depth:
-                queue.append((new, depth + 1))
+            known = found.add(link, "links")
+            if known is not None and known not in visiting and depth + 1 <= spec.max_depth:
+                visiting.add(known)
+                queue.append((known, depth + 1))
         await ctx.progress("mapping", found=len(found.urls), to_visit=len(queue))
 
 
