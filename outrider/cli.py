@@ -300,6 +300,56 @@ def jobs_retry(
 
 
 @app.command()
+def crawl(
+    url: Annotated[str, typer.Argument(help="Where to start.")],
+    depth: Annotated[int | None, typer.Option(help="Links to follow [default: 2].")] = None,
+    limit: Annotated[int | None, typer.Option(help="Pages at most [default: 1000].")] = None,
+    include: Annotated[
+        list[str] | None, typer.Option(help="Glob on the URL path to crawl (repeatable).")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Glob on the URL path to skip (repeatable).")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Follow it with a progress bar to its end.")] = False,
+    api_url: Annotated[
+        str | None, typer.Option(help="The API [default: http://127.0.0.1:OUTRIDER_API_PORT].")
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option(help="An API key [default: the dev key of `make run`].")
+    ] = None,
+) -> None:
+    """Crawl a site through the API: each page a job of its own (docs/crawl.md)."""
+    from rich.console import Console
+
+    from outrider.crawl import CrawlError, CrawlRequest, run_crawl, summary
+    from outrider.dev import read_dev_key
+
+    settings = get_settings()
+    key = key or read_dev_key(settings.data_dir / DEV_KEY_FILE)
+    if not key:
+        typer.echo("error: no API key: pass --key (or run `make run` for a dev key)", err=True)
+        sys.exit(2)
+    request = CrawlRequest(
+        api_url=api_url or f"http://127.0.0.1:{settings.api_port}",
+        key=key,
+        url=url,
+        depth=depth,
+        limit=limit,
+        include=include or [],
+        exclude=exclude or [],
+    )
+    console = Console()
+    try:
+        job = asyncio.run(run_crawl(request, wait, console))
+    except CrawlError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    if wait:
+        console.print(summary(job))
+        sys.exit(0 if job["status"] == "succeeded" else 1)
+
+
+@app.command()
 def dev(
     host: Annotated[str, typer.Option(help="API bind address.")] = "127.0.0.1",
     port: Annotated[int | None, typer.Option(help="API port [default: OUTRIDER_API_PORT]")] = None,

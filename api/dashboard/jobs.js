@@ -3,11 +3,13 @@
 // after a terminal event (or for a job new to the page) the row is read again from the API.
 
 import { isAbort } from "./api.js";
+import { crawlKind, pagesButton, togglePages } from "./crawl.js";
 import { $, cell, DASH, el, num, time } from "./dom.js";
 
 const LIMIT = 50;
 const MAX_ROWS = 100;
 const FETCH_CONCURRENCY = 4;
+const CRAWL_REFRESH_MS = 2000; // a running crawl's counts change without events of its own
 const STATUSES = new Set(["queued", "running", "succeeded", "failed", "cancelled"]);
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 const RETRYABLE = new Set(["failed", "cancelled"]);
@@ -27,7 +29,7 @@ function errorCell(error) {
 }
 
 function actions(job) {
-  const buttons = [];
+  const buttons = [pagesButton(job)].filter(Boolean);
   if (RETRYABLE.has(job.status)) {
     buttons.push(el("button", { type: "button", data: { action: "retry" }, text: "Retry" }));
   }
@@ -42,7 +44,7 @@ function cells(job) {
   const attempts = `${num(job.attempts)} / ${num(job.max_attempts)}`;
   return [
     cell("id", el("code", { title: job.id, text: job.id.slice(0, 8) })),
-    cell("kind", job.kind ?? DASH),
+    cell("kind", crawlKind(job)),
     cell("status", el("span", { class: `status status-${status}`, text: job.status })),
     el("td", { class: "num", data: { field: "attempts", value: job.attempts ?? "" } }, attempts),
     errorCell(job.error),
@@ -78,6 +80,13 @@ export class JobsPanel {
     this.filter.addEventListener("change", () => this.load());
     $("#jobs-reload").addEventListener("click", () => this.load());
     this.tbody.addEventListener("click", (event) => this.onClick(event));
+    setInterval(() => this.refreshCrawls(), CRAWL_REFRESH_MS);
+  }
+
+  refreshCrawls() {
+    for (const [id, row] of this.rows) {
+      if (row.job.kind === "crawl" && row.job.status === "running") this.refresh(id);
+    }
   }
 
   attach(api) {
@@ -215,8 +224,17 @@ export class JobsPanel {
   async onClick(event) {
     const button = event.target.closest("button[data-action]");
     if (!button || !this.api) return;
-    const id = button.closest("tr").dataset.jobId;
+    const tr = button.closest("tr");
+    const id = tr.dataset.jobId;
     const action = button.dataset.action;
+    if (action === "pages") {
+      try {
+        await togglePages(this.api, tr, id, tr.children.length);
+      } catch (error) {
+        if (!isAbort(error)) this.notify(`Pages: ${error.message}`);
+      }
+      return;
+    }
     const row = this.rows.get(id);
     const seq = row ? row.seq : 0;
     button.disabled = true;

@@ -103,8 +103,8 @@ async def test_crawl_survives_a_killed_worker(start_cluster: StartCluster) -> No
     # Each page has one job, and it succeeded once.
     job_ids = [p["job_id"] for p in succeeded.values()]
     assert len(set(job_ids)) == len(job_ids)
-    for url, result in results.items():
-        assert result["markdown"].lstrip().startswith("# "), url
+    for url, result in results.items():  # the page's <h1> kept as a heading
+        assert any(line.startswith("# ") for line in result["markdown"].splitlines()), url
     beyond = set(succeeded) - set(expected)
     print(
         f"{len(succeeded)} pages; BFS {len(expected)}; recall {recall:.3f}; "
