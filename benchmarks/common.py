@@ -69,6 +69,7 @@ class Sizes:
     render_pages: int = 100
     soak_jobs: int = 10_000
     submit_seconds: int = 5
+    crawl_rss_pages: int = 10_000
 
 
 QUICK = Sizes(
@@ -79,6 +80,7 @@ QUICK = Sizes(
     render_pages=20,
     soak_jobs=1000,
     submit_seconds=2,
+    crawl_rss_pages=1000,
 )
 
 

@@ -30,6 +30,7 @@ SIZE_FLAGS = {
     "--render-pages": "render_pages",
     "--soak-jobs": "soak_jobs",
     "--submit-seconds": "submit_seconds",
+    "--crawl-rss-pages": "crawl_rss_pages",
 }
 
 

@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 from redis import Redis
 
-from benchmarks import scenarios_browser, scenarios_pipeline, scenarios_soak
+from benchmarks import scenarios_browser, scenarios_crawl, scenarios_pipeline, scenarios_soak
 from benchmarks.common import (
     Processes,
     Sizes,
@@ -215,4 +215,6 @@ SCENARIOS: dict[str, Callable[[int, Sizes], Result]] = {
     "fetch": scenarios_pipeline.fetch,
     "render": scenarios_browser.render,
     "soak": scenarios_soak.soak,
+    "crawl": scenarios_crawl.crawl,
+    "crawl_rss": lambda rounds, sizes: scenarios_crawl.crawl_rss(sizes.crawl_rss_pages),
 }

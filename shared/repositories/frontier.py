@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
@@ -99,34 +99,32 @@ async def _come_closer(
 ) -> None:
     """A URL found again at a smaller depth takes it: a pending one is crawled sooner, and one
     skipped as too deep (a sitemap's deep URL, reached by links within the depth) is pending
-    again. The frontier holds each URL at the depth a breadth-first search gives it."""
-    if not rows:
-        return
-    stmt = (
-        update(PAGE)
-        .where(
-            PAGE.c.crawl_id == crawl_id,
-            PAGE.c.url_key == bindparam("key"),
-            PAGE.c.depth > bindparam("new_depth"),
-            or_(
-                PAGE.c.state == PageState.PENDING,
-                and_(
-                    PAGE.c.state == PageState.SKIPPED,
-                    PAGE.c.skipped_because == SkipReason.DEPTH,
-                ),
-            ),
-        )
-        .values(
-            state=PageState.PENDING,
-            skipped_because=None,
-            depth=bindparam("new_depth"),
-            found_on=bindparam("new_found_on"),
-        )
-    )
-    params = [
-        {"key": r["url_key"], "new_depth": r["depth"], "new_found_on": r["found_on"]} for r in rows
-    ]
-    await session.execute(stmt, params, execution_options={"synchronize_session": False})
+    again. The frontier holds each URL at the depth a breadth-first search gives it. One
+    statement per (depth, found_on): the links of one page share both."""
+    groups: dict[tuple[int, str | None], list[str]] = {}
+    for row in rows:
+        groups.setdefault((row["depth"], row["found_on"]), []).append(row["url_key"])
+    for (depth, found_on), keys in groups.items():
+        for start in range(0, len(keys), INSERT_CHUNK):
+            await session.execute(
+                update(CrawlPage)
+                .where(
+                    CrawlPage.crawl_id == crawl_id,
+                    CrawlPage.url_key.in_(keys[start : start + INSERT_CHUNK]),
+                    CrawlPage.depth > depth,
+                    or_(
+                        CrawlPage.state == PageState.PENDING,
+                        and_(
+                            CrawlPage.state == PageState.SKIPPED,
+                            CrawlPage.skipped_because == SkipReason.DEPTH,
+                        ),
+                    ),
+                )
+                .values(
+                    state=PageState.PENDING, skipped_because=None, depth=depth, found_on=found_on
+                )
+                .execution_options(synchronize_session=False)
+            )
 
 
 async def lock_crawl(session: AsyncSession, crawl_id: uuid.UUID) -> int | None:

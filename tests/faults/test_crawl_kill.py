@@ -97,8 +97,9 @@ async def test_crawl_survives_a_killed_worker(start_cluster: StartCluster) -> No
     assert recall >= 0.98, sorted(expected.keys() - succeeded.keys())[:20]
     assert all(p["depth"] <= DEPTH for p in pages if p["status"] == "succeeded")
     assert not [path for path in site.hits if path.startswith("/releases/")]
-    fetched_twice = [path for path, n in site.hits.items() if n == 2]
-    assert max(site.hits.values()) <= 2, site.hits.most_common(5)
+    page_hits = {path: n for path, n in site.hits.items() if path != "/robots.txt"}
+    fetched_twice = [path for path, n in page_hits.items() if n == 2]
+    assert max(page_hits.values()) <= 2, sorted(page_hits.items(), key=lambda i: -i[1])[:5]
     assert len(fetched_twice) <= CONCURRENCY, fetched_twice
     # Each page has one job, and it succeeded once.
     job_ids = [p["job_id"] for p in succeeded.values()]

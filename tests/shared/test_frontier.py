@@ -68,7 +68,8 @@ async def test_a_url_is_one_row_per_crawl(store: FrontierStore) -> None:
     async with store.read() as session:
         mine = await frontier.next_pending(session, crawl_id, 10)
         counts = await frontier.count_pages(session, crawl_id)
-    assert [(p.url, p.depth) for p in mine] == [("http://x/a", 1), ("http://x/b", 1)]
+    # Found again closer, a pending URL takes the smaller depth (and is crawled sooner).
+    assert [(p.url, p.depth) for p in mine] == [("http://x/b", 0), ("http://x/a", 1)]
     assert counts["pages"]["discovered"] == 2
 
 
@@ -138,6 +139,10 @@ async def test_resume_makes_cancelled_pages_pending_again(store: FrontierStore) 
         rows = (
             await session.scalars(select(CrawlPage).where(CrawlPage.crawl_id == crawl_id))
         ).all()
-    assert [p.url for p in pending] == ["http://x/p", "http://x/late"]
-    assert all(r.job_id is None for r in rows)
+    # Breadth first: the shallow page first; the deep one waits for its level.
+    assert [p.url for p in pending] == ["http://x/p"]
+    assert {(r.url, r.state, r.job_id) for r in rows} == {
+        ("http://x/p", "pending", None),
+        ("http://x/late", "pending", None),
+    }
     assert taken == 0

@@ -170,6 +170,23 @@ async def test_claims_are_fenced_and_outcomes_of_stale_claims_are_refused(
     ]
 
 
+async def test_a_parked_job_runs_on_unheld_and_is_no_orphan(subject: Subject) -> None:
+    store = subject.store
+    (job,) = await store.insert(new_rows(subject.owner, 1))
+    claim = await store.claim(job.id, "worker-a", 0.001)
+    assert claim is not None
+    assert await store.park(claim, {"pages": {"discovered": 1}})
+    assert not await store.park(claim, {})  # once
+    written, attempts = await row(subject.sessionmaker, job.id)
+    assert (written.status, written.worker_id, written.lease_expires_at) == ("running", None, None)
+    assert written.result == {"pages": {"discovered": 1}}
+    assert written.finished_at is None
+    assert [(a.outcome, a.finished_at is not None) for a in attempts] == [("succeeded", True)]
+    orphans = await store.find_orphans(1000)
+    assert job.id not in {job_id for job_id, _, _ in orphans}
+    assert await store.stale_claims([(job.id, claim.fence)]) == set()
+
+
 async def test_a_refunded_attempt_and_a_deferral_keep_the_budget(subject: Subject) -> None:
     store = subject.store
     (job,) = await store.insert(new_rows(subject.owner, 1))
