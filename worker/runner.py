@@ -12,7 +12,6 @@ import aiohttp
 import asyncpg
 import structlog
 from arq import Retry
-from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -99,7 +98,7 @@ async def _page_ended(
         robots = functools.partial(cached_disallows, state.redis, user_agent=agent)
     try:
         await settle_page(state, claim.job.parent_id, claim.job.id, (status, error), robots)
-    except (*DB_ERRORS, RedisError) as exc:  # the reconciler settles it
+    except Exception as exc:
         log.warning("crawl.settle_failed", error=str(exc)[:200])
 
 

@@ -10,7 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -63,6 +63,8 @@ class WorkerState:
     events: EventPublisher
     frontier: FrontierStore  # crawls' frontiers
     running: dict[uuid.UUID, Running] = field(default_factory=dict)
+    # Crawl pages that ended here and wait to be settled, per crawl (worker/crawl/settle.py).
+    settle_queues: dict[uuid.UUID, Any] = field(default_factory=dict)
     concurrency: int = 0  # how many jobs it runs at once (set by serve())
     jobs_done: int = 0  # attempts that ended the job succeeded, in this process
     jobs_failed: int = 0  # attempts that ended the job failed, in this process

@@ -11,6 +11,8 @@ a key of its own; its links are inserted, each URL once per crawl; and the crawl
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -148,6 +150,51 @@ async def settle_in(
     return True
 
 
+@dataclass
+class _Ended:
+    job_id: uuid.UUID
+    end: tuple[str, dict[str, Any] | None]
+    plan: Plan | None
+    done: asyncio.Future[None]
+
+
+@dataclass
+class SettleQueue:
+    """The pages of one crawl that ended in this process and wait to be settled: whoever
+    holds the lock settles all that wait, in one transaction (a group commit: the crawl's row
+    lock is taken once for many pages, and a process never holds more than one database
+    connection waiting for it)."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: list[_Ended] = field(default_factory=list)
+
+
+async def _settle_waiting(state: WorkerState, crawl_id: uuid.UUID, queue: SettleQueue) -> None:
+    batch, queue.waiting = queue.waiting, []
+    if not batch:
+        return
+    done = Refilled()
+    try:
+        async with state.frontier.begin() as session:  # one transaction: SQLite has one writer
+            settled = False
+            for item in batch:
+                ignoring = state.frontier.ignoring
+                settled |= await settle_in(
+                    session, ignoring, crawl_id, item.job_id, item.end, item.plan
+                )
+            if settled:
+                done = await refill_in(state, session, crawl_id)
+    except BaseException as exc:
+        failure = exc if isinstance(exc, Exception) else RuntimeError("settling was interrupted")
+        for item in batch:
+            if not item.done.done():
+                item.done.set_exception(failure)
+        raise
+    for item in batch:
+        item.done.set_result(None)
+    await announce(state, crawl_id, done)
+
+
 async def settle_page(
     state: WorkerState,
     crawl_id: uuid.UUID,
@@ -156,15 +203,22 @@ async def settle_page(
     robots: RobotsJudge | None = None,
 ) -> None:
     """Record a crawl page's end (`end`: its job's status and error, committed) once, add its
-    links and refill its crawl, in one transaction. Idempotent: a page already recorded is
-    left alone."""
+    links and refill its crawl, in one transaction (shared with the crawl's other pages that
+    ended meanwhile in this process). Idempotent: a page already recorded is left alone."""
     succeeded = end[0] == JobStatus.SUCCEEDED
     plan = await plan_page(state, crawl_id, job_id, robots) if succeeded else None
-    done = Refilled()
-    async with state.frontier.begin() as session:  # one transaction: SQLite has one writer
-        if await settle_in(session, state.frontier.ignoring, crawl_id, job_id, end, plan):
-            done = await refill_in(state, session, crawl_id)
-    await announce(state, crawl_id, done)
+    queue = state.settle_queues.setdefault(crawl_id, SettleQueue())
+    item = _Ended(job_id, end, plan, asyncio.get_running_loop().create_future())
+    queue.waiting.append(item)
+    try:
+        async with queue.lock:
+            if not item.done.done():
+                with contextlib.suppress(Exception):  # each waiter raises its own below
+                    await _settle_waiting(state, crawl_id, queue)
+    finally:
+        if not queue.waiting and not queue.lock.locked():
+            state.settle_queues.pop(crawl_id, None)
+    await item.done
 
 
 async def repair(state: WorkerState, crawl_id: uuid.UUID, batch: int) -> int:
