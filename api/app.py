@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from api.deps import AppState, PrincipalCache
 from api.errors import install_error_handlers
@@ -89,7 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await redis.aclose(close_connection_pool=True)
             await engine.dispose()
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the package, not a CDN.
+    app = FastAPIOffline(
         title="Outrider",
         version=__version__,
         description=DESCRIPTION,
