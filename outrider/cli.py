@@ -337,7 +337,7 @@ def main() -> None:
     stderr and exit status 1, not a traceback."""
     try:
         app()
-    except Exception as exc:  # noqa: BLE001 - sorted below; anything else is re-raised
+    except Exception as exc:
         problem = service_problem(exc)
         if problem is None:
             raise

@@ -15,7 +15,7 @@ from outrider.dev import free_port
 def outrider(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("OUTRIDER_")}
     clean.update(OUTRIDER_DATA_DIR=str(tmp_path / "data"), **env)
-    return subprocess.run(  # noqa: S603 - our own CLI
+    return subprocess.run(
         [sys.executable, "-m", "outrider", *args],
         env=clean,
         cwd=tmp_path,
@@ -30,7 +30,8 @@ def assert_one_line(result: subprocess.CompletedProcess[str], *words: str) -> No
     assert result.returncode == 1, result
     assert "Traceback" not in result.stderr, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), result.stderr
     for word in words:
         assert word in lines[0], lines[0]
 

@@ -157,7 +157,8 @@ async def test_the_browser_wide_listener_refuses_everything_without_a_lookup(
     port = int(site.base_url.rsplit(":", 1)[1])
     plain = await _exchange(proxy.port, get(f"http://127.0.0.1:{port}/js", "127.0.0.1"))
     tunnel = await _exchange(proxy.port, "CONNECT update.googleapis.com:443 HTTP/1.1\r\n\r\n")
-    assert plain.startswith("HTTP/1.1 403 ") and "blocked_destination" in plain
+    assert plain.startswith("HTTP/1.1 403 ")
+    assert "blocked_destination" in plain
     assert tunnel.startswith("HTTP/1.1 403 ")
     assert asked == []
     assert (await exchange(proxy, get(f"http://127.0.0.1:{port}/js", "127.0.0.1"))).startswith(
