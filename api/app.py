@@ -25,6 +25,7 @@ from api.routes import (
     status,
     webhooks,
 )
+from api.services.live_queues import LiveQueues
 from api.services.submit import after_commit
 from api.services.submitter import Submitter
 from shared import __version__, gc_tuning
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             box=SecretBox(settings.resolved_secret_key()),
             events=EventPublisher(redis, settings.events_retention_s),
             streams=streams,
+            live_queues=LiveQueues(redis),
             principals=PrincipalCache(settings.auth_cache_s),
         )
         revocations = asyncio.create_task(state.principals.watch_revocations(streams))
