@@ -10,6 +10,7 @@ from functools import partial
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from api import openapi
 from api.deps import AppState, PrincipalCache
 from api.errors import install_error_handlers
 from api.middleware import EdgeMiddleware
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    openapi.install(app, settings)
     app.add_middleware(EdgeMiddleware, max_bytes=settings.max_request_bytes)
     # Jobs first: a request is matched against the routers in order, and submits are the
     # hottest path (the two routers once ahead of jobs cost each submit about 10% of its CPU).

@@ -24,9 +24,7 @@ def app_state(client: httpx.AsyncClient) -> AppState:
 
 
 @pytest.fixture
-async def only_default_worker(
-    client: httpx.AsyncClient, redis_url: str
-) -> AsyncIterator[None]:
+async def only_default_worker(client: httpx.AsyncClient, redis_url: str) -> AsyncIterator[None]:
     """The registry holds one live worker, of the default queue; the API reads it afresh."""
     redis = Redis.from_url(redis_url)
     worker_id = f"test:{uuid.uuid4().hex[:8]}"
