@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import RunWorker
 from tests.crawl_site import CrawlSite, serve_site
@@ -161,3 +162,29 @@ async def test_cancel_stops_the_crawl_and_retry_resumes_it(
 
     assert job["status"] == "succeeded", job
     assert {path_of(site, p["url"]) for p in pages} == set(site.bfs(4))
+
+
+async def test_the_reconciler_settles_pages_a_dead_worker_left(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    run_worker: RunWorker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every page's outcome is written but its worker 'dies' before settling it: the crawl
+    still ends, through the reconciler alone, with every page expanded once."""
+
+    async def dies_first(*_: Any, **__: Any) -> None:
+        raise ConnectionResetError("the worker died between the two writes")
+
+    monkeypatch.setattr("worker.runner.settle_page", dies_first)
+    async with serve_site(pages=15) as site, run_worker(concurrency=4):
+        crawl_id = await crawl(client, auth, site, max_depth=2, sitemap="skip")
+        job = await wait_for_job(client, auth, crawl_id, timeout_s=60)
+        pages = await all_pages(client, auth, crawl_id)
+
+    assert job["status"] == "succeeded", job
+    succeeded = {path_of(site, p["url"]) for p in pages if p["status"] == "succeeded"}
+    assert succeeded == set(site.bfs(2))
+    assert all(site.hits[path] == 1 for path in succeeded)
+    urls = [p["url"] for p in pages]
+    assert len(urls) == len(set(urls))
