@@ -37,8 +37,7 @@ def webhook_urls() -> tuple[InstrumentedAttribute[str | None], ScalarSelect[str 
     without webhooks then costs no query beyond the UPDATE that ends it."""
     agent_url = (
         select(Agent.webhook_url)
-        # A crawl's pages are announced only through their own webhook_url (page_webhooks).
-        .where(Agent.id == Job.agent_id, Agent.deleted_at.is_(None), Job.parent_id.is_(None))
+        .where(Agent.id == Job.agent_id, Agent.deleted_at.is_(None))
         .scalar_subquery()
     )
     return Job.webhook_url, agent_url
@@ -91,6 +90,10 @@ async def add_deliveries(
         select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
     )
     assert job is not None  # the caller just updated it, in this transaction
+    if job.parent_id is not None:  # a crawl's page: only its own webhook_url (page_webhooks)
+        targets = [(url, source) for url, source in targets if source == "job"]
+        if not targets:
+            return 0
     now, event_id, event = utcnow(), uuid.uuid4(), EVENTS[status]
     payload = render_payload(job, event, event_id, now)
     rows = [

@@ -470,3 +470,38 @@ async def test_the_loop_outlives_database_errors(
     assert failures == 3
     assert delivery["status"] == "delivered"
     assert len(receiver.received) == 1
+
+
+async def test_a_crawl_is_announced_once_and_its_pages_not_at_all(
+    client: httpx.AsyncClient, auth: dict[str, str], run_worker: RunWorker
+) -> None:
+    from tests.crawl_site import serve_site
+    from tests.helpers import wait_for_job
+
+    async with serve(Receiver()) as receiver, serve_site(pages=3) as site, run_worker(**FAST):
+        agent_id, secret = await new_agent(
+            client,
+            auth,
+            webhook_url=receiver.url("/agent"),
+            host_rate_per_s=1000,
+            host_concurrency=50,
+        )
+        spec = {
+            "kind": "crawl",
+            "agent_id": agent_id,
+            "webhook_url": receiver.url(),
+            "input": {"url": site.url("/"), "max_depth": 1, "sitemap": "skip"},
+        }
+        crawl_id = await submit(client, auth, spec)
+        job = await wait_for_job(client, auth, crawl_id, timeout_s=60)
+        assert job["status"] == "succeeded", job
+        pair = await settled(client, auth, crawl_id, count=2)
+
+    assert {(d["source"], d["status"]) for d in pair} == {
+        ("agent", "delivered"),
+        ("job", "delivered"),
+    }
+    signed = [assert_signed(r, secret) for r in receiver.received]
+    assert {p["job"]["id"] for p in signed} == {crawl_id}  # no page announced
+    assert all(p["type"] == "job.succeeded" for p in signed)
+    assert signed[0]["job"]["result"]["pages"]["succeeded"] == 2
