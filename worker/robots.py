@@ -186,15 +186,29 @@ class RobotsCache:
         raise Deferred(PENDING_DEFER_S, "robots_pending")
 
 
-async def cached_disallows(redis: Redis, url: str, user_agent: str) -> bool:
-    """Whether the cached robots.txt of `url`'s origin (if any: nothing is fetched here)
-    disallows it. A crawl skips such links without making a job of them."""
-    robots = robots_url(url)
-    raw = await redis.get(cache_key(robots)) if robots else None
-    found = RobotsFile.loads(raw) if raw else None
-    if found is None or found.status != "rules":
-        return False
-    return not (await _parser(found.body)).can_fetch(url, user_agent)
+class CachedRobots:
+    """robots.txt as the shared cache holds it, for judging many links at once (nothing is
+    fetched here; one read per origin). A crawl skips the links it disallows without making a
+    job of them."""
+
+    def __init__(self, redis: Redis, user_agent: str) -> None:
+        self.redis = redis
+        self.user_agent = user_agent
+        self._parsers: dict[str, Protego | None] = {}
+
+    async def _parser_for(self, robots: str) -> Protego | None:
+        if robots not in self._parsers:
+            raw = await self.redis.get(cache_key(robots))
+            found = RobotsFile.loads(raw) if raw else None
+            rules = found is not None and found.status == "rules"
+            self._parsers[robots] = await _parser(found.body) if found and rules else None
+        return self._parsers[robots]
+
+    async def disallows(self, url: str) -> bool:
+        """Whether the cached robots.txt of `url`'s origin (if any) disallows it."""
+        robots = robots_url(url)
+        parser = await self._parser_for(robots) if robots else None
+        return parser is not None and not parser.can_fetch(url, self.user_agent)
 
 
 async def check_robots(cache: RobotsCache, url: str, user_agent: str) -> float | None:

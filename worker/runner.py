@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -33,7 +32,7 @@ from worker.engines.scrape import run_scrape
 from worker.job_events import job_cancelled, job_ended, job_progress, job_started
 from worker.politeness import polite, user_agent
 from worker.retry import Deferred, JobError, backoff_s, classify
-from worker.robots import cached_disallows
+from worker.robots import CachedRobots
 from worker.state import Running, WorkerState
 
 log = get_logger(__name__)
@@ -95,7 +94,7 @@ async def _page_ended(
     robots = None
     if claim.agent.obey_robots:
         agent = user_agent(state, claim.agent)
-        robots = functools.partial(cached_disallows, state.redis, user_agent=agent)
+        robots = CachedRobots(state.redis, agent).disallows
     try:
         await settle_page(state, claim.job.parent_id, claim.job.id, (status, error), robots)
     except Exception as exc:
