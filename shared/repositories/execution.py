@@ -136,7 +136,12 @@ async def park_job(
     parked = (
         await session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.fence == fence, Job.status == JobStatus.RUNNING)
+            .where(
+                Job.id == job_id,
+                Job.fence == fence,
+                Job.status == JobStatus.RUNNING,
+                Job.worker_id.is_not(None),  # held: parked once
+            )
             .values(result=result, worker_id=None, lease_expires_at=None)
             .returning(Job.id)
             .execution_options(synchronize_session=False)
