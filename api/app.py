@@ -22,6 +22,7 @@ from api.routes import (
     health,
     jobs,
     metrics,
+    queues,
     schedules,
     status,
     webhooks,
@@ -105,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(EdgeMiddleware, max_bytes=settings.max_request_bytes)
     # Jobs first: a request is matched against the routers in order, and submits are the
     # hottest path (the two routers once ahead of jobs cost each submit about 10% of its CPU).
-    routes = (jobs, health, agents, artifacts, schedules, events, status, webhooks, metrics)
+    routes = (jobs, health, agents, artifacts, schedules, events, status, queues, webhooks, metrics)
     for module in (*routes, dashboard):
         app.include_router(module.router)
     return app

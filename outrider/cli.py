@@ -228,6 +228,7 @@ def schedules(
 
 JobStatusChoice = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 JobKindChoice = Literal["http", "fetch", "render", "scrape"]
+QueueChoice = Literal["default", "browser"]
 
 
 def _since(value: str | None) -> datetime | None:
@@ -243,12 +244,23 @@ def _since(value: str | None) -> datetime | None:
 
 
 @app.command()
-def queue() -> None:
+def queue(
+    pause: Annotated[
+        QueueChoice | None,
+        typer.Option(help="Pause this queue first: workers take none of its jobs."),
+    ] = None,
+    resume: Annotated[QueueChoice | None, typer.Option(help="Resume this queue first.")] = None,
+) -> None:
     """Per queue: ready, deferred and running jobs, the oldest ready job's wait, jobs done and
-    failed in the last 1/5/60 minutes, jobs finished per second, live workers."""
-    from outrider.inspect import render_queue
+    failed in the last 1/5/60 minutes, jobs finished per second, live workers, and whether it
+    is paused."""
+    from outrider.inspect import pause_queue, render_queue
 
-    typer.echo(asyncio.run(render_queue(get_settings())))
+    settings = get_settings()
+    for name, paused in ((pause, True), (resume, False)):
+        if name is not None:
+            asyncio.run(pause_queue(settings, name, paused))
+    typer.echo(asyncio.run(render_queue(settings)))
 
 
 @app.command()

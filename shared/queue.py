@@ -18,7 +18,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 from arq.constants import default_queue_name, in_progress_key_prefix, job_key_prefix
-from redis.asyncio import ConnectionPool
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -102,6 +102,26 @@ return 1
 def queue_key(queue: str) -> str:
     """The arq queue (a sorted set) for one of our queue names."""
     return f"{default_queue_name}:{queue}"
+
+
+def paused_key(queue: str) -> str:
+    """Set while the queue is paused: workers take none of its jobs (worker/queue_worker.py)."""
+    return f"outrider:queue:paused:{queue}"
+
+
+async def set_paused(redis: Redis, queue: str, paused: bool) -> None:
+    """Pause or resume a queue. Kept in Redis, with the queue itself (AOF in compose and
+    `outrider dev`): it holds across API and worker restarts."""
+    if paused:
+        await redis.set(paused_key(queue), "1")
+    else:
+        await redis.delete(paused_key(queue))
+
+
+async def paused_queues(redis: Redis, queues: Sequence[str]) -> set[str]:
+    """Which of `queues` are paused now."""
+    flags = await redis.mget([paused_key(queue) for queue in queues]) if queues else []
+    return {queue for queue, flag in zip(queues, flags, strict=True) if flag}
 
 
 def serialize(data: dict[str, Any]) -> bytes:

@@ -240,6 +240,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated private ranges jobs may reach (`make run`: loopback).",
     )
+    admin_owners: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated owner names whose keys may pause and resume queues "
+        "(queues are shared by every owner); `outrider dev`: its own `dev` owner.",
+    )
     egress_allowed_ports: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["80", "443", "8080", "8443"],
         description="Ports and ranges (`8000-9000`) allowed for public destinations.",
@@ -279,7 +284,7 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("egress_allow_cidrs", "egress_allowed_ports", mode="before")
+    @field_validator("egress_allow_cidrs", "egress_allowed_ports", "admin_owners", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
