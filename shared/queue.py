@@ -45,7 +45,9 @@ ENQUEUE_CHUNK = 500  # jobs per script call: a call blocks Redis while it runs
 # backlog): it is left alone. Our workers' marks hold the Redis time they were set at
 # (worker/queue_worker.py); stock arq's hold 1, so they count as old.
 # Keys are built from prefixes (standalone Redis, as arq itself requires).
-# ARGV: the fields of EnqueueArgs, in order; then per job its id and event ('' for none).
+# ARGV: the fields of EnqueueArgs, in order; then per job its id, its event ('' for none) and
+# when it is due in epoch ms ('' for the common score: now); a delayed job waits in arq's
+# sorted set until then, as a retry's backoff does.
 _ENQUEUE_LUA = """
 local job_prefix, mark_prefix, score, job_ttl, keep_after, stream_ttl, take_over_ms,
       payload_head, payload_tail, queue, stream = unpack(ARGV, 1, 11)
@@ -55,8 +57,9 @@ if take_over then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-for i = 12, #ARGV, 2 do
+for i = 12, #ARGV, 3 do
   local id, event = ARGV[i], ARGV[i + 1]
+  local due = ARGV[i + 2] ~= '' and ARGV[i + 2] or score
   local job_key, mark = job_prefix .. id, mark_prefix .. id
   local stale = false
   if take_over then
@@ -68,7 +71,7 @@ for i = 12, #ARGV, 2 do
   end
   if stale then
     redis.call('DEL', mark)
-    redis.call('ZADD', queue, score, id)
+    redis.call('ZADD', queue, due, id)
     added = added + 1
   elseif redis.call('EXISTS', job_key) == 0 then
     redis.call('SET', job_key, payload_head .. id .. payload_tail, 'PX', job_ttl)
@@ -76,7 +79,7 @@ for i = 12, #ARGV, 2 do
       redis.call('XADD', stream, 'MINID', '~', keep_after, '*', 'e', event)
       announced = true
     end
-    redis.call('ZADD', queue, score, id)
+    redis.call('ZADD', queue, due, id)
     added = added + 1
   end
 end
@@ -165,6 +168,14 @@ def _payload(job_id: str) -> str:
     return serialize({"t": 1, "f": JOB_FUNCTION, "a": [job_id], "k": {}, "et": now_ms}).decode()
 
 
+def _due_ms(job: JobLike, now: float) -> str:
+    """A job's score if it is due later than now (a delayed job), else '' (now)."""
+    run_after = getattr(job, "run_after", None)
+    if run_after is None or run_after.timestamp() <= now:
+        return ""
+    return str(int(run_after.timestamp() * 1000))
+
+
 @dataclass(frozen=True)
 class EnqueueArgs:
     """The enqueue script's named arguments (its ARGV, in this order), before the jobs."""
@@ -222,7 +233,7 @@ class JobQueue:
             event = JobEvent.of(job, "queued", "queued", reason=reason, at=now).encode()
             stream = stream_key(job.owner_id) if announce else ""
             group = groups.setdefault((queue_key(job.queue), stream), [])
-            group += (str(job.id), event if announce else "")
+            group += (str(job.id), event if announce else "", _due_ms(job, now))
         calls = []
         for (queue, stream), group in groups.items():
             args = EnqueueArgs(
@@ -230,8 +241,8 @@ class JobQueue:
                 str(JOB_EXPIRES_MS), min_id(retention), retention_ms(retention), take_over,
                 head, tail, queue, stream,
             )  # fmt: skip
-            for start in range(0, len(group), 2 * ENQUEUE_CHUNK):
-                calls.append((*astuple(args), *group[start : start + 2 * ENQUEUE_CHUNK]))
+            for start in range(0, len(group), 3 * ENQUEUE_CHUNK):
+                calls.append((*astuple(args), *group[start : start + 3 * ENQUEUE_CHUNK]))
         return PreparedEnqueue(tuple(calls), len(jobs))
 
     async def send(self, prepared: PreparedEnqueue) -> None:
