@@ -174,7 +174,9 @@ async def retry_jobs(settings: Settings, query: JobQuery, limit: int | None) -> 
             if not jobs:
                 break
             # If Redis is down, the reconciler enqueues them once it is back: rows are the truth.
-            await JobQueue(redis, settings.events_retention_s).enqueue(jobs, "retry")
+            await JobQueue(redis, settings.events_retention_s, settings.priority_aging_s).enqueue(
+                jobs, "retry"
+            )
             retried += len(jobs)
         return retried
 

@@ -168,12 +168,17 @@ def _payload(job_id: str) -> str:
     return serialize({"t": 1, "f": JOB_FUNCTION, "a": [job_id], "k": {}, "et": now_ms}).decode()
 
 
-def _due_ms(job: JobLike, now: float) -> str:
-    """A job's score if it is due later than now (a delayed job), else '' (now)."""
+def _score_ms(job: JobLike, now: float, aging_s: float) -> str:
+    """A job's score in its arq queue, whose lowest due scores are taken first: a delayed job's
+    due time; else now, less `priority / 9` of the aging time, so a higher priority goes first
+    and any job that has waited `aging_s` is ahead of every newer one (no starvation)."""
     run_after = getattr(job, "run_after", None)
-    if run_after is None or run_after.timestamp() <= now:
-        return ""
-    return str(int(run_after.timestamp() * 1000))
+    if run_after is not None and run_after.timestamp() > now:
+        return str(int(run_after.timestamp() * 1000))
+    priority = getattr(job, "priority", None)
+    if priority is None:
+        return ""  # the call's score: now
+    return str(int((now - aging_s * priority / 9) * 1000))
 
 
 @dataclass(frozen=True)
@@ -205,9 +210,12 @@ class PreparedEnqueue:
 class JobQueue:
     """Puts committed jobs on their arq queues, announced. One per process."""
 
-    def __init__(self, redis: ArqRedis, events_retention_s: float) -> None:
+    def __init__(
+        self, redis: ArqRedis, events_retention_s: float, priority_aging_s: float = 60.0
+    ) -> None:
         self.redis = redis
         self.events_retention_s = events_retention_s
+        self.aging_s = priority_aging_s
         self._enqueue = redis.register_script(_ENQUEUE_LUA)
         self._requeue = redis.register_script(_REQUEUE_LUA)
 
@@ -233,7 +241,7 @@ class JobQueue:
             event = JobEvent.of(job, "queued", "queued", reason=reason, at=now).encode()
             stream = stream_key(job.owner_id) if announce else ""
             group = groups.setdefault((queue_key(job.queue), stream), [])
-            group += (str(job.id), event if announce else "", _due_ms(job, now))
+            group += (str(job.id), event if announce else "", _score_ms(job, now, self.aging_s))
         calls = []
         for (queue, stream), group in groups.items():
             args = EnqueueArgs(

@@ -112,6 +112,12 @@ class Settings(BaseSettings):
         30.0, description="Per-attempt timeout when neither the job nor its agent sets one."
     )
     job_max_timeout_s: float = Field(600.0, description="The largest timeout a job may ask for.")
+    priority_aging_s: float = Field(
+        60.0,
+        gt=0,
+        description="How long a waiting job takes to get ahead of any newer job, whatever "
+        "their priorities: a priority-0 job waits at most this long behind priority-9 ones.",
+    )
     job_default_max_attempts: int = Field(
         3, description="Attempts when neither the job nor its agent sets them."
     )

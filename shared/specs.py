@@ -193,6 +193,13 @@ class JobSpecBase(RequestModel):
     delay_s: float | None = Field(
         default=None, ge=0, le=MAX_DELAY_S, description="Run no sooner than this many seconds."
     )
+    priority: int = Field(
+        default=5,
+        ge=0,
+        le=9,
+        description="Higher first among a queue's due jobs; a job that has waited "
+        "OUTRIDER_PRIORITY_AGING_S is ahead of any newer one.",
+    )
 
     @model_validator(mode="after")
     def _one_delay(self) -> JobSpecBase:

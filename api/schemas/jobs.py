@@ -38,6 +38,7 @@ class JobOut(BaseModel):
     attempts: int
     max_attempts: int
     timeout_s: float
+    priority: int = 5
     agent_id: uuid.UUID
     created_at: datetime
     started_at: datetime | None

@@ -43,6 +43,7 @@ class NewJob:
     timeout_s: float
     created_at: datetime
     run_after: datetime
+    priority: int = 5
     status: str = JobStatus.QUEUED
     attempts: int = 0
     fence: int = 0

@@ -115,6 +115,7 @@ def job_row(
         "input": input_data,
         "max_attempts": min(max_attempts, settings.job_max_attempts_limit),
         "timeout_s": timeout_s,
+        "priority": spec.priority,
         # A delayed job's due time (others are due when inserted: new_job_values).
         **({"run_after": spec.due_at(utcnow())} if spec.run_at or spec.delay_s else {}),
         "webhook_url": spec.webhook_url,
