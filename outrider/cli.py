@@ -370,6 +370,9 @@ def service_problem(exc: BaseException) -> str | None:
     if isinstance(exc, RedisConnectionError | RedisTimeoutError):
         url = _redacted(get_settings().redis_url or "the embedded Redis")
         return f"Redis ({url}) is unreachable: {exc}. Is it running?"
+    if "too many clients" in str(exc):
+        url = _redacted(get_settings().resolved_database_url)
+        return f"The database ({url}) has no free connection (too many clients); retry later."
     if isinstance(exc, OperationalError | InterfaceError | ConnectionRefusedError):
         url = _redacted(get_settings().resolved_database_url)
         if "no such table" in str(exc) or "UndefinedTable" in repr(getattr(exc, "orig", exc)):
