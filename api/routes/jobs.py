@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import StringConstraints, TypeAdapter
 
 from api.deps import PrincipalDep, SessionDep, StateDep, authenticate, bearer
-from api.direct import documented, header, json_body
+from api.direct import documented, header, json_body, query
 from api.errors import error_responses
 from api.schemas.jobs import (
     AttemptList,
@@ -22,9 +23,12 @@ from api.schemas.jobs import (
     JobStatusName,
 )
 from api.services.submit import enqueue_jobs, submit_batch, submit_one
+from api.services.waiting import WAIT, WAIT_DESCRIPTION, settle, start_point
 from shared.errors import ValidationFailed
 from shared.events import JobEvent
+from shared.models import Job
 from shared.repositories import job as jobs
+from shared.repositories.job import NewJob
 from shared.specs import JOB_KINDS, AnyJobSpec, JobSpec
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -42,28 +46,43 @@ SUBMIT_DOCS = documented(
         )
     },
     security_scheme=bearer.scheme_name,
+    query={"wait": (WAIT, WAIT_DESCRIPTION)},
 )
+WaitQuery = Annotated[float | None, Query(ge=0, le=60, description=WAIT_DESCRIPTION)]
+_ENDED: dict[int | str, dict[str, Any]] = {
+    200: {"model": JobOut, "description": "The job ended within `wait`: the finished job."}
+}
+_BATCH_ENDED: dict[int | str, dict[str, Any]] = {
+    200: {"model": BatchOut, "description": "Every job ended within `wait`: the finished jobs."}
+}
 
 
 @router.post(
     "",
     status_code=202,
     response_model=JobOut,
-    responses=error_responses(400, 409, 413, 422),
+    responses={**_ENDED, **error_responses(400, 409, 413, 422)},
     openapi_extra=SUBMIT_DOCS,
 )
 async def submit_job(request: Request) -> Response:
     """Queue a job. The row is written before the job is enqueued, so an accepted job is
     never lost; with `Idempotency-Key`, a repeat returns the original job (a different body
-    under the same key is a 409)."""
+    under the same key is a 409). With `?wait=`, answers 200 with the finished job if it ends
+    within that many seconds."""
     # A direct route (api/direct.py): the parameters above are parsed here, not by FastAPI.
     state, principal = await authenticate(request)
     spec = await json_body(request, SPEC)
     idempotency_key = header(request, "Idempotency-Key", IDEMPOTENCY_KEY)
+    wait_s = query(request, "wait", WAIT) or 0.0
+    after = await start_point(state, principal.owner_id) if wait_s else None
     job, created = await submit_one(state, principal, spec, idempotency_key)
+    ended = False
+    if wait_s:
+        rows, ended = await settle(state, principal.owner_id, [job], after, wait_s)
+        job = rows[0] if rows else job
     return Response(
         JobOut.model_validate(job).model_dump_json(),
-        status_code=202,
+        status_code=200 if ended else 202,
         media_type="application/json",
         headers=None if created else {"Idempotent-Replayed": "true"},
     )
@@ -73,22 +92,32 @@ async def submit_job(request: Request) -> Response:
     "/batch",
     status_code=202,
     response_model=BatchOut,
-    responses=error_responses(400, 413, 422),
+    responses={**_BATCH_ENDED, **error_responses(400, 413, 422)},
 )
 async def submit_jobs(
-    body: BatchIn, state: StateDep, session: SessionDep, principal: PrincipalDep
+    body: BatchIn,
+    state: StateDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    wait: WaitQuery = None,
 ) -> Response:
-    """Queue up to 1,000 jobs in one transaction; all or none. Answers in the given order."""
-    # One validation of the lot, serialized here (FastAPI would validate the answer again),
-    # while the database writes the rows.
-    answer = await submit_batch(
-        state,
-        session,
-        principal,
-        body.jobs,
-        lambda created: BatchOut.model_validate({"jobs": created}).model_dump_json(),
-    )
-    return Response(answer, status_code=202, media_type="application/json")
+    """Queue up to 1,000 jobs in one transaction; all or none. Answers in the given order.
+    With `?wait=`, answers 200 with the finished jobs if all of them end within that many
+    seconds, else 202 with the jobs as they are then."""
+    if not wait:
+        # One validation of the lot, serialized here (FastAPI would validate the answer
+        # again), while the database writes the rows.
+        answer = await submit_batch(state, session, principal, body.jobs, _batch_json)
+        return Response(answer, status_code=202, media_type="application/json")
+    after = await start_point(state, principal.owner_id)
+    created = await submit_batch(state, session, principal, body.jobs, list)
+    rows, ended = await settle(state, principal.owner_id, created, after, wait)
+    answer = _batch_json(rows or created)
+    return Response(answer, status_code=200 if ended else 202, media_type="application/json")
+
+
+def _batch_json(jobs: Sequence[Job | NewJob]) -> str:
+    return BatchOut.model_validate({"jobs": jobs}).model_dump_json()
 
 
 def _utc(value: datetime | None, name: str) -> datetime | None:
