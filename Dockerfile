@@ -11,7 +11,8 @@ COPY worker ./worker
 COPY shared ./shared
 COPY migrations ./migrations
 COPY outrider ./outrider
-RUN pip install . && useradd --system --home /app outrider
+COPY client ./client
+RUN pip install ./client . && useradd --system --home /app outrider
 USER outrider
 EXPOSE 8000 9100
 CMD ["outrider", "api", "--host", "0.0.0.0", "--port", "8000"]
