@@ -1,5 +1,6 @@
 """The `outrider` command: run the API, workers or everything; migrate; manage API keys; list
-schedules; see the queues, workers and jobs, and retry jobs in bulk."""
+schedules; see the queues, workers and jobs, and retry jobs in bulk; scrape, submit and watch
+through a running API (outrider/remote.py); serve MCP over stdio (outrider/mcp_server.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from outrider import remote
 from shared.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -22,6 +24,7 @@ keys_app = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 jobs_app = typer.Typer(help="List jobs (every owner's) and retry them in bulk.")
 app.add_typer(jobs_app, name="jobs")
+remote.register(app)
 
 DEV_OWNER = "dev"
 DEV_KEY_FILE = "dev.key"
