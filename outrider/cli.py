@@ -26,6 +26,21 @@ jobs_app = typer.Typer(help="List jobs (every owner's) and retry them in bulk.")
 app.add_typer(jobs_app, name="jobs")
 remote.register(app)
 
+
+@app.command()
+def mcp(
+    api_url: remote.UrlOption = None,
+    key: remote.KeyOption = None,
+) -> None:
+    """Serve MCP over stdio (for desktop agents and IDEs); tools call the API at --url with
+    --key (OUTRIDER_URL, OUTRIDER_API_KEY)."""
+    import anyio
+
+    from outrider.mcp_server import run_stdio
+
+    anyio.run(run_stdio, api_url, key)
+
+
 DEV_OWNER = "dev"
 DEV_KEY_FILE = "dev.key"
 
@@ -52,12 +67,12 @@ def api(
     port: Annotated[int | None, typer.Option(help="Port [default: OUTRIDER_API_PORT]")] = None,
     workers: Annotated[int, typer.Option(help="Uvicorn worker processes.")] = 1,
 ) -> None:
-    """Run the HTTP API (uvicorn)."""
+    """Run the HTTP API (uvicorn), with MCP (streamable HTTP) at /mcp."""
     import uvicorn
 
     settings = get_settings()
     uvicorn.run(
-        "api.app:create_app",
+        "outrider.app:create_app",  # the API with MCP at /mcp
         factory=True,
         host=host or settings.api_host,
         port=port or settings.api_port,

@@ -296,6 +296,10 @@ class AsyncOutrider:
     ) -> models.ScheduleRunList:
         return await self._call(Routes.schedule_runs(schedule_id, cursor, limit))
 
+    async def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """GET any route of the API (e.g. one newer than this client) and return its JSON."""
+        return await self._call(Routes.get_json(path, params))
+
     async def health(self) -> models.Health:
         return await self._call(Routes.health())
 

@@ -73,6 +73,10 @@ def _artifact(response: httpx.Response) -> models.Artifact:
     return models.Artifact(content=response.content, content_type=content_type)
 
 
+def _json(response: httpx.Response) -> Any:
+    return response.json()
+
+
 def _jobs(response: httpx.Response) -> list[models.Job]:
     return models.Batch.model_validate_json(response.content).jobs
 
@@ -229,6 +233,10 @@ class Routes:
         params = _params(cursor=cursor, limit=limit)
         path = f"/v1/schedules/{schedule_id}/runs"
         return Call("GET", path, _model(models.ScheduleRunList), params)
+
+    @staticmethod
+    def get_json(path: str, params: Mapping[str, Any] | None) -> Call[Any]:
+        return Call("GET", path, _json, dict(params or {}))
 
     @staticmethod
     def queue_status() -> Call[models.QueueStatus]:

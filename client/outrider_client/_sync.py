@@ -286,6 +286,10 @@ class Outrider:
     ) -> models.ScheduleRunList:
         return self._call(Routes.schedule_runs(schedule_id, cursor, limit))
 
+    def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """GET any route of the API (e.g. one newer than this client) and return its JSON."""
+        return self._call(Routes.get_json(path, params))
+
     def health(self) -> models.Health:
         return self._call(Routes.health())
 
