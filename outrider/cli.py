@@ -24,21 +24,6 @@ keys_app = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 jobs_app = typer.Typer(help="List jobs (every owner's) and retry them in bulk.")
 app.add_typer(jobs_app, name="jobs")
-remote.register(app)
-
-
-@app.command()
-def mcp(
-    api_url: remote.UrlOption = None,
-    key: remote.KeyOption = None,
-) -> None:
-    """Serve MCP over stdio (for desktop agents and IDEs); tools call the API at --url with
-    --key (OUTRIDER_URL, OUTRIDER_API_KEY)."""
-    import anyio
-
-    from outrider.mcp_server import run_stdio
-
-    anyio.run(run_stdio, api_url, key)
 
 
 DEV_OWNER = "dev"
@@ -343,6 +328,23 @@ def dev(
     except DevError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
+
+
+remote.register(app)
+
+
+@app.command()
+def mcp(
+    api_url: remote.UrlOption = None,
+    key: remote.KeyOption = None,
+) -> None:
+    """Serve MCP over stdio (for desktop agents and IDEs); tools call the API at --url with
+    --key (OUTRIDER_URL, OUTRIDER_API_KEY)."""
+    import anyio
+
+    from outrider.mcp_server import run_stdio
+
+    anyio.run(run_stdio, api_url, key)
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ T = TypeVar("T")
 Connect = Callable[[Context], AbstractAsyncContextManager[AsyncOutrider]]
 FormatName = Literal["markdown", "text", "html", "raw_html", "links", "metadata"]
 MAX_CHARS = 20_000
+PAGE_FORMATS = ("markdown", "text", "html", "raw_html", "links", "metadata", "extract")
 INSTRUCTIONS = (
     "Outrider runs web jobs: read pages as Markdown (scrape), call HTTP APIs with an agent's "
     "stored secrets (call_api), crawl or map sites. Jobs are queued; a tool waits for the "
@@ -63,11 +64,12 @@ def cut(text: str, job_id: str, offset: int = 0, max_chars: int = MAX_CHARS) -> 
 
 
 def content_of(job: Job) -> str:
-    """A finished job's result as text: a page's Markdown or text as is, anything else JSON."""
+    """A finished job's result as text: a page's one textual format as it is (Markdown, text,
+    HTML), anything else (several formats, an API's answer) as JSON."""
     result = job.result or {}
-    for name in ("markdown", "text"):
-        if isinstance(result.get(name), str) and len(result) <= 3:
-            return str(result[name])
+    formats = [name for name in PAGE_FORMATS if name in result]
+    if len(formats) == 1 and isinstance(result[formats[0]], str):
+        return str(result[formats[0]])
     return json.dumps(result, indent=1, ensure_ascii=False)
 
 

@@ -163,3 +163,27 @@ def test_cut_says_where_to_read_on() -> None:
     first = cut(text, job_id, 0, 500)
     assert first.startswith("x" * 500 + "\n\n[... cut at character 500 of 1200.")
     assert cut(text, job_id, 1000, 500) == "x" * 200
+
+
+def test_a_page_with_one_format_reads_as_that_format_and_several_as_json() -> None:
+    from outrider.mcp_tools import content_of
+    from outrider_client import Job
+
+    base = {
+        "id": str(uuid.uuid4()),
+        "kind": "scrape",
+        "status": "succeeded",
+        "input": {},
+        "error": None,
+        "attempts": 1,
+        "max_attempts": 3,
+        "timeout_s": 30,
+        "agent_id": str(uuid.uuid4()),
+        "created_at": "2026-01-01T00:00:00Z",
+        "started_at": None,
+        "finished_at": None,
+    }
+    one = {"markdown": "# Title", "render": {"mode": "http"}}
+    two = {"markdown": "# Title", "links": ["http://a/"]}
+    assert content_of(Job.model_validate({**base, "result": one})) == "# Title"
+    assert '"links"' in content_of(Job.model_validate({**base, "result": two}))
