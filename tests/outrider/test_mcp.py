@@ -169,7 +169,7 @@ def test_a_page_with_one_format_reads_as_that_format_and_several_as_json() -> No
     from outrider.mcp_tools import content_of
     from outrider_client import Job
 
-    base = {
+    base: dict[str, Any] = {
         "id": str(uuid.uuid4()),
         "kind": "scrape",
         "status": "succeeded",
