@@ -79,7 +79,8 @@ def describe(job: Job, offset: int = 0, max_chars: int = MAX_CHARS) -> str:
     if job.error is not None:
         return f"{head}\nerror {job.error.code}: {job.error.message}"
     if not job.ended:
-        return f'{head}\nNot finished yet: call get_job(job_id="{job.id}") later.'
+        notes = "".join(f"\n{warning.code}: {warning.message}" for warning in job.warnings)
+        return f'{head}{notes}\nNot finished yet: call get_job(job_id="{job.id}") later.'
     return f"{head}\n\n{cut(content_of(job), str(job.id), offset, max_chars)}"
 
 

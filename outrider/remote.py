@@ -35,6 +35,8 @@ def _fail(exc: OutriderError) -> typer.Exit:
 
 def _check_ended(job: Job) -> None:
     if not job.ended:
+        for warning in job.warnings:
+            typer.echo(f"{warning.code}: {warning.message}", err=True)
         typer.echo(f"job {job.id} is still {job.status}; `outrider watch {job.id}`", err=True)
         raise typer.Exit(2)
     if job.status != "succeeded":

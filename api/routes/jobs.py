@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import StringConstraints, TypeAdapter
 
-from api.deps import PrincipalDep, SessionDep, StateDep, authenticate, bearer
+from api.deps import AppState, PrincipalDep, SessionDep, StateDep, authenticate, bearer
 from api.direct import documented, header, json_body, query
 from api.errors import error_responses
 from api.schemas.jobs import (
@@ -21,15 +21,16 @@ from api.schemas.jobs import (
     JobList,
     JobOut,
     JobStatusName,
+    JobWarning,
 )
 from api.services.submit import enqueue_jobs, submit_batch, submit_one
 from api.services.waiting import WAIT, WAIT_DESCRIPTION, settle, start_point
 from shared.errors import ValidationFailed
 from shared.events import JobEvent
-from shared.models import Job
+from shared.models import TERMINAL_STATUSES, Job
 from shared.repositories import job as jobs
 from shared.repositories.job import NewJob
-from shared.specs import JOB_KINDS, AnyJobSpec, JobSpec
+from shared.specs import JOB_KINDS, AnyJobSpec, JobSpec, queue_for
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -76,12 +77,15 @@ async def submit_job(request: Request) -> Response:
     wait_s = query(request, "wait", WAIT) or 0.0
     after = await start_point(state, principal.owner_id) if wait_s else None
     job, created = await submit_one(state, principal, spec, idempotency_key)
+    (warnings,) = await queue_warnings(state, [spec])
     ended = False
-    if wait_s:
+    if wait_s and not warnings:  # no live worker serves its queue: no use waiting
         rows, ended = await settle(state, principal.owner_id, [job], after, wait_s)
         job = rows[0] if rows else job
+    out = JobOut.model_validate(job)
+    out.warnings = [] if ended else warnings
     return Response(
-        JobOut.model_validate(job).model_dump_json(),
+        out.model_dump_json(),
         status_code=200 if ended else 202,
         media_type="application/json",
         headers=None if created else {"Idempotent-Replayed": "true"},
@@ -104,20 +108,43 @@ async def submit_jobs(
     """Queue up to 1,000 jobs in one transaction; all or none. Answers in the given order.
     With `?wait=`, answers 200 with the finished jobs if all of them end within that many
     seconds, else 202 with the jobs as they are then."""
-    if not wait:
+    warnings = await queue_warnings(state, body.jobs)
+
+    def answer(created: Sequence[Job | NewJob]) -> str:
         # One validation of the lot, serialized here (FastAPI would validate the answer
         # again), while the database writes the rows.
-        answer = await submit_batch(state, session, principal, body.jobs, _batch_json)
-        return Response(answer, status_code=202, media_type="application/json")
+        out = BatchOut.model_validate({"jobs": created})
+        for job, job_warnings in zip(out.jobs, warnings, strict=True):
+            job.warnings = [] if job.status in TERMINAL_STATUSES else job_warnings
+        return out.model_dump_json()
+
+    if not wait or any(warnings):  # some job's queue has no live worker: no use waiting
+        answered = await submit_batch(state, session, principal, body.jobs, answer)
+        return Response(answered, status_code=202, media_type="application/json")
     after = await start_point(state, principal.owner_id)
     created = await submit_batch(state, session, principal, body.jobs, list)
     rows, ended = await settle(state, principal.owner_id, created, after, wait)
-    answer = _batch_json(rows or created)
-    return Response(answer, status_code=200 if ended else 202, media_type="application/json")
+    return Response(
+        answer(rows or created), status_code=200 if ended else 202, media_type="application/json"
+    )
 
 
-def _batch_json(jobs: Sequence[Job | NewJob]) -> str:
-    return BatchOut.model_validate({"jobs": jobs}).model_dump_json()
+async def queue_warnings(state: AppState, specs: Sequence[AnyJobSpec]) -> list[list[JobWarning]]:
+    """Per spec: `no_live_worker` if no live worker serves its queue now."""
+    queues = [queue_for(spec) for spec in specs]
+    unserved = set(await state.live_queues.unserved(set(queues)))
+    return [
+        [
+            JobWarning(
+                code="no_live_worker",
+                message=f"No live worker serves the {queue!r} queue now: the job waits, "
+                f"queued, until one starts (outrider worker --queue {queue}).",
+            )
+        ]
+        if queue in unserved
+        else []
+        for queue in queues
+    ]
 
 
 def _utc(value: datetime | None, name: str) -> datetime | None:

@@ -32,6 +32,14 @@ class JobError(Model):
     details: Any = None
 
 
+class JobWarning(Model):
+    """Something to know about a submitted job, e.g. `no_live_worker` (it waits for one)."""
+
+    openapi_name: ClassVar[str] = "JobWarning"
+    code: str
+    message: str
+
+
 class Job(Model):
     """A job: `status` is queued, running, succeeded, failed or cancelled."""
 
@@ -52,6 +60,7 @@ class Job(Model):
     schedule_id: uuid.UUID | None = None
     schedule_instant: datetime | None = None
     webhook_url: str | None = None
+    warnings: list[JobWarning] = Field(default_factory=list)
 
     @property
     def ended(self) -> bool:
@@ -271,6 +280,7 @@ class Event(BaseModel):
 
 ANSWER_MODELS: tuple[type[Model], ...] = (
     JobError,
+    JobWarning,
     Job,
     JobList,
     Batch,
