@@ -79,7 +79,7 @@ async def submit_job(request: Request) -> Response:
     job, created = await submit_one(state, principal, spec, idempotency_key)
     (warnings,) = await queue_warnings(state, [spec])
     ended = False
-    if wait_s and not warnings:  # no live worker serves its queue: no use waiting
+    if wait_s:  # waits even when no live worker seemed to serve the queue: one may start
         rows, ended = await settle(state, principal.owner_id, [job], after, wait_s)
         job = rows[0] if rows else job
     out = JobOut.model_validate(job)
@@ -118,7 +118,7 @@ async def submit_jobs(
             job.warnings = [] if job.status in TERMINAL_STATUSES else job_warnings
         return out.model_dump_json()
 
-    if not wait or any(warnings):  # some job's queue has no live worker: no use waiting
+    if not wait:
         answered = await submit_batch(state, session, principal, body.jobs, answer)
         return Response(answered, status_code=202, media_type="application/json")
     after = await start_point(state, principal.owner_id)
