@@ -1,5 +1,6 @@
 """The `outrider` command: run the API, workers or everything; migrate; manage API keys; list
-schedules; see the queues, workers and jobs, and retry jobs in bulk."""
+schedules; see the queues, workers and jobs, and retry jobs in bulk; scrape, submit and watch
+through a running API (outrider/remote.py); serve MCP over stdio (outrider/mcp_server.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from outrider import remote
 from shared.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -22,6 +24,7 @@ keys_app = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 jobs_app = typer.Typer(help="List jobs (every owner's) and retry them in bulk.")
 app.add_typer(jobs_app, name="jobs")
+
 
 DEV_OWNER = "dev"
 DEV_KEY_FILE = "dev.key"
@@ -49,12 +52,12 @@ def api(
     port: Annotated[int | None, typer.Option(help="Port [default: OUTRIDER_API_PORT]")] = None,
     workers: Annotated[int, typer.Option(help="Uvicorn worker processes.")] = 1,
 ) -> None:
-    """Run the HTTP API (uvicorn)."""
+    """Run the HTTP API (uvicorn), with MCP (streamable HTTP) at /mcp."""
     import uvicorn
 
     settings = get_settings()
     uvicorn.run(
-        "api.app:create_app",
+        "outrider.app:create_app",  # the API with MCP at /mcp
         factory=True,
         host=host or settings.api_host,
         port=port or settings.api_port,
@@ -342,6 +345,23 @@ def dev(
     except DevError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
+
+
+remote.register(app)
+
+
+@app.command()
+def mcp(
+    api_url: remote.UrlOption = None,
+    key: remote.KeyOption = None,
+) -> None:
+    """Serve MCP over stdio (for desktop agents and IDEs); tools call the API at --url with
+    --key (OUTRIDER_URL, OUTRIDER_API_KEY)."""
+    import anyio
+
+    from outrider.mcp_server import run_stdio
+
+    anyio.run(run_stdio, api_url, key)
 
 
 def main() -> None:
