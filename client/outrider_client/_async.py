@@ -309,5 +309,12 @@ class AsyncOutrider:
     async def queue_status(self) -> models.QueueStatus:
         return await self._call(Routes.queue_status())
 
+    async def pause_queue(self, name: str) -> models.QueueControl:
+        """Stop workers taking the queue's jobs (owners in OUTRIDER_ADMIN_OWNERS only)."""
+        return await self._call(Routes.set_queue_paused(name, True))
+
+    async def resume_queue(self, name: str) -> models.QueueControl:
+        return await self._call(Routes.set_queue_paused(name, False))
+
     async def workers(self) -> list[models.Worker]:
         return (await self._call(Routes.workers())).workers

@@ -243,6 +243,11 @@ class Routes:
         return Call("GET", "/v1/queue", _model(models.QueueStatus))
 
     @staticmethod
+    def set_queue_paused(name: str, paused: bool) -> Call[models.QueueControl]:
+        action = "pause" if paused else "resume"
+        return Call("POST", f"/v1/queues/{name}/{action}", _model(models.QueueControl))
+
+    @staticmethod
     def workers() -> Call[models.WorkerList]:
         return Call("GET", "/v1/workers", _model(models.WorkerList))
 

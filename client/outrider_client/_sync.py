@@ -299,5 +299,12 @@ class Outrider:
     def queue_status(self) -> models.QueueStatus:
         return self._call(Routes.queue_status())
 
+    def pause_queue(self, name: str) -> models.QueueControl:
+        """Stop workers taking the queue's jobs (owners in OUTRIDER_ADMIN_OWNERS only)."""
+        return self._call(Routes.set_queue_paused(name, True))
+
+    def resume_queue(self, name: str) -> models.QueueControl:
+        return self._call(Routes.set_queue_paused(name, False))
+
     def workers(self) -> list[models.Worker]:
         return self._call(Routes.workers()).workers

@@ -53,6 +53,7 @@ class Job(Model):
     attempts: int
     max_attempts: int
     timeout_s: float
+    priority: int = 5
     agent_id: uuid.UUID
     created_at: datetime
     started_at: datetime | None
@@ -60,6 +61,7 @@ class Job(Model):
     schedule_id: uuid.UUID | None = None
     schedule_instant: datetime | None = None
     webhook_url: str | None = None
+    run_at: datetime | None = None
     warnings: list[JobWarning] = Field(default_factory=list)
 
     @property
@@ -218,6 +220,15 @@ class Queue(Model):
     throughput_per_s: float
     workers: int
     in_redis: int
+    paused: bool = False
+
+
+class QueueControl(Model):
+    """A queue's pause flag, as `pause_queue` / `resume_queue` left it."""
+
+    openapi_name: ClassVar[str] = "QueueControl"
+    name: str
+    paused: bool
 
 
 class QueueStatus(Model):
@@ -298,6 +309,7 @@ ANSWER_MODELS: tuple[type[Model], ...] = (
     ScheduleRunList,
     Health,
     Queue,
+    QueueControl,
     QueueStatus,
     Worker,
     WorkerList,
