@@ -23,6 +23,7 @@ from api.routes import (
     health,
     jobs,
     metrics,
+    queues,
     schedules,
     status,
     webhooks,
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The group commit's writes go through the job store (on PostgreSQL one asyncpg
         # statement on a pool of its own: one flush runs at a time, two connections are plenty).
         store = await open_job_store(settings, engine, sessionmaker, pg_connections=2)
-        job_queue = JobQueue(redis, settings.events_retention_s)
+        job_queue = JobQueue(redis, settings.events_retention_s, settings.priority_aging_s)
         app.state.outrider = state = AppState(
             settings=settings,
             engine=engine,
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         schedules,
         events,
         status,
+        queues,
         webhooks,
         metrics,
     )

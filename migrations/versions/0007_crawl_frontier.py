@@ -2,7 +2,7 @@
 `crawl_page` frontier (one row per crawl and normalized URL).
 
 Revision ID: 0007
-Revises: 0006
+Revises: 0009 (main had 0009 on 0006 by the time this branch merged it)
 Create Date: 2026-12-07 20:45:00.000000
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007"
-down_revision: str | None = "0006"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
