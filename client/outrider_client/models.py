@@ -63,6 +63,7 @@ class Job(Model):
     webhook_url: str | None = None
     run_at: datetime | None = None
     warnings: list[JobWarning] = Field(default_factory=list)
+    parent_id: uuid.UUID | None = None  # a crawl's page: the crawl's id
 
     @property
     def ended(self) -> bool:
@@ -73,6 +74,26 @@ class Job(Model):
 class JobList(Model):
     openapi_name: ClassVar[str] = "JobList"
     items: list[Job]
+    next_cursor: str | None
+
+
+class Page(Model):
+    """One URL of a crawl's frontier: `status` is pending, queued, running, succeeded,
+    failed or skipped (then `skipped_because` says why)."""
+
+    openapi_name: ClassVar[str] = "PageOut"
+    url: str
+    depth: int
+    status: str
+    job_id: uuid.UUID | None
+    found_on: str | None
+    skipped_because: str | None
+    result: dict[str, Any] | None = None
+
+
+class PageList(Model):
+    openapi_name: ClassVar[str] = "PageList"
+    items: list[Page]
     next_cursor: str | None
 
 
@@ -294,6 +315,8 @@ ANSWER_MODELS: tuple[type[Model], ...] = (
     JobWarning,
     Job,
     JobList,
+    Page,
+    PageList,
     Batch,
     Attempt,
     AttemptList,
