@@ -34,6 +34,7 @@ from shared.settings import Settings
 from shared.specs import FetchInput
 from worker.bodies import read_capped
 from worker.engines.base import EngineContext, check_destination
+from worker.engines.outputs import finish_formats, parse_formats
 from worker.extract.docblocks import DocumentError
 from worker.extract.docfile import file_kind, sniff_file
 from worker.extract.document import build_from_bytes, document_kind
@@ -210,7 +211,8 @@ async def run_fetch(ctx: EngineContext) -> dict[str, Any]:
     Idempotent (a GET, nothing stored elsewhere); a worker that dies mid-job just fetches again.
     Transient failures raise a retryable JobError (one quick retry inside the attempt first).
     """
-    return await fetch_spec(ctx, FetchInput.model_validate(ctx.job.input))
+    spec = FetchInput.model_validate(ctx.job.input)
+    return await finish_formats(ctx, spec, await fetch_spec(ctx, spec))
 
 
 async def fetch_spec(ctx: EngineContext, spec: FetchInput) -> dict[str, Any]:
@@ -232,7 +234,7 @@ async def fetch_spec(ctx: EngineContext, spec: FetchInput) -> dict[str, Any]:
             page.body,
             header_charset=page.header_charset,
             url=page.url,
-            formats=list(spec.formats),
+            formats=parse_formats(spec),
             extract=schema,
             metadata=metadata,
             markdown_links=spec.markdown_links,

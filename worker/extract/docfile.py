@@ -3,8 +3,8 @@
 `markdown` and `text` come from the document's blocks (worker/extract/docblocks.py). `html`
 and `raw_html` are an HTML rendering of the document (a DOCX's is mammoth's, with its links; a
 PDF's is built from the blocks): there is no source markup. `links` and `extract` read that
-HTML. `metadata` has the transport's fields, the document's `title`, `author` and `pages`, and
-the web page's other fields as null.
+HTML; `structured` is empty. `metadata` has the transport's fields, the document's `title`,
+`author` and `pages`, and the web page's other fields as null.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from worker.extract.links import extract_links
 from worker.extract.meta import page_metadata
 from worker.extract.pdf import read_pdf
 from worker.extract.schema import run_schema
+from worker.extract.structured import empty as no_structured_data
 
 DocumentKind = Literal["pdf", "docx"]
 PDF_TYPE = "application/pdf"
@@ -79,6 +80,8 @@ def build_from_file(
         tree = clean.parse(page_html)
         empty: dict[str, Any] = {"internal": [], "external": []}
         result["links"] = extract_links(tree, url, url) if tree is not None else empty
+    if "structured" in formats:
+        result["structured"] = no_structured_data()
     if extract is not None:
         result["extract"] = run_schema(page_html, extract, url)
     if "metadata" in formats:

@@ -28,6 +28,8 @@ from worker.extract.docfile import build_from_file, file_kind
 from worker.extract.links import extract_links
 from worker.extract.meta import page_metadata
 from worker.extract.schema import run_schema
+from worker.extract.structured import empty as no_structured_data
+from worker.extract.structured import structured_data
 
 Kind = Literal["markup", "json", "text"]
 TRANSPORT_FIELDS = ("final_url", "status_code", "content_type", "bytes", "charset")
@@ -95,6 +97,8 @@ def _from_markup(
         result["extract"] = run_schema(html if tree is not None else None, extract, base)
     if "raw_html" in formats:
         result["raw_html"] = html
+    if "structured" in formats:  # before _content cleans the tree of its scripts
+        result["structured"] = structured_data(tree, clean.prepare(html), base)
     result.update(_content(tree, url, base, formats, links))  # last: it cleans the tree
     return result, page
 
@@ -117,6 +121,8 @@ def _from_plain(
             result[name] = body
     if "links" in formats:
         result["links"] = {"internal": [], "external": []}
+    if "structured" in formats:
+        result["structured"] = no_structured_data()
     if extract is not None:
         result["extract"] = run_schema(None, extract, "")
     return result, page_metadata(None, "")
