@@ -110,7 +110,7 @@ def _libreoffice(folder: Path, target: str, *sources: Path) -> None:
     )
 
 
-def _fpdf_report() -> bytes:
+def fpdf_report() -> bytes:
     from fpdf import FPDF
 
     pdf = FPDF()
@@ -143,7 +143,7 @@ def _fpdf_report() -> bytes:
     return bytes(pdf.output())
 
 
-def _image_only_pdf() -> bytes:
+def image_only_pdf() -> bytes:
     from fpdf import FPDF
     from PIL import Image, ImageDraw
 
@@ -155,7 +155,7 @@ def _image_only_pdf() -> bytes:
     return bytes(pdf.output())
 
 
-def _encrypted(pdf: bytes) -> bytes:
+def encrypted(pdf: bytes) -> bytes:
     from pypdf import PdfReader, PdfWriter
 
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf)))
@@ -165,7 +165,7 @@ def _encrypted(pdf: bytes) -> bytes:
     return out.getvalue()
 
 
-def _python_docx() -> bytes:
+def python_docx() -> bytes:
     import docx
 
     document = docx.Document()
@@ -196,10 +196,10 @@ def build(folder: Path) -> Documents:
     (folder / "columns.fodt").write_text(FODT.format(paragraphs=paragraphs))
     _libreoffice(folder, "docx:MS Word 2007 XML", folder / "report.html")
     _libreoffice(folder, "pdf", folder / "report.docx", folder / "columns.fodt")
-    (folder / "survey.pdf").write_bytes(_fpdf_report())
-    (folder / "scan.pdf").write_bytes(_image_only_pdf())
-    (folder / "locked.pdf").write_bytes(_encrypted(_fpdf_report()))
-    (folder / "log.docx").write_bytes(_python_docx())
+    (folder / "survey.pdf").write_bytes(fpdf_report())
+    (folder / "scan.pdf").write_bytes(image_only_pdf())
+    (folder / "locked.pdf").write_bytes(encrypted(fpdf_report()))
+    (folder / "log.docx").write_bytes(python_docx())
     return Documents(folder)
 
 

@@ -1,0 +1,93 @@
+"""Document readers and the block renderer without services: fpdf2 and python-docx files made
+here, hostile archives, and the Markdown the blocks become."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+
+from tests.worker import documents
+from worker.extract.docblocks import DocBlock, DocumentError, to_html, to_markdown, to_text
+from worker.extract.docx import OLE_MAGIC, read_docx
+from worker.extract.pdf import read_pdf
+
+
+def test_markdown_of_blocks() -> None:
+    blocks = [
+        DocBlock("heading", "Title", level=1),
+        DocBlock("paragraph", "# not a heading"),
+        DocBlock("item", "one", ordered=True),
+        DocBlock("item", "nested", level=1),
+        DocBlock("item", "two", ordered=True),
+        DocBlock("table", rows=[["a|b", "c"], ["1"]]),
+        DocBlock("paragraph", "   "),
+    ]
+    assert to_markdown(blocks) == (
+        "# Title\n\n\\# not a heading\n\n1. one\n  - nested\n2. two\n\n"
+        "| a\\|b | c |\n| --- | --- |\n| 1 |  |\n"
+    )
+    assert to_text(blocks) == "Title\n# not a heading\none\nnested\ntwo\na|b\tc\n1"
+    html = to_html(blocks, "T<")
+    assert "<title>T&lt;</title>" in html
+    assert "<ol><li>one</li><ul><li>nested</li></ul><li>two</li></ol>" in html
+
+
+def test_an_fpdf2_pdf_reads_back() -> None:
+    blocks, meta = read_pdf(documents.fpdf_report(), 500)
+    markdown = to_markdown(blocks)
+    assert markdown.startswith("# Harbour Survey\n\nThe survey counted every vessel")
+    assert "| Fishing | 412 | 61% |" in markdown
+    assert meta == {"title": "Harbour Survey", "author": "Mary Somerville", "pages": 1}
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (documents.encrypted(documents.fpdf_report()), "encrypted"),
+        (documents.image_only_pdf(), "image_only"),
+        (b"%PDF-1.7\n garbage", "corrupt"),
+        (b"", "corrupt"),
+    ],
+)
+def test_unreadable_pdfs(raw: bytes, reason: str) -> None:
+    with pytest.raises(DocumentError) as caught:
+        read_pdf(raw, 500)
+    assert caught.value.reason == reason
+
+
+def test_the_page_cap_is_checked_before_reading() -> None:
+    with pytest.raises(DocumentError) as caught:
+        read_pdf(documents.fpdf_report(), 0)
+    assert (caught.value.reason, caught.value.pages) == ("too_many_pages", 1)
+
+
+def test_a_python_docx_file_reads_back() -> None:
+    blocks, meta, html = read_docx(documents.python_docx(), 10**7)
+    assert to_markdown(blocks).startswith("# Lighthouse Log\n\nThe keeper writes")
+    assert meta["author"] == "Caroline Herschel"
+    assert "<table>" in html
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (OLE_MAGIC + bytes(512), "encrypted"),  # Office encrypts into an OLE container
+        (b"not a zip", "corrupt"),
+        (_zip({"hello.txt": b"hi"}), "corrupt"),
+        (_zip({"word/document.xml": b"<" + b" " * 2_000_000 + b"/>"}), "corrupt"),  # a bomb
+    ],
+)
+def test_unreadable_docx(raw: bytes, reason: str) -> None:
+    with pytest.raises(DocumentError) as caught:
+        read_docx(raw, 1_000_000)
+    assert caught.value.reason == reason
