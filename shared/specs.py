@@ -10,8 +10,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     ModelWrapValidatorHandler,
+    Tag,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -120,6 +122,8 @@ class JsonFormat(StrictModel):
 def _known_format(value: Any) -> Any:
     if isinstance(value, str) and value not in FORMAT_NAMES:
         raise PydanticCustomError("unknown_format", "Unknown format '{name}'.", {"name": value})
+    if not isinstance(value, str | dict | JsonFormat):
+        raise PydanticCustomError("unknown_format", "A format is a name or a `json` object.")
     if isinstance(value, dict) and value.get("type") != "json":
         raise PydanticCustomError(
             "unknown_format", 'A format object needs `"type": "json"`.', {"name": value.get("type")}
@@ -127,7 +131,16 @@ def _known_format(value: Any) -> Any:
     return value
 
 
-AnyFormat = Annotated[Format | JsonFormat, BeforeValidator(_known_format)]
+def _format_tag(value: Any) -> str:
+    return "json" if isinstance(value, dict | JsonFormat) else "name"
+
+
+# One branch is tried per item (a name or a `json` object), so an error names only its own.
+AnyFormat = Annotated[
+    Annotated[Format, Tag("name")] | Annotated[JsonFormat, Tag("json")],
+    Discriminator(_format_tag),
+    BeforeValidator(_known_format),
+]
 
 
 def _default_formats() -> list[AnyFormat]:
