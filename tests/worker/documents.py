@@ -1,7 +1,8 @@
 """Real PDF and DOCX files for the document tests, made at test time by several producers.
 
 LibreOffice (headless, from Debian: `make install` installs it) converts an HTML report to DOCX
-and that DOCX to PDF, and a flat ODT with a two-column section to PDF; fpdf2 writes a PDF with a
+and that DOCX to PDF, a flat ODT with a two-column section and python-docx's DOCX (a table
+without borders) to PDF; fpdf2 writes a PDF with a
 ruled table; python-docx writes a DOCX with Word's own styles; pypdf encrypts a PDF; fpdf2 and
 Pillow make an image-only PDF. References: poppler's `pdftotext` for PDFs, python-docx for
 DOCX. Nothing binary is committed.
@@ -110,7 +111,7 @@ def _libreoffice(folder: Path, target: str, *sources: Path) -> None:
     )
 
 
-def fpdf_report() -> bytes:
+def fpdf_report(ruled: bool = True) -> bytes:
     from fpdf import FPDF
 
     pdf = FPDF()
@@ -128,7 +129,7 @@ def fpdf_report() -> bytes:
         "Fishing boats were the largest group, followed by ferries.",
     )
     pdf.ln(4)
-    with pdf.table() as table:
+    with pdf.table(borders_layout="ALL" if ruled else "NONE") as table:
         for row in (
             ("Vessel", "Count", "Share"),
             ("Fishing", "412", "61%"),
@@ -195,11 +196,14 @@ def build(folder: Path) -> Documents:
     paragraphs = "".join(f"<text:p>{p}</text:p>" for p in COLUMN_PARAGRAPHS)
     (folder / "columns.fodt").write_text(FODT.format(paragraphs=paragraphs))
     _libreoffice(folder, "docx:MS Word 2007 XML", folder / "report.html")
-    _libreoffice(folder, "pdf", folder / "report.docx", folder / "columns.fodt")
+    (folder / "log.docx").write_bytes(python_docx())
+    # python-docx's table has no borders: in the PDF it is text in columns.
+    _libreoffice(
+        folder, "pdf", folder / "report.docx", folder / "columns.fodt", folder / "log.docx"
+    )
     (folder / "survey.pdf").write_bytes(fpdf_report())
     (folder / "scan.pdf").write_bytes(image_only_pdf())
     (folder / "locked.pdf").write_bytes(encrypted(fpdf_report()))
-    (folder / "log.docx").write_bytes(python_docx())
     return Documents(folder)
 
 

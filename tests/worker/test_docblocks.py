@@ -42,6 +42,13 @@ def test_an_fpdf2_pdf_reads_back() -> None:
     assert meta == {"title": "Harbour Survey", "author": "Mary Somerville", "pages": 1}
 
 
+def test_a_table_without_borders_and_text_that_is_not_one() -> None:
+    blocks, _ = read_pdf(documents.fpdf_report(ruled=False), 500)
+    markdown = to_markdown(blocks)
+    assert "| Vessel | Count | Share |\n| --- | --- | --- |\n| Fishing | 412 | 61% |" in markdown
+    assert sum(block.kind == "table" for block in blocks) == 1
+
+
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [

@@ -35,6 +35,7 @@ async def files(docs: Documents) -> AsyncIterator[FileServer]:
         "report.pdf": PDF,
         "columns.pdf": PDF,
         "survey.pdf": PDF,
+        "log.pdf": PDF,
         "scan.pdf": PDF,
         "locked.pdf": PDF,
         "report.docx": DOCX,
@@ -90,6 +91,18 @@ async def test_an_fpdf2_pdf_with_a_ruled_table(
     )
     assert similarity(result["text"], pdftotext(docs.path("survey.pdf"))) > 0.95
     assert result["metadata"]["author"] == "Mary Somerville"
+
+
+async def test_a_table_without_borders_is_read_from_its_columns(
+    settings: Settings, files: FileServer, docs: Documents
+) -> None:
+    result = await read(settings, files.url("log.pdf"))
+    assert (
+        "## Ships seen\n\n| Night | Ships |\n| --- | --- |\n| Monday | 4 |\n| Tuesday | 7 |"
+        in (result["markdown"])
+    )
+    assert "- Trim the wick\n- Wind the clockwork" in result["markdown"]  # lists stay lists
+    assert similarity(result["text"], pdftotext(docs.path("log.pdf"))) > 0.95
 
 
 @pytest.mark.parametrize("name", ["report.docx", "log.docx"])

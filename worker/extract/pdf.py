@@ -22,7 +22,6 @@ than the cap (`too_many_pages`).
 from __future__ import annotations
 
 import ctypes
-import io
 import re
 import threading
 from collections import Counter
@@ -32,9 +31,10 @@ from typing import Any
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
-from worker.extract.docblocks import DocBlock, DocumentError, squash
+from worker.extract.docblocks import DocBlock, DocumentError
+from worker.extract.pdf_lines import Line, page_lines
+from worker.extract.pdf_tables import Table, ruled_tables, with_tables
 
-TABLE_PAGES_MAX = 100
 HEADING_RATIO = 1.15
 _BULLETS = "\u2022\u25e6\u25aa\u25ab\u2023\u2043\u25cf\u25cb\u25a0\u25a1\u27a2\u25ba\uf000-\uf0ff"
 _BULLET = re.compile(rf"^([{_BULLETS}]|[-\u2013*](?=\s))\s*")  # \uf0xx: symbol fonts' bullets
@@ -42,17 +42,6 @@ _NUMBER = re.compile(r"^(\d{1,3}|[a-zA-Z])[.)]\s+")
 # PDFium is not thread-safe; in the parse pool each process is single-threaded anyway.
 _LOCK = threading.Lock()
 _SENTENCE_END = frozenset('.!?:"\u201d')
-
-
-@dataclass
-class Line:
-    """One line of a page: its first visible character's size and position, its last's end."""
-
-    text: str
-    size: float
-    baseline: float
-    left: float
-    right: float
 
 
 def _open(raw: bytes) -> pdfium.PdfDocument:
@@ -66,62 +55,29 @@ def _open(raw: bytes) -> pdfium.PdfDocument:
         raise DocumentError("corrupt", f"The PDF is corrupt: {exc}") from None
 
 
-def _origin(textpage: Any, index: int) -> tuple[float, float]:
-    x, y = ctypes.c_double(), ctypes.c_double()
-    pdfium_c.FPDFText_GetCharOrigin(textpage, index, ctypes.byref(x), ctypes.byref(y))
-    return x.value, y.value
-
-
-def _right(textpage: Any, index: int) -> float:
-    left, right = ctypes.c_double(), ctypes.c_double()
-    bottom, top = ctypes.c_double(), ctypes.c_double()
-    pdfium_c.FPDFText_GetCharBox(
-        textpage, index, *(ctypes.byref(v) for v in (left, right, bottom, top))
-    )
-    return right.value
-
-
-def _page_lines(page: pdfium.PdfPage) -> list[Line]:
-    textpage = page.get_textpage()
-    raw = textpage.raw
-    lines: list[Line] = []
-    chars: list[str] = []
-    first = last = -1
-    for index in range(textpage.count_chars()):
-        code = pdfium_c.FPDFText_GetUnicode(raw, index)
-        if code == 10:
-            _close_line(raw, chars, first, last, lines)
-            chars, first = [], -1
-            continue
-        char = chr(code) if code not in (2, 0xAD, 13, 0xFFFE) else ""
-        if char.strip():
-            first = index if first < 0 else first
-            last = index
-        chars.append(char)
-    _close_line(raw, chars, first, last, lines)
-    textpage.close()
-    return lines
-
-
-def _close_line(textpage: Any, chars: list[str], first: int, last: int, lines: list[Line]) -> None:
-    text = squash("".join(chars))
-    if not text or first < 0:
-        return
-    x, y = _origin(textpage, first)
-    size = round(pdfium_c.FPDFText_GetFontSize(textpage, first), 1)
-    lines.append(Line(text, size, y, x, _right(textpage, last)))
+def _shapes(page: Any, shapes: Counter[str], depth: int = 0) -> None:
+    left, bottom = ctypes.c_float(), ctypes.c_float()
+    right, top = ctypes.c_float(), ctypes.c_float()
+    refs = [ctypes.byref(v) for v in (left, bottom, right, top)]
+    count = pdfium_c.FPDFFormObj_CountObjects if depth else pdfium_c.FPDFPage_CountObjects
+    get = pdfium_c.FPDFFormObj_GetObject if depth else pdfium_c.FPDFPage_GetObject
+    for index in range(count(page)):
+        obj = get(page, index)
+        kind = pdfium_c.FPDFPageObj_GetType(obj)
+        if kind == pdfium_c.FPDF_PAGEOBJ_IMAGE:
+            shapes["image"] += 1
+        elif kind == pdfium_c.FPDF_PAGEOBJ_FORM and depth < 2:
+            _shapes(obj, shapes, depth + 1)
+        elif kind == pdfium_c.FPDF_PAGEOBJ_PATH and pdfium_c.FPDFPageObj_GetBounds(obj, *refs):
+            width, height = right.value - left.value, top.value - bottom.value
+            shapes["h" if height < 3 <= width else "v" if width < 3 <= height else "box"] += 1
 
 
 def _ruled_and_images(page: pdfium.PdfPage) -> tuple[bool, bool]:
-    """Whether the page draws a grid of lines (maybe a ruled table), and holds images."""
+    """Whether the page draws a grid of lines (maybe a ruled table), and holds images (raw
+    calls: pypdfium2's object wrappers cost more than the page's text)."""
     shapes: Counter[str] = Counter()
-    for obj in page.get_objects(max_depth=2):
-        if obj.type == pdfium_c.FPDF_PAGEOBJ_IMAGE:
-            shapes["image"] += 1
-        elif obj.type == pdfium_c.FPDF_PAGEOBJ_PATH:
-            left, bottom, right, top = obj.get_bounds()
-            width, height = right - left, top - bottom
-            shapes["h" if height < 3 <= width else "v" if width < 3 <= height else "box"] += 1
+    _shapes(page.raw, shapes)
     ruled = (shapes["h"] >= 2 and shapes["v"] >= 2) or shapes["box"] >= 4
     return ruled, shapes["image"] > 0
 
@@ -130,7 +86,7 @@ def _ruled_and_images(page: pdfium.PdfPage) -> tuple[bool, bool]:
 class _Page:
     lines: list[Line]
     height: float
-    has_paths: bool
+    ruled: bool
     has_images: bool
 
 
@@ -148,55 +104,12 @@ def _read_pages(raw: bytes, max_pages: int) -> tuple[list[_Page], dict[str, Any]
             for number in range(total):
                 page = pdf[number]
                 ruled, images = _ruled_and_images(page)
-                pages.append(_Page(_page_lines(page), page.get_height(), ruled, images))
+                pages.append(_Page(page_lines(page), page.get_height(), ruled, images))
                 page.close()
         finally:
             pdf.close()
     info = {"title": meta.get("Title") or None, "author": meta.get("Author") or None}
     return pages, {**info, "pages": total}
-
-
-@dataclass
-class _Table:
-    top: float  # PDF space: y grows upwards
-    bottom: float
-    x0: float
-    x1: float
-    rows: list[list[str]]
-
-    def holds(self, line: Line) -> bool:
-        return (
-            self.bottom - 1 <= line.baseline <= self.top + 1 and self.x0 - 1 <= line.left <= self.x1
-        )
-
-
-def _tables(raw: bytes, pages: list[_Page]) -> dict[int, list[_Table]]:
-    """Ruled tables by page number, of pages that draw lines (at most TABLE_PAGES_MAX)."""
-    wanted = [n for n, page in enumerate(pages) if page.has_paths][:TABLE_PAGES_MAX]
-    if not wanted:
-        return {}
-    import pdfplumber  # pdfminer.six is slow to import and to run: only for ruled pages
-
-    found: dict[int, list[_Table]] = {}
-    try:
-        with pdfplumber.open(io.BytesIO(raw)) as document:
-            for number in wanted:
-                found[number] = _page_tables(document.pages[number], pages[number].height)
-    except Exception:  # tables are a bonus: the text stands without them
-        return found
-    return found
-
-
-def _page_tables(page: Any, height: float) -> list[_Table]:
-    tables = []
-    for table in page.find_tables():
-        rows = [[squash(cell or "") for cell in row] for row in table.extract()]
-        rows = [row for row in rows if any(row)]
-        if len(rows) < 2 or max(len(row) for row in rows) < 2:
-            continue  # a framed paragraph, not a table
-        x0, top, x1, bottom = table.bbox
-        tables.append(_Table(height - top, height - bottom, x0, x1, rows))
-    return tables
 
 
 @dataclass
@@ -292,8 +205,8 @@ class _Builder:
             self.blocks.append(DocBlock("paragraph", line.text))
         self.last = line
 
-    def table(self, table: _Table) -> None:
-        self.blocks.append(DocBlock("table", rows=table.rows))
+    def table(self, rows: list[list[str]]) -> None:
+        self.blocks.append(DocBlock("table", rows=rows))
         self.last = None
 
 
@@ -303,19 +216,15 @@ def _join(before: str, after: str) -> str:
     return f"{before} {after}"
 
 
-def _blocks(pages: list[_Page], tables: dict[int, list[_Table]]) -> list[DocBlock]:
+def _blocks(pages: list[_Page], ruled: dict[int, list[Table]]) -> list[DocBlock]:
     builder = _Builder(_style(pages), {})
     for number, page in enumerate(pages):
         builder.measures = _measures(page.lines)
-        on_page = tables.get(number, [])
-        placed: set[int] = set()
-        for line in page.lines:
-            holder = next((n for n, t in enumerate(on_page) if t.holds(line)), None)
-            if holder is None:
-                builder.add(line)
-            elif holder not in placed:
-                placed.add(holder)
-                builder.table(on_page[holder])
+        for item in with_tables(page.lines, ruled.get(number, []), _list_marker):
+            if isinstance(item, Line):
+                builder.add(item)
+            else:
+                builder.table(item)
     return builder.blocks
 
 
@@ -328,4 +237,5 @@ def read_pdf(raw: bytes, max_pages: int) -> tuple[list[DocBlock], dict[str, Any]
                 "image_only", "The PDF has no text, only images (a scan?): no OCR is done."
             )
         raise DocumentError("empty", "The PDF has no text.")
-    return _blocks(pages, _tables(raw, pages)), meta
+    wanted = [(n, page.height) for n, page in enumerate(pages) if page.ruled]
+    return _blocks(pages, ruled_tables(raw, wanted)), meta

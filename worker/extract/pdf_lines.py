@@ -1,0 +1,130 @@
+"""A PDF page's text as lines, by PDFium: each line's text, size, baseline, extent and cells.
+
+PDFium gives the characters in reading order with generated line breaks. A line's font size
+and baseline are its first visible character's; its `cells` are its runs of text split where
+the gap between two visible characters is wider than `CELL_GAP` font sizes (a space is about a
+quarter of one), which is how a table without ruling lines shows (worker/extract/pdf_tables.py).
+Not thread-safe (PDFium is not): the caller holds the document lock.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+
+CELL_GAP = 1.0
+FIXED_PITCH = 1  # PDF font descriptor flag
+_DROP = dict.fromkeys((2, 0xAD, 0xFFFE, 0))  # soft hyphens and PDFium's markers
+_WORD = re.compile(r"\S+")
+
+
+@dataclass
+class Cell:
+    """A run of a line's text between wide gaps."""
+
+    left: float
+    right: float
+    text: str
+
+
+@dataclass
+class Line:
+    """One line of a page."""
+
+    text: str
+    size: float
+    baseline: float
+    left: float
+    right: float
+    cells: list[Cell] = field(default_factory=list)
+    monospace: bool = False  # its first character's font is fixed-pitch (code, a listing)
+
+
+def _origin(textpage: Any, index: int) -> tuple[float, float]:
+    x, y = ctypes.c_double(), ctypes.c_double()
+    pdfium_c.FPDFText_GetCharOrigin(textpage, index, ctypes.byref(x), ctypes.byref(y))
+    return x.value, y.value
+
+
+class _Box:
+    """One reusable set of out-parameters for FPDFText_GetCharBox (called per word)."""
+
+    def __init__(self, textpage: Any) -> None:
+        self.textpage = textpage
+        self.values = [ctypes.c_double() for _ in range(4)]  # left, right, bottom, top
+        self.refs = [ctypes.byref(v) for v in self.values]
+
+    def span(self, index: int) -> tuple[float, float]:
+        pdfium_c.FPDFText_GetCharBox(self.textpage, index, *self.refs)
+        return self.values[0].value, self.values[1].value
+
+
+def _line(textpage: Any, box: _Box, text: str, offset: int) -> Line | None:
+    """The line whose characters are `text`, the first at index `offset` (a word's box is
+    read at its first and last character: PDFium inserts a space wherever text jumps)."""
+    cells: list[Cell] = []
+    first = -1
+    gap = 0.0
+    for match in _WORD.finditer(text):
+        word = match.group().translate(_DROP)
+        if not word:
+            continue
+        start, end = offset + match.start(), offset + match.end() - 1
+        if first < 0:
+            first = start
+            gap = CELL_GAP * max(pdfium_c.FPDFText_GetFontSize(textpage, start), 1.0)
+        left, right = box.span(start)
+        right = max(right, box.span(end)[1]) if end > start else right
+        if cells and left - cells[-1].right <= gap:
+            cells[-1].text += " " + word
+            cells[-1].right = max(cells[-1].right, right)
+        else:
+            cells.append(Cell(left, right, word))
+    if first < 0:
+        return None
+    x, y = _origin(textpage, first)
+    size = round(pdfium_c.FPDFText_GetFontSize(textpage, first), 1)
+    cells = [Cell(c.left, c.right, _text(c.text)) for c in cells]
+    line_text = " ".join(c.text for c in cells)
+    return Line(line_text, size, y, x, cells[-1].right, cells, _fixed_pitch(textpage, first))
+
+
+def _fixed_pitch(textpage: Any, index: int) -> bool:
+    flags = ctypes.c_int()
+    pdfium_c.FPDFText_GetFontInfo(textpage, index, None, 0, ctypes.byref(flags))
+    return bool(flags.value & FIXED_PITCH)
+
+
+def _units(raw: Any, count: int) -> list[int]:
+    """Every character of the page at once (one call instead of one per character): UTF-16
+    code units, one per character index."""
+    buffer = (ctypes.c_ushort * (count + 1))()
+    pdfium_c.FPDFText_GetText(raw, 0, count, buffer)
+    return list(buffer[:count])
+
+
+def _text(units: str) -> str:
+    # A character outside the BMP spans two indexes (a surrogate pair): join them.
+    return units.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def page_lines(page: pdfium.PdfPage) -> list[Line]:
+    """The lines of `page`, in PDFium's reading order."""
+    textpage = page.get_textpage()
+    raw = textpage.raw
+    units = _units(raw, textpage.count_chars())
+    text = "".join(map(chr, units)).replace("\r", " ")
+    box = _Box(raw)
+    lines: list[Line] = []
+    offset = 0
+    for part in text.split("\n"):
+        if (line := _line(raw, box, part, offset)) is not None:
+            lines.append(line)
+        offset += len(part) + 1
+    textpage.close()
+    return lines
