@@ -98,3 +98,28 @@ def test_unreadable_docx(raw: bytes, reason: str) -> None:
     with pytest.raises(DocumentError) as caught:
         read_docx(raw, 1_000_000)
     assert caught.value.reason == reason
+
+
+def _listing_pdf() -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=11)
+    pdf.multi_cell(0, 6, "Run this query:")
+    pdf.ln(2)
+    pdf.set_font("Courier", size=10)
+    for line in ("SELECT name,", "       price", "FROM product;"):
+        pdf.cell(text=line, new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+    pdf.set_font("Helvetica", size=11)
+    pdf.multi_cell(0, 6, "It returns every product.")
+    return bytes(pdf.output())
+
+
+def test_a_listing_becomes_a_code_block_indented_as_printed() -> None:
+    blocks, _ = read_pdf(_listing_pdf(), 500)
+    assert to_markdown(blocks) == (
+        "Run this query:\n\n```\nSELECT name,\n       price\nFROM product;\n```\n\n"
+        "It returns every product.\n"
+    )

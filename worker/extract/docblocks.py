@@ -1,4 +1,5 @@
-"""A document as blocks (headings, paragraphs, list items, tables) and its Markdown, text and HTML.
+"""A document as blocks (headings, paragraphs, list items, tables, code) and its Markdown, text
+and HTML.
 
 PDF and DOCX readers (worker/extract/pdf.py, worker/extract/docx.py) produce these blocks; one
 renderer turns them into the `markdown`, `text` and `html` formats, so both kinds of document
@@ -12,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-BlockKind = Literal["heading", "paragraph", "item", "table"]
+BlockKind = Literal["heading", "paragraph", "item", "table", "code"]
 _SPACES = re.compile(r"\s+")
 # Characters that would start Markdown structure at the beginning of a paragraph's line.
 _LEADING_MARKUP = re.compile(r"^(#{1,6}\s|[-*+]\s|\d+[.)]\s|>|```|\|)")
@@ -58,6 +59,9 @@ def _block_markdown(block: DocBlock, number: int) -> str:
         return "  " * block.level + f"{marker} {block.text}"
     if block.kind == "table":
         return _table_markdown(block.rows)
+    if block.kind == "code":
+        fence = "````" if "```" in block.text else "```"
+        return f"{fence}\n{block.text}\n{fence}"
     return _paragraph_markdown(block.text)
 
 
@@ -121,6 +125,8 @@ def to_html(blocks: list[DocBlock], title: str | None) -> str:
             out.append(f"<li>{text}</li>")
         elif block.kind == "table":
             out.append(_table_html(block.rows))
+        elif block.kind == "code":
+            out.append(f"<pre>{text}</pre>")
         else:
             out.append(f"<p>{text}</p>")
     out.extend(f"</{tag}>" for tag in reversed(open_lists))

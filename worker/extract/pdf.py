@@ -11,7 +11,8 @@ baseline come from its first visible character. The body size is the commonest s
 clearly larger are headings (the largest size is level 1). A new paragraph starts where the gap
 between baselines is wider than the document's usual leading for that size, after a short line
 that ends a sentence, where the text jumps up (a new column), at a heading, or at a bullet or
-number (a list item; indented lines continue it). Lines inside a
+number (a list item; indented lines continue it). Lines set in a fixed-pitch font from end to
+end are a listing: a fenced code block, indented as on the page. Lines inside a
 ruled table are replaced by the table. Tables without ruling lines stay text.
 
 Unreadable: a password (`encrypted`), a file PDFium cannot load (`corrupt`), no text at all on
@@ -163,6 +164,7 @@ class _Builder:
         self.blocks: list[DocBlock] = []
         self.last: Line | None = None
         self.item_left = 0.0
+        self.code_left = 0.0
 
     def _ended(self, last: Line, line: Line) -> bool:
         """Whether `last` ended its paragraph: a wider gap than the leading, or a short line
@@ -187,7 +189,23 @@ class _Builder:
             return line.left > self.item_left + 2
         return block.kind == "paragraph"
 
+    def _code(self, line: Line) -> None:
+        """A line of a listing: kept as a line, indented as it was (in characters)."""
+        current = self.blocks[-1] if self.blocks else None
+        step = self.last.baseline - line.baseline if self.last is not None else -1.0
+        near = 0 < step <= 2.5 * max(line.size, 1)
+        if current is None or current.kind != "code" or not near:
+            self.code_left = line.left
+            self.blocks.append(DocBlock("code", line.text))
+        else:
+            indent = max(round((line.left - self.code_left) / (0.6 * max(line.size, 1))), 0)
+            current.text += "\n" + " " * indent + line.text
+        self.last = line
+
     def add(self, line: Line) -> None:
+        if line.monospace:
+            self._code(line)
+            return
         level = self.style.levels.get(line.size) if len(line.text) < 200 else None
         marker = _list_marker(line.text) if level is None else None  # "1. Intro" may head
         current = self.blocks[-1] if self.blocks else None

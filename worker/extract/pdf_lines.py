@@ -19,6 +19,7 @@ import pypdfium2.raw as pdfium_c
 
 CELL_GAP = 1.0
 FIXED_PITCH = 1  # PDF font descriptor flag
+_MONO_NAME = re.compile(rb"courier|mono|consol|typewriter|cmtt|sfti|menlo|inconsolata", re.I)
 _DROP = dict.fromkeys((2, 0xAD, 0xFFFE, 0))  # soft hyphens and PDFium's markers
 _WORD = re.compile(r"\S+")
 
@@ -42,7 +43,7 @@ class Line:
     left: float
     right: float
     cells: list[Cell] = field(default_factory=list)
-    monospace: bool = False  # its first character's font is fixed-pitch (code, a listing)
+    monospace: bool = False  # its first and last characters' fonts are fixed-pitch (code)
 
 
 def _origin(textpage: Any, index: int) -> tuple[float, float]:
@@ -68,13 +69,14 @@ def _line(textpage: Any, box: _Box, text: str, offset: int) -> Line | None:
     """The line whose characters are `text`, the first at index `offset` (a word's box is
     read at its first and last character: PDFium inserts a space wherever text jumps)."""
     cells: list[Cell] = []
-    first = -1
+    first = last = -1
     gap = 0.0
     for match in _WORD.finditer(text):
         word = match.group().translate(_DROP)
         if not word:
             continue
         start, end = offset + match.start(), offset + match.end() - 1
+        last = end
         if first < 0:
             first = start
             gap = CELL_GAP * max(pdfium_c.FPDFText_GetFontSize(textpage, start), 1.0)
@@ -91,13 +93,17 @@ def _line(textpage: Any, box: _Box, text: str, offset: int) -> Line | None:
     size = round(pdfium_c.FPDFText_GetFontSize(textpage, first), 1)
     cells = [Cell(c.left, c.right, _text(c.text)) for c in cells]
     line_text = " ".join(c.text for c in cells)
-    return Line(line_text, size, y, x, cells[-1].right, cells, _fixed_pitch(textpage, first))
+    fixed = _fixed_pitch(textpage, first) and _fixed_pitch(textpage, last)
+    return Line(line_text, size, y, x, cells[-1].right, cells, fixed)
 
 
 def _fixed_pitch(textpage: Any, index: int) -> bool:
+    """The font's descriptor says fixed-pitch, or its name does (the standard Courier has no
+    descriptor; TeX's typewriter fonts do not set the flag)."""
     flags = ctypes.c_int()
-    pdfium_c.FPDFText_GetFontInfo(textpage, index, None, 0, ctypes.byref(flags))
-    return bool(flags.value & FIXED_PITCH)
+    name = ctypes.create_string_buffer(128)
+    pdfium_c.FPDFText_GetFontInfo(textpage, index, name, len(name), ctypes.byref(flags))
+    return bool(flags.value & FIXED_PITCH) or bool(_MONO_NAME.search(name.value))
 
 
 def _units(raw: Any, count: int) -> list[int]:
