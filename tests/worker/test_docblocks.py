@@ -39,7 +39,12 @@ def test_an_fpdf2_pdf_reads_back() -> None:
     markdown = to_markdown(blocks)
     assert markdown.startswith("# Harbour Survey\n\nThe survey counted every vessel")
     assert "| Fishing | 412 | 61% |" in markdown
-    assert meta == {"title": "Harbour Survey", "author": "Mary Somerville", "pages": 1}
+    assert meta == {
+        "title": "Harbour Survey",
+        "author": "Mary Somerville",
+        "pages": 1,
+        "links": [],
+    }
 
 
 def test_a_table_without_borders_and_text_that_is_not_one() -> None:
@@ -123,3 +128,32 @@ def test_a_listing_becomes_a_code_block_indented_as_printed() -> None:
         "Run this query:\n\n```\nSELECT name,\n       price\nFROM product;\n```\n\n"
         "It returns every product.\n"
     )
+
+
+def test_a_pdfs_links_and_a_title_from_its_first_heading() -> None:
+    from fpdf import FPDF
+
+    from worker.extract.docfile import PDF_TYPE, build_from_file
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 20)
+    pdf.cell(text="Tide Tables", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", size=11)
+    pdf.cell(text="The almanac", link="https://almanac.example/2026", new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 6, "Older tables are at https://archive.example/tides for anyone.")
+    result = build_from_file(
+        bytes(pdf.output()),
+        kind="pdf",
+        url="https://almanac.example/tides.pdf",
+        formats=["links", "metadata"],
+        extract=None,
+        metadata={"content_type": PDF_TYPE},
+        max_pages=10,
+    )
+    assert [link["url"] for link in result["links"]["internal"]] == ["https://almanac.example/2026"]
+    assert [link["url"] for link in result["links"]["external"]] == [
+        "https://archive.example/tides"
+    ]
+    assert result["metadata"]["title"] == "Tide Tables"
+    assert "links" not in result["metadata"]

@@ -3,8 +3,9 @@
 `markdown` and `text` come from the document's blocks (worker/extract/docblocks.py). `html`
 and `raw_html` are an HTML rendering of the document (a DOCX's is mammoth's, with its links; a
 PDF's is built from the blocks): there is no source markup. `links` and `extract` read that
-HTML; `structured` is empty. `metadata` has the transport's fields, the document's `title`,
-`author` and `pages`, and the web page's other fields as null.
+HTML (a PDF's `links` also the URLs of its link annotations and of its text); `structured` is
+empty. `metadata` has the transport's fields, the document's `title` (its first heading's when
+its properties have none), `author` and `pages`, and the web page's other fields as null.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from typing import Any, Literal
 
 from worker.extract import clean
-from worker.extract.docblocks import to_html, to_markdown, to_text
+from worker.extract.docblocks import DocBlock, to_html, to_markdown, to_text
 from worker.extract.docx import read_docx
 from worker.extract.links import extract_links
 from worker.extract.meta import page_metadata
@@ -44,14 +45,27 @@ def sniff_file(body: bytes) -> str | None:
     return None
 
 
-def _read(raw: bytes, kind: DocumentKind, max_pages: int) -> tuple[Any, dict[str, Any], str]:
+def _read(
+    raw: bytes, kind: DocumentKind, max_pages: int
+) -> tuple[list[DocBlock], dict[str, Any], str, str]:
+    """Blocks, metadata, the HTML rendering, and the HTML `links` reads."""
     if kind == "docx":
         blocks, meta, body = read_docx(raw, DOCX_MAX_UNZIPPED)
-        title = html_lib.escape(meta.get("title") or "")
+        meta["title"] = meta.get("title") or _first_heading(blocks)
+        title = html_lib.escape(meta["title"] or "")
         page = f"<html><head><title>{title}</title></head><body>{body}</body></html>"
-        return blocks, meta, page
+        return blocks, meta, page, page
     blocks, meta = read_pdf(raw, max_pages)
-    return blocks, meta, to_html(blocks, meta.get("title"))
+    meta["title"] = meta.get("title") or _first_heading(blocks)
+    page = to_html(blocks, meta["title"])
+    anchors = "".join(
+        f'<a href="{html_lib.escape(url)}">{html_lib.escape(url)}</a>' for url in meta.pop("links")
+    )
+    return blocks, meta, page, page.replace("</body>", anchors + "</body>")
+
+
+def _first_heading(blocks: list[DocBlock]) -> str | None:
+    return next((block.text for block in blocks if block.kind == "heading"), None)
 
 
 def build_from_file(
@@ -67,7 +81,7 @@ def build_from_file(
     """The job result for a PDF or DOCX body; raises docblocks.DocumentError (unreadable) or
     schema.SchemaError (a bad `extract`)."""
     started = time.perf_counter()
-    blocks, meta, page_html = _read(raw, kind, max_pages)
+    blocks, meta, page_html, links_html = _read(raw, kind, max_pages)
     result: dict[str, Any] = {}
     if "markdown" in formats:
         result["markdown"] = to_markdown(blocks)
@@ -77,7 +91,7 @@ def build_from_file(
         if name in formats:
             result[name] = page_html
     if "links" in formats:
-        tree = clean.parse(page_html)
+        tree = clean.parse(links_html)
         empty: dict[str, Any] = {"internal": [], "external": []}
         result["links"] = extract_links(tree, url, url) if tree is not None else empty
     if "structured" in formats:

@@ -33,10 +33,11 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from worker.extract.docblocks import DocBlock, DocumentError
-from worker.extract.pdf_lines import Line, page_lines
+from worker.extract.pdf_lines import Line, read_page
 from worker.extract.pdf_tables import Table, ruled_tables, with_tables
 
 HEADING_RATIO = 1.15
+LINKS_MAX = 5000
 _BULLETS = "\u2022\u25e6\u25aa\u25ab\u2023\u2043\u25cf\u25cb\u25a0\u25a1\u27a2\u25ba\uf000-\uf0ff"
 _BULLET = re.compile(rf"^([{_BULLETS}]|[-\u2013*](?=\s))\s*")  # \uf0xx: symbol fonts' bullets
 _NUMBER = re.compile(r"^(\d{1,3}|[a-zA-Z])[.)]\s+")
@@ -89,6 +90,7 @@ class _Page:
     height: float
     ruled: bool
     has_images: bool
+    links: list[str]
 
 
 def _read_pages(raw: bytes, max_pages: int) -> tuple[list[_Page], dict[str, Any]]:
@@ -105,7 +107,8 @@ def _read_pages(raw: bytes, max_pages: int) -> tuple[list[_Page], dict[str, Any]
             for number in range(total):
                 page = pdf[number]
                 ruled, images = _ruled_and_images(page)
-                pages.append(_Page(page_lines(page), page.get_height(), ruled, images))
+                lines, links = read_page(pdf.raw, page)
+                pages.append(_Page(lines, page.get_height(), ruled, images, links))
                 page.close()
         finally:
             pdf.close()
@@ -247,7 +250,8 @@ def _blocks(pages: list[_Page], ruled: dict[int, list[Table]]) -> list[DocBlock]
 
 
 def read_pdf(raw: bytes, max_pages: int) -> tuple[list[DocBlock], dict[str, Any]]:
-    """The blocks and metadata (title, author, pages) of a PDF; raises DocumentError."""
+    """The blocks and metadata (title, author, pages, and `links`: the URLs its link
+    annotations and its text point to, first seen first) of a PDF; raises DocumentError."""
     pages, meta = _read_pages(raw, max_pages)
     if not any(page.lines for page in pages):
         if any(page.has_images for page in pages):
@@ -256,4 +260,5 @@ def read_pdf(raw: bytes, max_pages: int) -> tuple[list[DocBlock], dict[str, Any]
             )
         raise DocumentError("empty", "The PDF has no text.")
     wanted = [(n, page.height) for n, page in enumerate(pages) if page.ruled]
-    return _blocks(pages, ruled_tables(raw, wanted)), meta
+    links = list(dict.fromkeys(url for page in pages for url in page.links))[:LINKS_MAX]
+    return _blocks(pages, ruled_tables(raw, wanted)), {**meta, "links": links}

@@ -119,8 +119,8 @@ def _text(units: str) -> str:
     return units.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
-def page_lines(page: pdfium.PdfPage) -> list[Line]:
-    """The lines of `page`, in PDFium's reading order."""
+def read_page(document: Any, page: pdfium.PdfPage) -> tuple[list[Line], list[str]]:
+    """The lines of `page`, in PDFium's reading order, and the URLs it links to."""
     textpage = page.get_textpage()
     raw = textpage.raw
     units = _units(raw, textpage.count_chars())
@@ -132,5 +132,38 @@ def page_lines(page: pdfium.PdfPage) -> list[Line]:
         if (line := _line(raw, box, part, offset)) is not None:
             lines.append(line)
         offset += len(part) + 1
+    links = page_links(document, page, raw)
     textpage.close()
-    return lines
+    return lines, links
+
+
+def page_links(document: Any, page: pdfium.PdfPage, textpage_raw: Any | None = None) -> list[str]:
+    """The URLs a page links to: its link annotations' URI actions, then URLs PDFium sees in
+    its text."""
+    urls: list[str] = []
+    position = ctypes.c_int(0)
+    link = pdfium_c.FPDF_LINK()
+    while pdfium_c.FPDFLink_Enumerate(page.raw, ctypes.byref(position), ctypes.byref(link)):
+        action = pdfium_c.FPDFLink_GetAction(link)
+        if action and pdfium_c.FPDFAction_GetType(action) == pdfium_c.PDFACTION_URI:
+            size = pdfium_c.FPDFAction_GetURIPath(document, action, None, 0)
+            buffer = ctypes.create_string_buffer(size)
+            pdfium_c.FPDFAction_GetURIPath(document, action, buffer, size)
+            urls.append(buffer.value.decode("latin-1"))
+    if textpage_raw is not None:
+        urls.extend(_web_links(textpage_raw))
+    return urls
+
+
+def _web_links(textpage: Any) -> list[str]:
+    links = pdfium_c.FPDFLink_LoadWebLinks(textpage)
+    try:
+        found = []
+        for index in range(pdfium_c.FPDFLink_CountWebLinks(links)):
+            size = pdfium_c.FPDFLink_GetURL(links, index, None, 0)
+            buffer = (ctypes.c_ushort * size)()
+            pdfium_c.FPDFLink_GetURL(links, index, buffer, size)
+            found.append(_text("".join(map(chr, buffer[: size - 1]))))
+        return found
+    finally:
+        pdfium_c.FPDFLink_CloseWebLinks(links)
