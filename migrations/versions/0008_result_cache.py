@@ -1,7 +1,7 @@
 """The result cache: a page's result per owner and key, for `max_age_s`.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0009
 Create Date: 2026-12-07 21:00:00.000000
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0008"
-down_revision: str | None = "0006"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
