@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install chromium debian-docs run test test-fast lint format typecheck check bench lock clean
+.PHONY: install chromium debian-docs office-tools run test test-fast lint format typecheck check bench lock clean
 
 $(STAMP): pyproject.toml client/pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml client/pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e ./client -e .
 	@touch $(STAMP)
 
-install: $(STAMP) chromium debian-docs  ## Create .venv and install Outrider with its dev tools.
+install: $(STAMP) chromium debian-docs office-tools  ## Create .venv and install Outrider with its dev tools.
 
 # Browser workers (`render` jobs) drive Debian's Chromium through Playwright; Playwright's own
 # browser download is not used. Installed here when missing and we are root with apt.
@@ -50,6 +50,22 @@ debian-docs:
 	else \
 		echo "NOTE: the extraction tests against real documentation need Debian's manuals:"; \
 		echo "run 'sudo apt-get install $(DEBIAN_DOCS)' (they skip without them)."; \
+	fi
+
+# The document tests make real PDF and DOCX files with LibreOffice (headless) and compare
+# Outrider's text with poppler's pdftotext. Installed here when missing and we are root with apt.
+OFFICE_TOOLS := libreoffice-writer-nogui poppler-utils shared-mime-info
+OFFICE_TOOLS_FOUND := command -v libreoffice >/dev/null 2>&1 && command -v pdftotext >/dev/null 2>&1
+office-tools:
+	@if $(OFFICE_TOOLS_FOUND); then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing LibreOffice and poppler for the document tests (apt-get install $(OFFICE_TOOLS))"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $(OFFICE_TOOLS) >/dev/null && $(OFFICE_TOOLS_FOUND) || \
+			{ echo "Installing $(OFFICE_TOOLS) failed."; exit 1; }; \
+	else \
+		echo "NOTE: the document tests need LibreOffice and pdftotext:"; \
+		echo "run 'sudo apt-get install $(OFFICE_TOOLS)' (they skip without them)."; \
 	fi
 
 # Loopback is allowed as an egress destination in dev, so jobs can call local servers;

@@ -18,7 +18,7 @@ from api.schemas.errors import ErrorBody
 from shared.errors import AppError, ServiceUnavailable
 from shared.headers import HEADER_ERROR_CODES
 from shared.logging import get_logger
-from shared.specs import SPEC_ERROR_CODES
+from shared.specs import FORMAT_ERROR_CODES, SPEC_ERROR_CODES
 
 log = get_logger(__name__)
 
@@ -62,7 +62,10 @@ _BODY_422 = (
     "Transfer-Encoding, Content-Length, Connection, Keep-Alive, Upgrade, TE, Trailer, Host, "
     "Expect, Proxy-*), `invalid_header` (a header name that is not a token, or a control "
     "character in a header name or value, the agent's `user_agent` included), or the code of "
-    "the check that refused it (e.g. `invalid_url`)."
+    "the check that refused it (e.g. `invalid_url`); for formats `unknown_format`, "
+    "`invalid_schema` (a `json` format's schema is not valid JSON Schema), `prompt_too_long` "
+    "(over 10,000 characters) and `llm_not_configured` (a `json` format without "
+    "OUTRIDER_LLM_BASE_URL)."
 )
 
 
@@ -80,21 +83,23 @@ def _render(exc: AppError, headers: dict[str, str] | None = None) -> JSONRespons
     return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
 
 
+_CUSTOM_CODES = (*HEADER_ERROR_CODES, *FORMAT_ERROR_CODES, *SPEC_ERROR_CODES)
+
+
 def _validation_code(errors: list[dict[str, Any]]) -> str:
     types = {str(err.get("type")) for err in errors}
     if "json_invalid" in types:
         return "invalid_json"
     if "union_tag_invalid" in types:
         return "unknown_kind"
-    # shared/headers.py raises pydantic errors whose type is the code.
-    coded = (*HEADER_ERROR_CODES, *SPEC_ERROR_CODES)
-    return next((code for code in coded if code in types), "validation_error")
+    # shared/headers.py and shared/specs.py raise pydantic errors whose type is the code.
+    return next((code for code in _CUSTOM_CODES if code in types), "validation_error")
 
 
 def _validation_message(code: str, errors: list[dict[str, Any]]) -> str:
     if code == "invalid_json":
         return "The body is not valid JSON."
-    if code in HEADER_ERROR_CODES or code in SPEC_ERROR_CODES:  # the first refused value
+    if code in _CUSTOM_CODES:  # the first refused header, format or crawl value, named
         return next(str(err["msg"]) for err in errors if err.get("type") == code)
     return "The request is invalid."
 

@@ -15,7 +15,13 @@ import asyncpg
 import httpx
 from redis import Redis
 
-from benchmarks import scenarios_browser, scenarios_crawl, scenarios_pipeline, scenarios_soak
+from benchmarks import (
+    scenarios_browser,
+    scenarios_cache,
+    scenarios_crawl,
+    scenarios_pipeline,
+    scenarios_soak,
+)
 from benchmarks.common import (
     Processes,
     Sizes,
@@ -213,6 +219,7 @@ SCENARIOS: dict[str, Callable[[int, Sizes], Result]] = {
     "e2e_http": scenarios_pipeline.e2e_http,
     "concurrency": scenarios_pipeline.concurrency,
     "fetch": scenarios_pipeline.fetch,
+    "cache": scenarios_cache.cache,
     "render": scenarios_browser.render,
     "soak": scenarios_soak.soak,
     "crawl": scenarios_crawl.crawl,

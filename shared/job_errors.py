@@ -39,6 +39,10 @@ class JobErrorCode(StrEnum):
     # Extraction and the browser
     INVALID_EXTRACT = "invalid_extract"
     PARSE_FAILED = "parse_failed"
+    DOCUMENT_UNREADABLE = "document_unreadable"
+    DOCUMENT_TOO_LARGE = "document_too_large"
+    EXTRACTION_INVALID = "extraction_invalid"
+    LLM_ERROR = "llm_error"
     EMPTY_PAGE = "empty_page"
     ACTION_FAILED = "action_failed"
     ARTIFACT_TOO_LARGE = "artifact_too_large"
@@ -101,6 +105,24 @@ CATALOGUE: dict[JobErrorCode, CodeInfo] = {
     C.POLITENESS_UNAVAILABLE: CodeInfo("The per-host limits in Redis could not be reached.", True),
     C.INVALID_EXTRACT: CodeInfo("An `extract` rule is unusable (a bad selector).", False),
     C.PARSE_FAILED: CodeInfo("The page could not be parsed (the parser process died).", True),
+    C.DOCUMENT_UNREADABLE: CodeInfo(
+        "A PDF or DOCX cannot be read; `details.reason` says why: `encrypted` (a password), "
+        "`corrupt`, `image_only` (a scan without a text layer: no OCR is done) or `empty`.",
+        False,
+    ),
+    C.DOCUMENT_TOO_LARGE: CodeInfo(
+        "A PDF has more pages than `OUTRIDER_DOCUMENT_MAX_PAGES`.", False
+    ),
+    C.EXTRACTION_INVALID: CodeInfo(
+        "The language model's answer did not fit the `json` format's schema, twice (the "
+        "second time it was shown the validation error).",
+        False,
+    ),
+    C.LLM_ERROR: CodeInfo(
+        "The language model's endpoint failed: unreachable, a 5xx or 429, or an answer that "
+        "is not a chat completion.",
+        True,
+    ),
     C.EMPTY_PAGE: CodeInfo(
         "A rendered page still showed nothing after settling: no text (a noscript message "
         "does not count), no image or other media.",

@@ -1,5 +1,5 @@
 """SQLAlchemy models: owner, api_key, agent, job, job_attempt, artifact, webhook_delivery,
-schedule, schedule_run, crawl, crawl_page."""
+schedule, schedule_run, crawl, crawl_page, result_cache."""
 
 from __future__ import annotations
 
@@ -419,3 +419,19 @@ class CrawlPage(Base):
     skipped_because: Mapped[str | None] = mapped_column(String(16), nullable=True)
     job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+
+
+class ResultCache(Base):
+    """A page's result kept for `max_age_s` (shared/result_cache.py): one row per owner and
+    key (the normalized URL and the output options), the newest result."""
+
+    __tablename__ = "result_cache"
+    __table_args__ = (Index("ix_result_cache_owner_id_cache_key", "owner_id", "cache_key"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"))
+    cache_key: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text)
+    result: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)  # where it came from
+    created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow, index=True)

@@ -153,6 +153,25 @@ class Settings(BaseSettings):
         ge=1024,
         description="A page larger than this (decompressed) fails `response_too_large`.",
     )
+    document_max_pages: int = Field(
+        500, ge=1, description="A PDF with more pages than this fails `document_too_large`."
+    )
+    llm_base_url: str | None = Field(
+        None,
+        description="An OpenAI-compatible API (OpenAI, vLLM, llama.cpp's server, Ollama), e.g. "
+        "`http://127.0.0.1:11434/v1`: `json` formats POST to `<base>/chat/completions`. "
+        "Unset: a `json` format is refused at submit (`llm_not_configured`).",
+    )
+    llm_model: str | None = Field(None, description="The model named in chat-completion calls.")
+    llm_key_secret: str = Field(
+        "llm_api_key",
+        description="The name of the agent secret sent as the LLM's `Authorization: Bearer` key "
+        "(a job whose agent has no such secret calls without a key).",
+    )
+    llm_max_input_chars: int = Field(
+        100_000, ge=1000, description="The page's Markdown is cut here before it goes to the LLM."
+    )
+    llm_timeout_s: float = Field(120.0, gt=0, description="One chat-completion call's timeout.")
     batch_max_jobs: int = Field(1000, description="The largest batch.")
     backoff_base_s: float = Field(
         1.0, description="Retry backoff: the first wait (doubling per attempt, with jitter)."

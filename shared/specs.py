@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     ModelWrapValidatorHandler,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -79,10 +83,75 @@ class HttpInput(StrictModel):
         return self
 
 
-Format = Literal["markdown", "text", "html", "raw_html", "links", "metadata"]
+Format = Literal["markdown", "text", "html", "raw_html", "links", "metadata", "structured"]
+FORMAT_NAMES = frozenset(get_args(Format))
+PROMPT_MAX_CHARS = 10_000
+# Codes of the pydantic errors raised here (api/errors.py answers 422 with them).
+FORMAT_ERROR_CODES = ("unknown_format", "invalid_schema", "prompt_too_long")
 
 
-def _default_formats() -> list[Format]:
+def _check_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    from jsonschema import validators
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except SchemaError as exc:
+        raise PydanticCustomError(
+            "invalid_schema",
+            "`schema` is not a valid JSON Schema: {reason}",
+            {"reason": exc.message},
+        ) from None
+    return schema
+
+
+def _check_prompt(prompt: str | None) -> str | None:
+    if prompt is not None and len(prompt) > PROMPT_MAX_CHARS:
+        raise PydanticCustomError(
+            "prompt_too_long",
+            "`prompt` may be at most {limit} characters.",
+            {"limit": PROMPT_MAX_CHARS},
+        )
+    return prompt
+
+
+class JsonFormat(StrictModel):
+    """Extraction into a JSON Schema by a language model (OUTRIDER_LLM_BASE_URL)."""
+
+    type: Literal["json"]
+    json_schema: Annotated[dict[str, Any], AfterValidator(_check_json_schema)] = Field(
+        alias="schema", description="A JSON Schema the answer must validate against."
+    )
+    prompt: Annotated[str | None, AfterValidator(_check_prompt)] = Field(
+        default=None, description="What to extract (at most 10,000 characters)."
+    )
+
+
+def _known_format(value: Any) -> Any:
+    if isinstance(value, str) and value not in FORMAT_NAMES:
+        raise PydanticCustomError("unknown_format", "Unknown format '{name}'.", {"name": value})
+    if not isinstance(value, str | dict | JsonFormat):
+        raise PydanticCustomError("unknown_format", "A format is a name or a `json` object.")
+    if isinstance(value, dict) and value.get("type") != "json":
+        raise PydanticCustomError(
+            "unknown_format", 'A format object needs `"type": "json"`.', {"name": value.get("type")}
+        )
+    return value
+
+
+def _format_tag(value: Any) -> str:
+    return "json" if isinstance(value, dict | JsonFormat) else "name"
+
+
+# One branch is tried per item (a name or a `json` object), so an error names only its own.
+AnyFormat = Annotated[
+    Annotated[Format, Tag("name")] | Annotated[JsonFormat, Tag("json")],
+    Discriminator(_format_tag),
+    BeforeValidator(_known_format),
+]
+
+
+def _default_formats() -> list[AnyFormat]:
     return ["markdown"]
 
 
@@ -98,7 +167,7 @@ class FetchInput(StrictModel):
     """Input of a `fetch` job: GET a page with aiohttp and turn it into LLM-ready output."""
 
     url: str = Field(min_length=1, max_length=2048)
-    formats: list[Format] = Field(default_factory=_default_formats, min_length=1, max_length=6)
+    formats: list[AnyFormat] = Field(default_factory=_default_formats, min_length=1, max_length=8)
     extract: dict[Annotated[str, Field(max_length=100)], str | ExtractRule] | None = Field(
         default=None, max_length=100
     )
@@ -107,6 +176,29 @@ class FetchInput(StrictModel):
     markdown_links: bool = Field(
         default=False, description="Keep link targets in `markdown`: `[text](absolute URL)`."
     )
+    max_age_s: int = Field(
+        default=0,
+        ge=0,
+        le=365 * 86400,
+        description="Return this owner's result for the same URL and output options if it is "
+        "younger than this (`cached: true`), without a request; 0: never.",
+    )
+
+    @model_validator(mode="after")
+    def _one_json_format(self) -> FetchInput:
+        if len(self.formats) - len(self.output_formats) > 1:
+            raise ValueError("give at most one `json` format")
+        return self
+
+    @property
+    def output_formats(self) -> list[str]:
+        """The named formats (`markdown`, ...), without a `json` format."""
+        return [f for f in self.formats if isinstance(f, str)]
+
+    @property
+    def json_format(self) -> JsonFormat | None:
+        """The `json` format, if asked for."""
+        return next((f for f in self.formats if isinstance(f, JsonFormat)), None)
 
 
 class WaitFor(StrictModel):

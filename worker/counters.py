@@ -111,6 +111,12 @@ POLITENESS_WAIT_SECONDS = Histogram(
     buckets=POLITE_BUCKETS,
     registry=REGISTRY,
 )
+CACHE_LOOKUPS = Counter(
+    "outrider_cache_lookups",
+    "Result cache look-ups of jobs with `max_age_s`: `result` is `hit` or `miss`.",
+    ["result"],
+    registry=REGISTRY,
+)
 
 for _kind in JOB_KINDS:  # every kind from the start: rate() needs the zero
     for _counter in (JOBS_STARTED, JOBS_SUCCEEDED, JOBS_CANCELLED):
@@ -183,3 +189,8 @@ def politeness_wait(reason: str, action: str, seconds: float) -> None:
     """A request held back for its host: slept in the worker, or deferred to the queue."""
     POLITENESS_WAITS.labels(reason, action).inc()
     POLITENESS_WAIT_SECONDS.labels(action).observe(max(seconds, 0.0))
+
+
+def cache_lookup(result: str) -> None:
+    """A job with `max_age_s` looked in the result cache: `hit` or `miss`."""
+    CACHE_LOOKUPS.labels(result).inc()

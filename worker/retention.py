@@ -1,6 +1,7 @@
 """Retention: a background loop in every worker that deletes jobs ended more than
-`job_retention_s` ago, with their attempts, artifacts and webhook deliveries, and the schedule
-runs left without a job (shared/repositories/retention.py says what goes and what stays).
+`job_retention_s` ago, with their attempts, artifacts and webhook deliveries, the schedule
+runs left without a job (shared/repositories/retention.py says what goes and what stays), and
+cached results (`max_age_s`) older than the same cutoff.
 
 Off unless `OUTRIDER_JOB_RETENTION_S` is set: by default every job is kept. The cutoff is read
 from the clock all workers share (PostgreSQL's, or Redis's with SQLite), so a worker with a
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clock import shared_now
 from shared.logging import get_logger
+from shared.repositories.result_cache import delete_old_results
 from shared.repositories.retention import delete_ended_jobs, delete_old_schedule_runs
 from worker.lifecycle import LOOP_ERRORS
 from worker.state import WorkerState
@@ -35,6 +37,7 @@ DeleteBatch = Callable[[AsyncSession, datetime, int], Awaitable[int]]
 class Pruned:
     jobs: int = 0
     schedule_runs: int = 0
+    cached_results: int = 0
 
 
 class Pruner:
@@ -56,12 +59,14 @@ class Pruner:
         pruned = Pruned(
             jobs=await self._drain(delete_ended_jobs, cutoff),
             schedule_runs=await self._drain(delete_old_schedule_runs, cutoff),
+            cached_results=await self._drain(delete_old_results, cutoff),
         )
-        if pruned.jobs or pruned.schedule_runs:
+        if pruned.jobs or pruned.schedule_runs or pruned.cached_results:
             log.info(
                 "retention.pruned",
                 jobs=pruned.jobs,
                 schedule_runs=pruned.schedule_runs,
+                cached_results=pruned.cached_results,
                 cutoff=cutoff.isoformat(),
             )
         return pruned

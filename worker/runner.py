@@ -31,6 +31,7 @@ from worker.engines.map import run_map
 from worker.engines.scrape import run_scrape
 from worker.job_events import job_cancelled, job_ended, job_progress, job_started
 from worker.politeness import polite, user_agent
+from worker.result_cache import from_cache, mark_fresh, remember
 from worker.retry import Deferred, JobError, backoff_s, classify
 from worker.robots import CachedRobots
 from worker.state import Running, WorkerState
@@ -162,10 +163,12 @@ async def _execute_with(
         raise JobError(
             "kind_not_supported", f"No engine for {claim.job.kind!r} jobs.", retryable=False
         )
+    if (cached := await from_cache(state, claim.job)) is not None:
+        return cached  # no request at all: politeness and robots.txt are for requests
     try:
         # Politeness (robots.txt, the host's slot) counts against the job's timeout.
         async with asyncio.timeout_at(ctx.deadline), polite(state, claim, http):
-            return await engine(ctx)
+            return mark_fresh(claim.job, await engine(ctx))
     except TimeoutError as exc:
         if isinstance(exc, JobError):  # pragma: no cover - JobError is not a TimeoutError
             raise
@@ -256,13 +259,14 @@ async def _run_claimed(state: WorkerState, claim: Claim) -> None:
             raise Retry(defer=delay) from exc
         log.info("job.failed", code=error.code)
         return
+    result = scrub(result)
     written = await _write_outcome(
         state,
         claim,
         Outcome(
-            status=JobStatus.SUCCEEDED,
-            attempt_outcome=AttemptOutcome.SUCCEEDED,
-            result=scrub(result),
+            status=JobStatus.SUCCEEDED, attempt_outcome=AttemptOutcome.SUCCEEDED, result=result
         ),
     )
     log.info("job.succeeded" if written else "job.result_discarded")
+    if written:
+        await remember(state, claim.job, result)

@@ -1,8 +1,9 @@
 """The job store: the one seam through which jobs are written on their hot paths.
 
-Submit (the API's group commit and batches), claim, outcome, lease renewal, the cancel watch and
-the reconciler's reads all go through a `JobStore`. Two implementations, chosen once when a
-process starts (`open_job_store`), after saq's `Queue.from_url`:
+Submit (the API's group commit and batches), claim, outcome, lease renewal, the cancel watch,
+the reconciler's reads and the result cache (`max_age_s`) all go through a `JobStore`. Two
+implementations, chosen once when a process starts (`open_job_store`), after saq's
+`Queue.from_url`:
 
 - `SqlJobStore` (job_store_sql.py): SQLAlchemy sessions, portable (SQLite, and PostgreSQL too).
 - `PgJobStore` (shared/repositories/job_store_pg.py): on PostgreSQL the statements that run for
@@ -26,6 +27,7 @@ from shared.repositories.execution import Claim, Outcome, QueuedJob, Released
 from shared.repositories.job import NewJob
 from shared.repositories.job_store_pg import PgJobStore
 from shared.repositories.job_store_sql import SqlJobStore
+from shared.repositories.result_cache import CachedResult
 from shared.settings import Settings
 
 
@@ -76,6 +78,23 @@ class JobStore(Protocol):
         self, older_than: datetime, after: tuple[datetime, uuid.UUID] | None, limit: int
     ) -> list[QueuedJob]:
         """Queued jobs due since before `older_than`: their enqueue may have been lost."""
+        ...
+
+    async def cached_result(
+        self, owner_id: uuid.UUID, key: str, newer_than: datetime
+    ) -> CachedResult | None:
+        """The owner's newest cached result for `key` made after `newer_than`, or None."""
+        ...
+
+    async def cache_result(
+        self,
+        owner_id: uuid.UUID,
+        key: str,
+        url: str,
+        result: dict[str, Any],
+        job_id: uuid.UUID | None,
+    ) -> datetime:
+        """Keep `result` as the owner's newest for `key` (replacing older ones); when."""
         ...
 
     async def close(self) -> None:

@@ -8,7 +8,9 @@ once per connection:
   very same value in every row is one parameter);
 - claim: UPDATE the row, INSERT its attempt and read its agent, with data-modifying CTEs;
 - outcome: UPDATE the row and close the attempt. An outcome that ends a job with webhooks to
-  announce is written by the SQLAlchemy path instead, in one transaction with its deliveries.
+  announce is written by the SQLAlchemy path instead, in one transaction with its deliveries;
+- the result cache: one SELECT to read, one DELETE-and-INSERT (a CTE) to replace; on this
+  pool, not the engine's, so a burst of cache look-ups costs no extra connections.
 Everything else is inherited from `SqlJobStore`. The rows written are the same as its
 (tests/shared/test_job_store.py).
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import asyncpg
@@ -27,14 +29,16 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import class_mapper
 
-from shared.models import Agent, AttemptOutcome, Job, JobAttempt, JobStatus, utcnow
+from shared.models import Agent, AttemptOutcome, Job, JobAttempt, JobStatus, ResultCache, utcnow
 from shared.repositories.execution import Claim, Outcome, attempt_values, outcome_values
 from shared.repositories.job import NewJob, new_job_values
 from shared.repositories.job_store_sql import SqlJobStore
+from shared.repositories.result_cache import CachedResult
 
 JOB = cast(Table, Job.__table__)
 AGENT = cast(Table, Agent.__table__)
 ATTEMPT = cast(Table, JobAttempt.__table__)
+CACHE = cast(Table, ResultCache.__table__)
 JOB_COLUMNS = tuple(c.name for c in JOB.c)
 AGENT_COLUMNS = tuple(c.name for c in AGENT.c)
 
@@ -75,6 +79,21 @@ WITH updated AS (
     WHERE job_id = $1 AND fence = $2 AND EXISTS (SELECT 1 FROM updated)
 )
 SELECT count(*) FROM updated
+"""  # noqa: S608 - names from the model; every value is a parameter
+
+CACHE_GET = f"""
+SELECT result, created_at, job_id FROM {CACHE.name}
+WHERE owner_id = $1 AND cache_key = $2 AND created_at > $3
+ORDER BY created_at DESC LIMIT 1
+"""  # noqa: S608 - names from the model; every value is a parameter
+
+# $1 id, $2 owner id, $3 key, $4 url, $5 result, $6 job id, $7 now.
+CACHE_PUT = f"""
+WITH gone AS (
+    DELETE FROM {CACHE.name} WHERE owner_id = $2 AND cache_key = $3 AND created_at <= $7
+)
+INSERT INTO {CACHE.name} (id, owner_id, cache_key, url, result, job_id, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 """  # noqa: S608 - names from the model; every value is a parameter
 
 
@@ -169,6 +188,24 @@ class PgJobStore(SqlJobStore):
             1 if outcome.refund_attempt else 0,
         )
         return bool(written)
+
+    async def cached_result(
+        self, owner_id: uuid.UUID, key: str, newer_than: datetime
+    ) -> CachedResult | None:
+        row = await self.pool.fetchrow(CACHE_GET, owner_id, key, newer_than)
+        return None if row is None else CachedResult(row[0], row[1], row[2])
+
+    async def cache_result(
+        self,
+        owner_id: uuid.UUID,
+        key: str,
+        url: str,
+        result: dict[str, Any],
+        job_id: uuid.UUID | None,
+    ) -> datetime:
+        now = utcnow()
+        await self.pool.execute(CACHE_PUT, uuid.uuid4(), owner_id, key, url, result, job_id, now)
+        return now
 
     async def close(self) -> None:
         await self.pool.close()

@@ -10,9 +10,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.repositories import execution
+from shared.models import utcnow
+from shared.repositories import execution, result_cache
 from shared.repositories.execution import Claim, Outcome, QueuedJob, Released
 from shared.repositories.job import NewJob, insert_jobs
+from shared.repositories.result_cache import CachedResult
 
 
 class SqlJobStore:
@@ -66,6 +68,27 @@ class SqlJobStore:
     ) -> list[QueuedJob]:
         async with self.sessionmaker() as session:
             return await execution.find_unenqueued(session, older_than, after, limit)
+
+    async def cached_result(
+        self, owner_id: uuid.UUID, key: str, newer_than: datetime
+    ) -> CachedResult | None:
+        async with self.sessionmaker() as session:
+            return await result_cache.get_cached(session, owner_id, key, newer_than)
+
+    async def cache_result(
+        self,
+        owner_id: uuid.UUID,
+        key: str,
+        url: str,
+        result: dict[str, Any],
+        job_id: uuid.UUID | None,
+    ) -> datetime:
+        now = utcnow()
+        async with self.sessionmaker.begin() as session:
+            await result_cache.put_cached(
+                session, owner_id=owner_id, key=key, url=url, result=result, job_id=job_id, now=now
+            )
+        return now
 
     async def close(self) -> None:
         return None

@@ -18,7 +18,7 @@ from shared.jsonsafe import json_text
 from shared.models import Agent, utcnow
 from shared.repositories.agent import get_agent, get_default_agent
 from shared.settings import Settings
-from shared.specs import AnyJobSpec, CrawlInput, MapInput, queue_for
+from shared.specs import AnyJobSpec, CrawlInput, FetchInput, MapInput, queue_for
 
 
 def check_timeout(settings: Settings, timeout_s: float | None, details: Any = None) -> None:
@@ -102,6 +102,18 @@ def check_webhook_url(policy: EgressPolicy, url: str, index: int | None = None) 
         ) from exc
 
 
+def check_llm(settings: Settings, spec: AnyJobSpec, details: dict[str, Any] | None) -> None:
+    """422 `llm_not_configured` for a `json` format when no language model is configured."""
+    wants = isinstance(spec.input, FetchInput) and spec.input.json_format is not None
+    if wants and not (settings.llm_base_url and settings.llm_model):
+        raise ValidationFailed(
+            "A `json` format needs a language model: set OUTRIDER_LLM_BASE_URL and "
+            "OUTRIDER_LLM_MODEL.",
+            code="llm_not_configured",
+            details=details,
+        )
+
+
 def job_row(
     settings: Settings,
     policy: EgressPolicy,
@@ -120,6 +132,7 @@ def job_row(
     if spec.webhook_url is not None:
         check_webhook_url(policy, spec.webhook_url, index)
     details = {"index": index} if index is not None else None
+    check_llm(settings, spec, details)
     timeout_s = spec.timeout_s or agent.timeout_s or settings.job_default_timeout_s
     check_timeout(settings, timeout_s, details)
     max_attempts = spec.max_attempts or agent.max_attempts or settings.job_default_max_attempts

@@ -22,6 +22,7 @@ from shared.models import (
     Job,
     JobAttempt,
     JobStatus,
+    ResultCache,
     WebhookDelivery,
     utcnow,
 )
@@ -29,6 +30,7 @@ from shared.repositories.execution import Outcome
 from shared.repositories.job_store import JobStore, open_job_store
 from shared.repositories.job_store_pg import PgJobStore
 from shared.repositories.job_store_sql import SqlJobStore
+from shared.repositories.result_cache import delete_old_results
 from shared.settings import Settings
 from tests.conftest import TEST_DATABASE_URL
 from tests.worker.support import Owner, make_owner
@@ -277,6 +279,31 @@ async def test_the_reconciler_finds_orphans_and_unenqueued_jobs(subject: Subject
 
 
 @pytest.mark.postgres
+async def test_the_result_cache_keeps_the_newest_result_per_owner_and_key(
+    subject: Subject,
+) -> None:
+    store, owner = subject.store, subject.owner
+    other = await make_owner(subject.sessionmaker)
+    before = utcnow() - timedelta(seconds=1)
+    assert await store.cached_result(owner.id, "k" * 64, before) is None
+    first = await store.cache_result(owner.id, "k" * 64, "http://a.test/", {"n": 1}, None)
+    job_id = uuid.uuid4()
+    second = await store.cache_result(owner.id, "k" * 64, "http://a.test/", {"n": [2, "é"]}, job_id)
+    hit = await store.cached_result(owner.id, "k" * 64, before)
+    assert hit is not None
+    assert (hit.result, hit.job_id, hit.created_at) == ({"n": [2, "é"]}, job_id, second)
+    assert first <= second
+    assert await store.cached_result(owner.id, "k" * 64, second) is None  # not younger
+    assert await store.cached_result(other.id, "k" * 64, before) is None  # another owner's
+    assert await store.cached_result(owner.id, "j" * 64, before) is None
+    async with subject.sessionmaker() as session:
+        rows = await session.scalars(select(ResultCache).where(ResultCache.owner_id == owner.id))
+        assert len(rows.all()) == 1  # the older result was replaced
+    async with subject.sessionmaker.begin() as session:
+        assert await delete_old_results(session, utcnow() + timedelta(seconds=1), 500) >= 1
+    assert await store.cached_result(owner.id, "k" * 64, before) is None
+
+
 async def test_both_postgresql_paths_write_the_same_rows(settings: Settings) -> None:
     assert TEST_DATABASE_URL
     engine = create_engine(settings)

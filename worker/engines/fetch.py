@@ -9,8 +9,11 @@ The download stays on the event loop, the parsing goes to the parse pool. Decisi
   a body of exactly the cap is whole. aiohttp inflates at most a bounded amount per read, so
   a gzip bomb costs no more memory than the cap.
 - The media type is checked before the body is read: HTML, XHTML, XML (`*/xml`, `*+xml`),
-  JSON (`*/json`, `*+json`) and `text/plain`; anything else is `unsupported_content_type`. A
-  response without a Content-Type is sniffed (markup, JSON, else text; binary is refused).
+  JSON (`*/json`, `*+json`), `text/plain`, PDF and DOCX (read by worker/extract/docfile.py);
+  `application/octet-stream` is read and kept only if its first bytes are a PDF or DOCX;
+  anything else is `unsupported_content_type`. A response without a Content-Type is sniffed
+  (PDF, DOCX, markup, JSON, else text; other binary is refused). An unreadable document is
+  `document_unreadable`, one over `document_max_pages` pages `document_too_large`.
 - Errors: timeout, connection_error and http_408/425/429/5xx are retryable (Retry-After
   honoured); dns_not_found, tls_error, http_4xx, blocked_destination, response_too_large,
   unsupported_content_type, too_many_redirects and invalid_extract are not.
@@ -31,17 +34,22 @@ from shared.settings import Settings
 from shared.specs import FetchInput
 from worker.bodies import read_capped
 from worker.engines.base import DuplicatePage, EngineContext, check_destination
+from worker.engines.outputs import finish_formats, parse_formats
+from worker.extract.docblocks import DocumentError
+from worker.extract.docfile import file_kind, sniff_file
 from worker.extract.document import build_from_bytes, document_kind
 from worker.extract.pool import parse_off_loop
 from worker.extract.schema import SchemaError, compile_schema
 from worker.retry import JobError, status_error, with_quick_retries
 
 MAX_REDIRECTS = 10
+OCTET_STREAM = "application/octet-stream"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 SENSITIVE_HEADERS = ("authorization", "cookie", "proxy-authorization")
 ACCEPT = (
     "text/html,application/xhtml+xml,application/xml;q=0.9,application/json;q=0.8,"
-    "text/plain;q=0.8,*/*;q=0.1"
+    "text/plain;q=0.8,application/pdf;q=0.8,"
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document;q=0.8,*/*;q=0.1"
 )
 
 
@@ -83,7 +91,8 @@ def _too_large(cap: int) -> JobError:
 def _unsupported(media: str) -> JobError:
     return JobError(
         "unsupported_content_type",
-        f"Cannot extract from {media or 'an unknown type'}: fetch reads HTML, XML, JSON and text.",
+        f"Cannot extract from {media or 'an unknown type'}: fetch reads HTML, XML, JSON, text, "
+        "PDF and DOCX.",
         retryable=False,
         details={"content_type": media},
     )
@@ -99,7 +108,25 @@ async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
     return body.data
 
 
+def _readable(declared: str | None) -> bool:
+    # A download (octet-stream) may be a PDF or DOCX: its first bytes will say.
+    media = (declared or "").split(";")[0].strip().lower()
+    return media in ("", OCTET_STREAM) or bool(document_kind(media) or file_kind(media))
+
+
+def _media_type(declared: str | None, body: bytes) -> str:
+    media = (declared or "").split(";")[0].strip().lower()
+    if media == OCTET_STREAM:
+        sniffed = sniff_file(body)
+        if sniffed is None:
+            raise _unsupported(media)
+        return sniffed
+    return declared or _sniff(body)
+
+
 def _sniff(body: bytes) -> str:
+    if (document := sniff_file(body)) is not None:
+        return document
     head = body[:1024].lstrip(b"\xef\xbb\xbf \t\r\n")
     if b"\x00" in head:
         raise _unsupported("application/octet-stream")
@@ -140,13 +167,13 @@ async def _download(ctx: EngineContext, spec: FetchInput, timeout_s: float) -> D
             if not 200 <= response.status < 300:
                 raise status_error(response.status, response.headers.get("Retry-After"))
             declared = response.headers.get("Content-Type")
-            if declared is not None and document_kind(declared) is None:
+            if not _readable(declared):
                 raise _unsupported(response.content_type)
             body = await _read_capped(response, cap)
             return Download(
                 url=str(response.url),
                 status=response.status,
-                content_type=declared or _sniff(body),
+                content_type=_media_type(declared, body),
                 header_charset=response.charset,
                 body=body,
                 fetch_ms=round((time.monotonic() - started) * 1000, 1),
@@ -186,7 +213,8 @@ async def run_fetch(ctx: EngineContext) -> dict[str, Any]:
     Idempotent (a GET, nothing stored elsewhere); a worker that dies mid-job just fetches again.
     Transient failures raise a retryable JobError (one quick retry inside the attempt first).
     """
-    return await fetch_spec(ctx, FetchInput.model_validate(ctx.job.input))
+    spec = FetchInput.model_validate(ctx.job.input)
+    return await finish_formats(ctx, spec, await fetch_spec(ctx, spec))
 
 
 async def fetch_spec(ctx: EngineContext, spec: FetchInput) -> dict[str, Any]:
@@ -213,10 +241,23 @@ async def fetch_spec(ctx: EngineContext, spec: FetchInput) -> dict[str, Any]:
             page.body,
             header_charset=page.header_charset,
             url=page.url,
-            formats=list(spec.formats),
+            formats=parse_formats(spec),
             extract=schema,
             metadata=metadata,
             markdown_links=spec.markdown_links,
+            max_pages=ctx.settings.document_max_pages,
         )
     except SchemaError as exc:
         raise JobError("invalid_extract", str(exc), retryable=False) from None
+    except DocumentError as exc:
+        raise document_error(exc, ctx.settings.document_max_pages) from None
+
+
+def document_error(exc: DocumentError, max_pages: int) -> JobError:
+    """The job error for an unreadable or oversized document (never retried)."""
+    if exc.reason == "too_many_pages":
+        details = {"pages": exc.pages, "max_pages": max_pages}
+        return JobError("document_too_large", exc.message, retryable=False, details=details)
+    return JobError(
+        "document_unreadable", exc.message, retryable=False, details={"reason": exc.reason}
+    )

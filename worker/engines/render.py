@@ -31,6 +31,7 @@ from worker.browser_egress import resolve_checked
 from worker.browser_navigation import MainFrame, Refusals, first_line, navigation_error
 from worker.browser_settle import prepare
 from worker.engines.base import EngineContext
+from worker.engines.outputs import finish_formats, parse_formats
 from worker.engines.render_page import VIEWPORT, Rendered, render_page
 from worker.extract.document import build_result
 from worker.extract.pool import parse_off_loop
@@ -135,7 +136,8 @@ async def run_render(ctx: EngineContext) -> dict[str, Any]:
     """Run a `render` job on a browser worker. Safe to repeat: it only reads pages (a retry
     stores a new screenshot artifact). Timeouts, resets, 408/425/429/5xx and a browser crash
     are retryable; DNS, TLS, other 4xx and policy refusals are not."""
-    return await render_spec(ctx, RenderInput.model_validate(ctx.job.input))
+    spec = RenderInput.model_validate(ctx.job.input)
+    return await finish_formats(ctx, spec, await render_spec(ctx, spec))
 
 
 async def render_spec(ctx: EngineContext, spec: RenderInput) -> dict[str, Any]:
@@ -163,7 +165,7 @@ async def render_spec(ctx: EngineContext, spec: RenderInput) -> dict[str, Any]:
         build_result,
         html[:cap],
         url=url,
-        formats=list(spec.formats),
+        formats=parse_formats(spec),
         extract=schema,
         metadata=meta,
         markdown_links=spec.markdown_links,

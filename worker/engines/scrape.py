@@ -16,6 +16,7 @@ from typing import Any
 from shared.specs import ScrapeInput
 from worker.engines.base import EngineContext
 from worker.engines.fetch import fetch_spec
+from worker.engines.outputs import finish_formats, parse_formats
 
 MIN_TEXT_CHARS = 200
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -40,20 +41,24 @@ def needs_browser(fetched: dict[str, Any]) -> str | None:
 
 
 def _only_requested(result: dict[str, Any], spec: ScrapeInput) -> dict[str, Any]:
-    keep = set(spec.formats) | ({"extract"} if spec.extract else set())
+    keep = set(parse_formats(spec)) | ({"extract"} if spec.extract else set())
     return {key: value for key, value in result.items() if key in keep}
 
 
 async def run_scrape(ctx: EngineContext) -> dict[str, Any]:
     """Run a `scrape` job. Reads only, so safe to repeat; retries as fetch and render do."""
+    spec = ScrapeInput.model_validate(ctx.job.input)
+    return await finish_formats(ctx, spec, await _scrape(ctx, spec))
+
+
+async def _scrape(ctx: EngineContext, spec: ScrapeInput) -> dict[str, Any]:
     from worker.engines.render import render_spec  # Playwright: browser workers only
 
-    spec = ScrapeInput.model_validate(ctx.job.input)
     if spec.render == "browser":
         result = await render_spec(ctx, spec)
         result["render"] = {"mode": "browser", "reason": "requested"}
         return result
-    probe = sorted({*spec.formats, "text", "raw_html", "metadata"})
+    probe = sorted({*parse_formats(spec), "text", "raw_html", "metadata"})
     fetched = await fetch_spec(ctx, spec.model_copy(update={"formats": probe}))
     reason = needs_browser(fetched) if spec.render == "auto" else None
     if reason is None:

@@ -5,7 +5,8 @@ the `fetch` engine with the response body and for the `render` engine with the r
 
 Markup (HTML, XHTML, XML) is parsed once with lxml for links, metadata, the main content
 (trafilatura reads that tree) and the cleaned HTML; BeautifulSoup parses it again only when an
-`extract` schema is asked for (worker/extract/schema.py). JSON and plain text
+`extract` schema is asked for (worker/extract/schema.py). PDF and DOCX files are read by
+worker/extract/docfile.py. JSON and plain text
 have no markup: `markdown` is the text (JSON pretty-printed in a fenced block), `text`, `html`
 and `raw_html` are the body as received, `links` is empty, every extract rule misses, and the
 page metadata fields are null.
@@ -23,9 +24,12 @@ import lxml.html
 from shared.jsonsafe import parse_json
 from worker.extract import charset, clean
 from worker.extract.content import MainContent, extract_main
+from worker.extract.docfile import build_from_file, file_kind
 from worker.extract.links import extract_links
 from worker.extract.meta import page_metadata
 from worker.extract.schema import run_schema
+from worker.extract.structured import empty as no_structured_data
+from worker.extract.structured import structured_data
 
 Kind = Literal["markup", "json", "text"]
 TRANSPORT_FIELDS = ("final_url", "status_code", "content_type", "bytes", "charset")
@@ -93,6 +97,8 @@ def _from_markup(
         result["extract"] = run_schema(html if tree is not None else None, extract, base)
     if "raw_html" in formats:
         result["raw_html"] = html
+    if "structured" in formats:  # before _content cleans the tree of its scripts
+        result["structured"] = structured_data(tree, clean.prepare(html), base)
     result.update(_content(tree, url, base, formats, links))  # last: it cleans the tree
     return result, page
 
@@ -115,6 +121,8 @@ def _from_plain(
             result[name] = body
     if "links" in formats:
         result["links"] = {"internal": [], "external": []}
+    if "structured" in formats:
+        result["structured"] = no_structured_data()
     if extract is not None:
         result["extract"] = run_schema(None, extract, "")
     return result, page_metadata(None, "")
@@ -159,8 +167,21 @@ def build_from_bytes(
     extract: dict[str, Any] | None,
     metadata: dict[str, Any],
     markdown_links: bool = False,
+    max_pages: int = 500,
 ) -> dict[str, Any]:
-    """Decode a response body (see worker.extract.charset), then `build_result`."""
+    """Decode a response body (see worker.extract.charset), then `build_result`; a PDF or DOCX
+    body goes to worker.extract.docfile (at most `max_pages` pages)."""
+    file = file_kind(str(metadata.get("content_type") or ""))
+    if file is not None:
+        return build_from_file(
+            raw,
+            kind=file,
+            url=url,
+            formats=formats,
+            extract=extract,
+            metadata=metadata,
+            max_pages=max_pages,
+        )
     started = time.perf_counter()
     kind = document_kind(metadata.get("content_type"))
     text, encoding = charset.decode(raw, header_charset, markup=kind in (None, "markup"))
