@@ -1,4 +1,4 @@
-"""Response bodies of the job routes: jobs, batches, attempts, webhook deliveries."""
+"""Bodies of the job routes: jobs, batches, bulk retry, attempts, webhook deliveries."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.specs import JobSpec, StrictModel
+from shared.specs import JOB_KINDS, JobSpec, StrictModel
 
 
 class JobErrorOut(BaseModel):
@@ -57,6 +57,32 @@ class BatchIn(StrictModel):  # each spec checks its own values (RequestModel)
 
 class BatchOut(BaseModel):
     jobs: list[JobOut]
+
+
+class BulkRetryIn(StrictModel):
+    """Which failed jobs to retry: the filters of GET /v1/jobs (status is `failed`)."""
+
+    kind: str | None = Field(default=None, max_length=32, description="A job kind.")
+    agent_id: uuid.UUID | None = None
+    q: str | None = Field(
+        default=None, min_length=1, max_length=2048, description="As in GET /v1/jobs."
+    )
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    limit: int = Field(default=100, ge=1, le=500, description="Retry at most this many.")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str | None) -> str | None:
+        if kind is not None and kind not in JOB_KINDS:
+            raise ValueError(f"unknown kind; one of {', '.join(JOB_KINDS)}")
+        return kind
+
+
+class BulkRetryOut(BaseModel):
+    retried: int = Field(description="How many failed jobs were queued again.")
+    job_ids: list[uuid.UUID] = Field(description="Those jobs, newest first.")
+    more: bool = Field(description="Further failed jobs match: call again to retry them.")
 
 
 class AttemptOut(BaseModel):
