@@ -5,6 +5,7 @@
 import { cell, DASH, el, json, num, seconds, time } from "./dom.js";
 
 const LONG_TEXT = 120;
+const TEXT_KEYS = new Set(["markdown", "text", "html", "raw_html", "body"]);
 
 function part(name, title, ...children) {
   return el("section", { class: "job-part", data: { part: name } }, el("h3", { text: title }), ...children);
@@ -50,6 +51,10 @@ export function summaryView(job, scheduleLink, actions) {
   );
 }
 
+function isLong(text) {
+  return text.length > LONG_TEXT || text.includes("\n");
+}
+
 function folded(key, value, open) {
   const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
   const size = Array.isArray(value)
@@ -76,7 +81,7 @@ export function resultView(result, screenshot) {
       blocks.push(screenshot(value));
     } else if (value !== null && typeof value === "object") {
       blocks.push(folded(key, value, false));
-    } else if (typeof value === "string" && (value.length > LONG_TEXT || value.includes("\n"))) {
+    } else if (typeof value === "string" && (TEXT_KEYS.has(key) || isLong(value))) {
       blocks.push(folded(key, value, true)); // Markdown, text, HTML: shown as text
     } else {
       scalars.push([key, value === null ? null : code(String(value))]);
