@@ -72,7 +72,9 @@ async def test_a_url_search_reads_a_bounded_window_per_page(
     pages = []
     cursor = None
     while True:
-        params = {"q": tag, "limit": 50, **({"cursor": cursor} if cursor else {})}
+        params: dict[str, str | int] = {"q": tag, "limit": 50}
+        if cursor:
+            params["cursor"] = cursor
         response = await client.get("/v1/jobs", params=params, headers=auth)
         assert response.status_code == 200, response.text
         pages.append(_ids(response.json()["items"]))

@@ -198,7 +198,11 @@ async def _filters_and_bulk_retry(
     statuses = page.locator("#job-statuses")
     await statuses.get_by_label("failed").check()
     await statuses.get_by_label("cancelled").check()
-    params = [("status", "failed"), ("status", "cancelled"), ("limit", "50")]
+    params: list[tuple[str, str | int | float | bool | None]] = [
+        ("status", "failed"),
+        ("status", "cancelled"),
+        ("limit", 50),
+    ]
     wanted = [
         j["id"] for j in (await api.get("/v1/jobs", params=params, headers=headers)).json()["items"]
     ]
