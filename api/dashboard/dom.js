@@ -74,6 +74,7 @@ export function confirmAction(text, label) {
   const dialog = $("#confirm");
   const ok = $("#confirm-ok");
   const back = $("#confirm-back");
+  if (dialog.open) return Promise.resolve(false); // one question at a time
   $("#confirm-text").textContent = text;
   ok.textContent = label;
   return new Promise((resolve) => {

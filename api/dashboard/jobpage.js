@@ -16,7 +16,7 @@ import {
 } from "./jobviews.js";
 import { EventStream } from "./sse.js";
 
-const RELOAD_DEBOUNCE_MS = 300;
+const RELOAD_DEBOUNCE_MS = 500; // a burst of events (progress) costs one read
 const MAX_EVENTS = 200;
 
 export class JobPage {

@@ -28,6 +28,11 @@ function duration(start, end) {
   return seconds((Date.parse(end) - Date.parse(start)) / 1000);
 }
 
+// A crawl's page job links to its crawl (a job too).
+function parentLink(id) {
+  return el("a", { href: `#/jobs/${encodeURIComponent(id)}`, data: { part: "parent" } }, el("code", { text: id }));
+}
+
 export function summaryView(job, scheduleLink, actions) {
   const status = el("span", { class: `status status-${job.status}`, text: job.status });
   return part(
@@ -46,6 +51,7 @@ export function summaryView(job, scheduleLink, actions) {
       ["timeout", seconds(job.timeout_s)],
       ["webhook", job.webhook_url ? code(job.webhook_url) : null],
       ["schedule", scheduleLink],
+      ...(job.parent_id ? [["parent", parentLink(job.parent_id)]] : []),
     ]),
     actions,
   );
