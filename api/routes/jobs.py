@@ -112,9 +112,10 @@ Search = Annotated[
     Query(
         min_length=1,
         max_length=2048,
-        description="A job id (exact), or a piece of the job's URL (case-insensitive). A URL "
-        f"search reads at most {SEARCH_WINDOW:,} jobs per page, so a page may hold fewer than "
-        "`limit` jobs while `next_cursor` is set: follow it to search on.",
+        description="A job id, or the start of one (like the 8 characters the dashboard "
+        "shows), or a piece of the job's URL (case-insensitive). Short of a whole id, a search "
+        f"reads at most {SEARCH_WINDOW:,} jobs per page, so a page may hold fewer than `limit` "
+        "jobs while `next_cursor` is set: follow it to search on.",
     ),
 ]
 Statuses = Annotated[

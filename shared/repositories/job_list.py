@@ -15,14 +15,16 @@ from shared.models import Job
 from shared.repositories.pagination import after_cursor, encode_cursor
 
 SEARCH_WINDOW = 5000
-"""A URL search reads at most this many of the owner's jobs (newest first) per page: the
-column is JSON, so no index helps; the page's cursor continues after the last job read."""
+"""A search that is not a whole id reads at most this many of the owner's jobs (newest first)
+per page: the URL is in a JSON column that no index covers; the page's cursor continues after
+the last job read."""
 
 
 @dataclass(frozen=True)
 class JobFilters:
-    """Filters of a job listing; empty or None means any. `q` is a job id (exact) or a piece
-    of the job's URL (case-insensitive)."""
+    """Filters of a job listing; empty or None means any. `q` is a job id (whole: an index
+    lookup), or the start of one or a piece of the job's URL (case-insensitive: a bounded
+    scan)."""
 
     statuses: tuple[str, ...] = ()
     kind: str | None = None
@@ -61,7 +63,7 @@ def _filtered(stmt: Select[Any], owner_id: uuid.UUID, filters: JobFilters) -> Se
 
 
 def _url_search(filters: JobFilters) -> str | None:
-    """The lower-cased URL piece to look for, if this is a URL search."""
+    """The lower-cased text to look for in URLs and ids, unless `q` is a whole id."""
     if not filters.q or _as_id(filters.q) is not None:
         return None
     return filters.q.lower()
@@ -75,7 +77,7 @@ async def list_jobs(
     limit: int,
 ) -> tuple[list[Job], str | None]:
     """One page of the owner's jobs, newest first, and the cursor of the next page (None at
-    the end). A URL search's page may hold fewer than `limit` jobs with a cursor set."""
+    the end). A scanning search's page may hold fewer than `limit` jobs with a cursor set."""
     needle = _url_search(filters)
     if needle is not None:
         return await _search_urls(session, owner_id, filters, needle, cursor, limit)
@@ -108,7 +110,11 @@ async def _search_urls(
             after_cursor(window, Job.created_at, Job.id, cursor, SEARCH_WINDOW - 1)
         )
     ).all()
-    matched = [(row[0], row[1]) for row in scanned if needle in (row[2] or "").lower()]
+    matched = [
+        (row[0], row[1])
+        for row in scanned
+        if needle in (row[2] or "").lower() or str(row[0]).startswith(needle)
+    ]
     next_cursor = None
     if len(matched) > limit:
         matched = matched[:limit]

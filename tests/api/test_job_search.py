@@ -51,6 +51,9 @@ async def test_statuses_combine_and_search_finds_by_id_or_url(
     # A full id finds that job alone (and never another owner's).
     assert _ids(await list_all(client, auth, 50, q=f" {cancelled['id']} ")) == [cancelled["id"]]
     assert await list_all(client, auth, 50, q=str(uuid.uuid4())) == []
+    # The start of an id (the dashboard's short id), upper or lower case.
+    short = failed[0]["id"][:8].upper()
+    assert failed[0]["id"] in _ids(await list_all(client, auth, 50, q=short))
 
     bad = await client.get("/v1/jobs", params={"status": ["failed", "bogus"]}, headers=auth)
     assert_error(bad, 422, "validation_error")
