@@ -173,7 +173,14 @@ export class JobPage {
       "figure",
       { class: "shot", data: { key: "screenshot", artifactId: shot.artifact_id } },
       img,
-      el("figcaption", {}, "screenshot ", el("code", { text: shot.artifact_id }), " ", copyButton(shot.artifact_id)),
+      el(
+        "figcaption",
+        {},
+        "screenshot ",
+        el("code", { text: shot.artifact_id }),
+        " ",
+        copyButton(shot.artifact_id),
+      ),
     );
     const known = this.images.get(shot.artifact_id);
     if (known) img.src = known;

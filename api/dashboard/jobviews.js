@@ -8,7 +8,8 @@ const LONG_TEXT = 120;
 const TEXT_KEYS = new Set(["markdown", "text", "html", "raw_html", "body"]);
 
 function part(name, title, ...children) {
-  return el("section", { class: "job-part", data: { part: name } }, el("h3", { text: title }), ...children);
+  const attrs = { class: "job-part", data: { part: name } };
+  return el("section", attrs, el("h3", { text: title }), ...children);
 }
 
 function fields(pairs) {
@@ -30,7 +31,8 @@ function duration(start, end) {
 
 // A crawl's page job links to its crawl (a job too).
 function parentLink(id) {
-  return el("a", { href: `#/jobs/${encodeURIComponent(id)}`, data: { part: "parent" } }, el("code", { text: id }));
+  const attrs = { href: `#/jobs/${encodeURIComponent(id)}`, data: { part: "parent" } };
+  return el("a", attrs, el("code", { text: id }));
 }
 
 export function summaryView(job, scheduleLink, actions) {
@@ -79,7 +81,9 @@ function folded(key, value, open) {
 
 // `screenshot(value)` builds the screenshot's figure (its image arrives later).
 export function resultView(result, screenshot) {
-  if (result === null || result === undefined) return part("result", "Result", el("p", { class: "empty", text: "No result." }));
+  if (result === null || result === undefined) {
+    return part("result", "Result", el("p", { class: "empty", text: "No result." }));
+  }
   const scalars = [];
   const blocks = [];
   for (const [key, value] of Object.entries(result)) {
@@ -106,7 +110,9 @@ export function errorView(error) {
       ["message", el("span", { class: "error-text", text: error.message ?? "" })],
       ["retryable", error.retryable ? "yes" : "no"],
     ]),
-    error.details === null || error.details === undefined ? null : folded("details", error.details, false),
+    error.details === null || error.details === undefined
+      ? null
+      : folded("details", error.details, false),
   );
 }
 
@@ -119,16 +125,27 @@ export function attemptsView(attempts) {
       "li",
       { data: { attempt: attempt.number, outcome: attempt.outcome } },
       el("strong", { text: `#${attempt.number} ` }),
-      el("span", { class: `status outcome-${attempt.outcome}`, data: { field: "outcome" }, text: attempt.outcome }),
+      el("span", {
+        class: `status outcome-${attempt.outcome}`,
+        data: { field: "outcome" },
+        text: attempt.outcome,
+      }),
       attempt.error_code ? " " : null,
-      attempt.error_code ? el("code", { data: { field: "error_code" }, text: attempt.error_code }) : null,
+      attempt.error_code
+        ? el("code", { data: { field: "error_code" }, text: attempt.error_code })
+        : null,
       el("br"),
       time(attempt.started_at),
       " \u2192 ",
       time(attempt.finished_at),
       attempt.finished_at ? ` (${duration(attempt.started_at, attempt.finished_at)})` : "",
       el("br"),
-      el("small", {}, "worker ", el("code", { data: { field: "worker" }, text: attempt.worker_id })),
+      el(
+        "small",
+        {},
+        "worker ",
+        el("code", { data: { field: "worker" }, text: attempt.worker_id }),
+      ),
     ),
   );
   return part("attempts", "Attempts", el("ol", { class: "timeline" }, ...items));
@@ -136,9 +153,12 @@ export function attemptsView(attempts) {
 
 export function deliveriesView(deliveries) {
   if (!deliveries.length) {
-    return part("deliveries", "Webhook deliveries", el("p", { class: "empty", text: "No webhook delivery." }));
+    const none = el("p", { class: "empty", text: "No webhook delivery." });
+    return part("deliveries", "Webhook deliveries", none);
   }
-  const head = ["event", "url", "status", "attempts", "last answer", "last error", "delivered", "next attempt"];
+  const head = [
+    "event", "url", "status", "attempts", "last answer", "last error", "delivered", "next attempt",
+  ];
   const rows = deliveries.map((d) =>
     el(
       "tr",
