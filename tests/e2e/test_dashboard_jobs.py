@@ -189,12 +189,25 @@ async def _pages_through_200_jobs(
 async def _filters_and_bulk_retry(
     page: Page, api: httpx.AsyncClient, headers: dict[str, str], target: TargetServer
 ) -> None:
+    agent = await api.post("/v1/agents", json={"name": "bulk-agent"}, headers=headers)
+    assert agent.status_code == 201, agent.text
+    agent_id = agent.json()["id"]
     failing = []
     for _ in range(3):
         spec = {**http_job(target.url("/status/404?bulk=1")), "max_attempts": 1}
-        failing.append(await _submit(api, headers, spec))
+        failing.append(await _submit(api, headers, {**spec, "agent_id": agent_id}))
     for job_id in failing:
         assert (await wait_for_job(api, headers, job_id))["status"] == "failed"
+    await page.reload()  # the agent filter lists the agents there were at sign-in
+    await page.locator("#job-agent").select_option(label="bulk-agent")
+    await expect(page.locator(PAGE_ROWS)).to_have_count(3)
+    assert await _shown_ids(page) == failing[::-1]
+    # The full id on hover, and copied by the row's Copy button.
+    first = page.locator(PAGE_ROWS).first
+    await expect(first.locator('a[data-part="link"]')).to_have_attribute("title", failing[2])
+    await first.get_by_role("button", name=f"Copy {failing[2]}").click()
+    assert await page.evaluate("navigator.clipboard.readText()") == failing[2]
+    await page.locator("#job-agent").select_option("")
     statuses = page.locator("#job-statuses")
     await statuses.get_by_label("failed").check()
     await statuses.get_by_label("cancelled").check()
@@ -282,6 +295,7 @@ async def test_a_jobs_whole_story_and_the_list_in_the_dashboard(
     key = await cluster.create_key(f"dash-{uuid.uuid4().hex[:8]}")
     headers = bearer(key)
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=cluster.api_url)
     page = await context.new_page()
     watch = Watch()
     watch.attach(page)
