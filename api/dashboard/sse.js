@@ -120,7 +120,10 @@ export class EventStream {
       }
       // A resume point the server no longer accepts: start from now (the caller re-reads).
       if (response.status === 422) this.lastEventId = "";
-      if (response.status === 204 && this.callbacks.onEnd) return this.end();
+      // A finite stream with nothing left (204), or of a job that is gone (404): done.
+      if ((response.status === 204 || response.status === 404) && this.callbacks.onEnd) {
+        return this.end();
+      }
       if (!response.ok || response.body === null) throw new Error(`HTTP ${response.status}`);
       this.failures = 0;
       this.callbacks.onState("live");
