@@ -24,6 +24,7 @@ from api.schemas.jobs import (
     JobOut,
     JobStatusName,
 )
+from api.services.retry import retry_failed
 from api.services.submit import enqueue_jobs, submit_batch, submit_one
 from shared.errors import ValidationFailed
 from shared.events import JobEvent
@@ -162,25 +163,20 @@ async def retry_failed_jobs(
     """Queue again, each with a fresh attempt budget, the caller's failed jobs that match the
     filters (those of GET /v1/jobs), newest first, at most `limit` of them; `more` says that
     further failed jobs match (call again)."""
+    if body.kind is not None and body.kind not in JOB_KINDS:
+        problem = {"loc": ["body", "kind"], "msg": "No such job kind.", "type": "unknown_kind"}
+        raise ValidationFailed(
+            f"Unknown kind; one of {', '.join(JOB_KINDS)}.", code="unknown_kind", details=[problem]
+        )
     filters = JobFilters(
-        statuses=("failed",),
         kind=body.kind,
         agent_id=body.agent_id,
         created_after=_utc(body.created_after, "created_after"),
         created_before=_utc(body.created_before, "created_before"),
         q=body.q,
     )
-    async with state.sessionmaker.begin() as session:
-        rows, next_cursor = await job_list.list_jobs(
-            session, principal.owner_id, filters, None, body.limit
-        )
-        retried = await jobs.retry_failed_jobs(
-            session, principal.owner_id, [job.id for job in rows]
-        )
-    await enqueue_jobs(state, retried, reason="retry")
-    return BulkRetryOut(
-        retried=len(retried), job_ids=[job.id for job in retried], more=next_cursor is not None
-    )
+    retried, more = await retry_failed(state, principal.owner_id, filters, body.limit)
+    return BulkRetryOut(retried=len(retried), job_ids=[job.id for job in retried], more=more)
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=error_responses(404, 422))

@@ -130,7 +130,12 @@ async def test_bulk_retry_requeues_the_matching_failed_jobs_only(
 
     nothing = await client.post("/v1/jobs/retry", json={"kind": "fetch"}, headers=auth)
     assert nothing.json() == {"retried": 0, "job_ids": [], "more": False}
-    for body in ({"kind": "nope"}, {"limit": 501}, {"status": "cancelled"}):
+    assert_error(
+        await client.post("/v1/jobs/retry", json={"kind": "nope"}, headers=auth),
+        422,
+        "unknown_kind",
+    )
+    for body in ({"limit": 501}, {"status": "cancelled"}, {"q": ""}):
         assert_error(
             await client.post("/v1/jobs/retry", json=body, headers=auth), 422, "validation_error"
         )
