@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
+from api import openapi
 from api.deps import AppState, PrincipalCache
 from api.errors import install_error_handlers
 from api.middleware import EdgeMiddleware
@@ -24,6 +26,7 @@ from api.routes import (
     status,
     webhooks,
 )
+from api.services.live_queues import LiveQueues
 from api.services.submit import after_commit
 from api.services.submitter import Submitter
 from shared import __version__, gc_tuning
@@ -74,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             box=SecretBox(settings.resolved_secret_key()),
             events=EventPublisher(redis, settings.events_retention_s),
             streams=streams,
+            live_queues=LiveQueues(redis),
             principals=PrincipalCache(settings.auth_cache_s),
         )
         revocations = asyncio.create_task(state.principals.watch_revocations(streams))
@@ -89,13 +93,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await redis.aclose(close_connection_pool=True)
             await engine.dispose()
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the package, not a CDN.
+    app = FastAPIOffline(
         title="Outrider",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    openapi.install(app, settings)
     app.add_middleware(EdgeMiddleware, max_bytes=settings.max_request_bytes)
     # Jobs first: a request is matched against the routers in order, and submits are the
     # hottest path (the two routers once ahead of jobs cost each submit about 10% of its CPU).

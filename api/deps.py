@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from api.services.live_queues import LiveQueues
 from api.services.submitter import Submitter
 from shared.auth import REVOCATIONS_CHANNEL, hash_key
 from shared.crypto import SecretBox
@@ -48,6 +49,7 @@ class AppState:
     box: SecretBox
     events: EventPublisher
     streams: QueueClient  # for SSE readers, which hold a connection while they wait
+    live_queues: LiveQueues  # which queues have a live worker (submit answers warn if not)
     open_streams: int = 0  # SSE responses this process is serving now
     principals: PrincipalCache = field(default_factory=lambda: PrincipalCache(0))
 

@@ -52,6 +52,10 @@ def _apps() -> dict[str, tuple[Any, list[tuple[bytes, bytes]]]]:
             now = utcnow()
             return NewJob(id=uuid.uuid4(), created_at=now, run_after=now, **row)
 
+    class Served:  # every queue has a live worker
+        async def unserved(self, queues: set[str]) -> list[str]:
+            return []
+
     class Enqueued:  # stands in for arq's pool
         async def enqueue_job(self, *args: Any, **kwargs: Any) -> None:
             return None
@@ -68,6 +72,7 @@ def _apps() -> dict[str, tuple[Any, list[tuple[bytes, bytes]]]]:
         job_queue=None,  # type: ignore[arg-type]
         submitter=Committed(),  # type: ignore[arg-type]
         policy=EgressPolicy.from_settings(settings),
+        live_queues=Served(),  # type: ignore[arg-type]
         box=None,  # type: ignore[arg-type]
         events=None,  # type: ignore[arg-type]
         streams=None,  # type: ignore[arg-type]

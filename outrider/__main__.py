@@ -1,5 +1,5 @@
 """`python -m outrider` runs the CLI."""
 
-from outrider.cli import app
+from outrider.cli import main
 
-app()
+main()

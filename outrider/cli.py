@@ -182,10 +182,15 @@ async def _key_is_active(settings: Settings, key: str) -> bool:
 def keys_create(
     owner: Annotated[str, typer.Option(help="Owner name; created if new.")],
 ) -> None:
-    """Create an API key for an owner and print it (only the key, on stdout)."""
+    """Create an API key for an owner and print it (only the key, on stdout; which database
+    it went to on stderr)."""
     settings = get_settings()
     _migrate(settings)
     typer.echo(asyncio.run(_create_key(settings, owner)))
+    typer.echo(
+        f"Created a key for owner {owner!r} in {_redacted(settings.resolved_database_url)}.",
+        err=True,
+    )
 
 
 @keys_app.command("revoke")
@@ -328,4 +333,49 @@ def dev(
 
 
 def main() -> None:
-    app()
+    """The `outrider` command: a backing service that is missing or down is one clear line on
+    stderr and exit status 1, not a traceback."""
+    try:
+        app()
+    except Exception as exc:
+        problem = service_problem(exc)
+        if problem is None:
+            raise
+        typer.echo(f"error: {problem}", err=True)
+        sys.exit(1)
+
+
+def service_problem(exc: BaseException) -> str | None:
+    """What a user must fix, if `exc` says a backing service is unset or unreachable."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    from shared.settings import NoRedisConfigured
+
+    if isinstance(exc, NoRedisConfigured):
+        return str(exc)
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        url = _redacted(get_settings().redis_url or "the embedded Redis")
+        return f"Redis ({url}) is unreachable: {exc}. Is it running?"
+    if isinstance(exc, OperationalError | InterfaceError | ConnectionRefusedError):
+        url = _redacted(get_settings().resolved_database_url)
+        if "no such table" in str(exc) or "UndefinedTable" in repr(getattr(exc, "orig", exc)):
+            return f"The database ({url}) has no Outrider tables: run `outrider migrate`."
+        return f"The database ({url}) is unreachable: {first_line(exc)}. Is it running?"
+    return None
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__

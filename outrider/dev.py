@@ -7,6 +7,7 @@ with the parent (PR_SET_PDEATHSIG), so even a killed runner leaves no process be
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -105,6 +106,7 @@ def embedded_redis(settings: Settings) -> Iterator[str]:
             str(data_dir / "redis.log"),
         ],
         preexec_fn=_die_with_parent,
+        start_new_session=True,  # Ctrl-C reaches only us: we stop the children in order
         stdin=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
@@ -124,6 +126,7 @@ def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "outrider", *args],
         env=env,
         preexec_fn=_die_with_parent,
+        start_new_session=True,  # Ctrl-C reaches only us: we stop the children in order
         stdin=subprocess.DEVNULL,
     )
 
@@ -142,6 +145,26 @@ def stop_processes(procs: list[subprocess.Popen[bytes]], timeout_s: float = STOP
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+async def _served_metrics_ports(redis_url: str, pids: list[int], timeout_s: float) -> list[int]:
+    """The /metrics port each worker (by pid) says in its heartbeat it serves, -1 for none:
+    a worker whose port was taken serves another one."""
+    from redis.asyncio import Redis
+
+    from shared.liveness import live_workers
+
+    redis = Redis.from_url(redis_url)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            by_pid = {info.get("pid"): info for info in await live_workers(redis)}
+            if all(pid in by_pid for pid in pids) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        await redis.aclose()
+    return [int(by_pid.get(pid, {}).get("metrics_port") or -1) for pid in pids]
 
 
 def worker_metrics_ports(settings: Settings) -> list[int]:
@@ -190,11 +213,16 @@ def run_dev(settings: Settings, dev_key: str, host: str, port: int) -> None:
         stack.callback(stop_processes, procs)
         base_url = f"http://{host}:{port}"
         _wait_ready(base_url, procs)
+        redis_url = env.get("OUTRIDER_REDIS_URL") or settings.resolved_redis_url
+        pids = [proc.pid for proc in procs[1:]]
+        ports = asyncio.run(_served_metrics_ports(redis_url, pids, timeout_s=15))
         print(
             f"\nOutrider is running.\n  API:      {base_url}\n  Docs:     {base_url}/docs\n"
             f"  Dashboard: {base_url}/dashboard (sign in with the API key)\n"
             f"  Metrics:  {base_url}/metrics{_worker_metrics_line(ports)}\n"
             f"  API key:  {dev_key}\n  Data dir: {settings.data_dir.resolve()}\n"
+            f"  More keys: OUTRIDER_DATA_DIR={settings.data_dir.resolve()} "
+            f"{Path(sys.executable).parent / 'outrider'} keys create --owner NAME\n"
             "Press Ctrl-C to stop.\n",
             flush=True,
         )

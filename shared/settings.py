@@ -22,6 +22,10 @@ def _split_csv(value: object) -> object:
     return value
 
 
+class NoRedisConfigured(RuntimeError):
+    """Neither OUTRIDER_REDIS_URL nor a running `outrider dev` says where Redis is."""
+
+
 class Settings(BaseSettings):
     """Every knob of Outrider; docs/settings.md is generated from these fields
     (`python -m shared.settings_doc`)."""
@@ -295,7 +299,7 @@ class Settings(BaseSettings):
         marker = self.data_dir / REDIS_URL_FILE
         if marker.is_file():
             return marker.read_text().strip()
-        raise RuntimeError(
+        raise NoRedisConfigured(
             "No Redis configured: set OUTRIDER_REDIS_URL (e.g. redis://127.0.0.1:6379/0), "
             "or start `outrider dev` (make run), which embeds one and records its URL in "
             f"{marker}."

@@ -182,14 +182,18 @@ class BrowserPool:
         caused by the browser dying becomes a retryable `browser_crashed`."""
         generation = await self._acquire()
         try:
-            async with asyncio.timeout(CONTEXT_OP_S):
-                context = await generation.browser.new_context(**options)
-            self._contexts[context] = generation
-            try:
-                yield context
-            finally:
-                del self._contexts[context]
-                await self._close_context(generation, context)
+            # The context's own door into the egress proxy (the browser-wide proxy refuses all).
+            async with self.proxy.door() as proxy_url:
+                async with asyncio.timeout(CONTEXT_OP_S):
+                    context = await generation.browser.new_context(
+                        **options, proxy={"server": proxy_url}
+                    )
+                self._contexts[context] = generation
+                try:
+                    yield context
+                finally:
+                    del self._contexts[context]
+                    await self._close_context(generation, context)
         except Exception as exc:
             if await self._died(generation):
                 raise JobError(

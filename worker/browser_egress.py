@@ -1,7 +1,11 @@
 """The browser's only way out: a local HTTP/CONNECT proxy that applies the egress policy.
 
-Chromium is launched with `--proxy-server` pointing here and `--proxy-bypass-list=<-loopback>`,
-so every request a page makes (documents, subresources, fetch/XHR, iframes, redirect hops,
+Each browser context (one job) gets a door of its own: a listener on a free loopback port,
+given to the context as its proxy (`<-loopback>` bypasses nothing). Chromium itself is launched
+with `--proxy-server` pointing at the proxy's main listener, which refuses everything without a
+DNS lookup: what arrives there is the browser's own background traffic (update and account
+services), which no page asked for and which must not leave the machine. Through its door,
+every request a page makes (documents, subresources, fetch/XHR, iframes, redirect hops,
 WebSockets, TURN over TCP) arrives as a CONNECT or an absolute-form HTTP request. For each one
 the proxy checks the URL (`policy.check_url`), resolves the host itself, checks EVERY answer
 with `policy.check_ip`, and connects to a checked address: there is no second resolution, so a
@@ -19,7 +23,7 @@ import contextlib
 import secrets
 import socket
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from yarl import URL
 
@@ -142,10 +146,45 @@ class EgressProxy:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
+        """Open the main listener: the browser-wide proxy, which refuses everything."""
         self._server = await asyncio.start_server(
-            self._accept, "127.0.0.1", 0, limit=MAX_HEAD_BYTES
+            self._accept_background, "127.0.0.1", 0, limit=MAX_HEAD_BYTES
         )
         self.port = self._server.sockets[0].getsockname()[1]
+
+    @contextlib.asynccontextmanager
+    async def door(self) -> AsyncIterator[str]:
+        """A proxy URL for one browser context: what arrives there is judged by the policy.
+        Closed (to new connections) when the block ends."""
+        server = await asyncio.start_server(self._accept, "127.0.0.1", 0, limit=MAX_HEAD_BYTES)
+        try:
+            yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        finally:
+            server.close()
+
+    def _accept_background(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.ensure_future(self._refuse_background(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _refuse_background(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            async with asyncio.timeout(HEAD_TIMEOUT_S):
+                head = await reader.readuntil(b"\r\n\r\n")
+            target = _split_head(head)[0].split(" ", 2)[1]
+            log.debug("browser.background_request_refused", target=target[:200])
+            refusal = Refusal("blocked_destination", "No page asked for this request.", 403)
+            await self._refuse(writer, refusal)
+        except (OSError, ValueError, IndexError, TimeoutError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.LimitOverrunError:
+            pass
+        finally:
+            writer.close()
 
     async def close(self) -> None:
         if self._server is not None:

@@ -11,7 +11,7 @@ from api.deps import PrincipalDep, StateDep
 from api.errors import error_responses
 from api.schemas.agents import AgentCreate, AgentCreated, AgentList, AgentOut, AgentUpdate
 from shared.repositories import agent as agents
-from shared.services.job_rows import check_webhook_url
+from shared.services.job_rows import check_timeout, check_webhook_url
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
@@ -24,6 +24,7 @@ async def create_agent(body: AgentCreate, state: StateDep, principal: PrincipalD
     request left out is generated and returned this once."""
     if body.webhook_url is not None:
         check_webhook_url(state.policy, body.webhook_url)
+    check_timeout(state.settings, body.timeout_s)
     profile = body.model_dump(exclude={"name", "secrets", "webhook_secret"}, exclude_none=True)
     generated = None if body.webhook_secret else agents.new_webhook_secret()
     async with state.sessionmaker.begin() as session:
@@ -70,6 +71,7 @@ async def update_agent(
     changes = body.model_dump(exclude_unset=True, exclude={"secrets"})
     if changes.get("webhook_url") is not None:
         check_webhook_url(state.policy, changes["webhook_url"])
+    check_timeout(state.settings, changes.get("timeout_s"))
     for list_field in ("allowed_domains", "blocked_domains"):
         if list_field in changes and changes[list_field] is None:
             changes[list_field] = []

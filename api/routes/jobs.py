@@ -4,13 +4,14 @@ the failed ones that match)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import StringConstraints, TypeAdapter
 
-from api.deps import PrincipalDep, SessionDep, StateDep, authenticate, bearer
+from api.deps import AppState, PrincipalDep, SessionDep, StateDep, authenticate, bearer
 from api.direct import documented, header, json_body
 from api.errors import error_responses
 from api.schemas.jobs import (
@@ -23,6 +24,7 @@ from api.schemas.jobs import (
     JobList,
     JobOut,
     JobStatusName,
+    JobWarning,
 )
 from api.services.retry import retry_failed
 from api.services.submit import enqueue_jobs, submit_batch, submit_one
@@ -30,8 +32,9 @@ from shared.errors import ValidationFailed
 from shared.events import JobEvent
 from shared.repositories import job as jobs
 from shared.repositories import job_list
+from shared.repositories.job import NewJob
 from shared.repositories.job_list import SEARCH_WINDOW, JobFilters
-from shared.specs import JOB_KINDS, AnyJobSpec, JobSpec
+from shared.specs import JOB_KINDS, AnyJobSpec, JobSpec, queue_for
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -67,8 +70,10 @@ async def submit_job(request: Request) -> Response:
     spec = await json_body(request, SPEC)
     idempotency_key = header(request, "Idempotency-Key", IDEMPOTENCY_KEY)
     job, created = await submit_one(state, principal, spec, idempotency_key)
+    out = JobOut.model_validate(job)
+    out.warnings = (await queue_warnings(state, [spec]))[0]
     return Response(
-        JobOut.model_validate(job).model_dump_json(),
+        out.model_dump_json(),
         status_code=202,
         media_type="application/json",
         headers=None if created else {"Idempotent-Replayed": "true"},
@@ -87,14 +92,34 @@ async def submit_jobs(
     """Queue up to 1,000 jobs in one transaction; all or none. Answers in the given order."""
     # One validation of the lot, serialized here (FastAPI would validate the answer again),
     # while the database writes the rows.
-    answer = await submit_batch(
-        state,
-        session,
-        principal,
-        body.jobs,
-        lambda created: BatchOut.model_validate({"jobs": created}).model_dump_json(),
-    )
-    return Response(answer, status_code=202, media_type="application/json")
+    warnings = await queue_warnings(state, body.jobs)
+
+    def answer(created: list[NewJob]) -> str:
+        out = BatchOut.model_validate({"jobs": created})
+        for job, job_warnings in zip(out.jobs, warnings, strict=True):
+            job.warnings = job_warnings
+        return out.model_dump_json()
+
+    answered = await submit_batch(state, session, principal, body.jobs, answer)
+    return Response(answered, status_code=202, media_type="application/json")
+
+
+async def queue_warnings(state: AppState, specs: Sequence[AnyJobSpec]) -> list[list[JobWarning]]:
+    """Per spec: `no_live_worker` if no live worker serves its queue now."""
+    queues = [queue_for(spec) for spec in specs]
+    unserved = set(await state.live_queues.unserved(set(queues)))
+    return [
+        [
+            JobWarning(
+                code="no_live_worker",
+                message=f"No live worker serves the {queue!r} queue now: the job waits, "
+                f"queued, until one starts (outrider worker --queue {queue}).",
+            )
+        ]
+        if queue in unserved
+        else []
+        for queue in queues
+    ]
 
 
 def _utc(value: datetime | None, name: str) -> datetime | None:

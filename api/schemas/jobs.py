@@ -21,6 +21,11 @@ class JobErrorOut(BaseModel):
 JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
+class JobWarning(BaseModel):
+    code: Literal["no_live_worker"]
+    message: str
+
+
 class JobOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -44,6 +49,11 @@ class JobOut(BaseModel):
         default=None, description="The schedule's instant this job was fired for (UTC)."
     )
     webhook_url: str | None = None
+    warnings: list[JobWarning] = Field(
+        default_factory=list,
+        description="Set on a submit's answer: `no_live_worker` when no live worker serves "
+        "the job's queue now (the job is queued and waits for one).",
+    )
 
 
 class JobList(BaseModel):

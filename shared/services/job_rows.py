@@ -21,6 +21,17 @@ from shared.settings import Settings
 from shared.specs import AnyJobSpec, queue_for
 
 
+def check_timeout(settings: Settings, timeout_s: float | None, details: Any = None) -> None:
+    """A job's (or an agent's) timeout may not pass OUTRIDER_JOB_MAX_TIMEOUT_S: 422
+    `timeout_too_long` (the API's OpenAPI document states the same maximum)."""
+    if timeout_s is not None and timeout_s > settings.job_max_timeout_s:
+        raise ValidationFailed(
+            f"timeout_s may be at most {settings.job_max_timeout_s:g} s.",
+            code="timeout_too_long",
+            details=details,
+        )
+
+
 async def resolve_agent(
     session: AsyncSession,
     owner_id: uuid.UUID,
@@ -87,12 +98,7 @@ def job_row(
         check_webhook_url(policy, spec.webhook_url, index)
     details = {"index": index} if index is not None else None
     timeout_s = spec.timeout_s or agent.timeout_s or settings.job_default_timeout_s
-    if timeout_s > settings.job_max_timeout_s:
-        raise ValidationFailed(
-            f"timeout_s may be at most {settings.job_max_timeout_s:g} s.",
-            code="timeout_too_long",
-            details=details,
-        )
+    check_timeout(settings, timeout_s, details)
     max_attempts = spec.max_attempts or agent.max_attempts or settings.job_default_max_attempts
     input_data = spec.input.model_dump(mode="json", by_alias=True, exclude_none=True)
     if len(json_text(input_data).encode()) > settings.job_input_max_bytes:

@@ -246,3 +246,27 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(
     assert statuses["GET /v1/agents", 200] > 0, statuses
     assert statuses["POST /v1/agents", 201] > 0, statuses
     assert any(status == 422 for _, status in statuses), statuses
+
+
+async def test_the_document_states_the_timeout_the_api_enforces(
+    client: httpx.AsyncClient, auth: dict[str, str], settings: Settings
+) -> None:
+    schemas = (await openapi(client))["components"]["schemas"]
+    limit = settings.job_max_timeout_s
+    for name in ("HttpJobSpec", "RenderJobSpec", "AgentCreate", "AgentUpdate"):
+        (number,) = [o for o in schemas[name]["properties"]["timeout_s"]["anyOf"] if "maximum" in o]
+        assert number["maximum"] == limit, name
+    url = "http://127.0.0.1:9/x"
+    at_limit = await client.post(
+        "/v1/jobs", json={**http_job(url), "timeout_s": limit}, headers=auth
+    )
+    over = await client.post(
+        "/v1/jobs", json={**http_job(url), "timeout_s": limit + 1}, headers=auth
+    )
+    agent = await client.post(
+        "/v1/agents", json={"name": "slow", "timeout_s": limit + 1}, headers=auth
+    )
+    assert at_limit.status_code == 202, at_limit.text
+    for refused in (over, agent):
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["code"] == "timeout_too_long"

@@ -46,6 +46,8 @@ async def _read_banner(stdout: asyncio.StreamReader, log: Path) -> dict[str, str
             assert line, f"outrider dev exited before it was ready:\n{log.read_text()[-3000:]}"
             if match := re.match(r"^\s+([A-Za-z ]+):\s+(\S+)\s*$", line):
                 banner[match[1]] = match[2]
+            if match := re.search(r"; workers: (.+)$", line):
+                banner["worker metrics"] = match[1]
             if "Ctrl-C" in line:
                 return banner
 
@@ -111,6 +113,12 @@ async def test_outrider_dev_runs_and_stops_cleanly(tmp_path: Path, target: Targe
 
         async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
             assert (await client.get("/docs")).status_code == 200
+            # The banner names the ports the workers really serve /metrics on.
+            ports = re.findall(r"(default|browser) :(\d+)", banner["worker metrics"])
+            assert [queue for queue, _ in ports] == ["default", "browser"], banner
+            for _, metrics_port in ports:
+                scraped = await client.get(f"http://127.0.0.1:{metrics_port}/metrics")
+                assert "outrider_" in scraped.text
             response = await client.post(
                 "/v1/jobs",
                 json=http_job(target.url(f"/json?dev={uuid.uuid4()}")),
@@ -127,7 +135,7 @@ async def test_outrider_dev_runs_and_stops_cleanly(tmp_path: Path, target: Targe
         tree += psutil.Process(dev.pid).children(recursive=True)
         snapshot = [describe(process) for process in tree]
         started = time.monotonic()
-        os.kill(dev.pid, signal.SIGINT)
+        os.killpg(dev.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
         left = await _wait_gone(tree, tag, STOP_TIMEOUT_S)
         stopped_s = time.monotonic() - started
         code = await asyncio.wait_for(dev.wait(), 5)
@@ -142,5 +150,8 @@ async def test_outrider_dev_runs_and_stops_cleanly(tmp_path: Path, target: Targe
     assert not left, f"still running {STOP_TIMEOUT_S} s after SIGINT: {left}"
     assert not killed, killed
     assert code == 0, log.read_text()[-3000:]
+    said = log.read_text()
+    for noise in ("Traceback", "KeyboardInterrupt", "revocation_watch_failed", "error"):
+        assert noise not in said, f"Ctrl-C is not quiet: {said[-3000:]}"
     assert list(cwd.iterdir()) == [], "everything went to OUTRIDER_DATA_DIR, nothing to the cwd"
     print(f"outrider dev stopped in {stopped_s:.1f} s; its tree was:", *snapshot, sep="\n  ")

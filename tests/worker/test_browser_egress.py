@@ -49,8 +49,14 @@ async def proxy() -> AsyncIterator[EgressProxy]:
 
 
 async def exchange(proxy: EgressProxy, head: str, then: str = "") -> str:
-    """Send a request head to the proxy (and, after a CONNECT's answer, `then`)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    """Send a request head through a context's door of the proxy (and, after a CONNECT's
+    answer, `then`)."""
+    async with proxy.door() as url:
+        return await _exchange(int(url.rsplit(":", 1)[1]), head, then)
+
+
+async def _exchange(port: int, head: str, then: str = "") -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(head.encode())
         answer = b""
@@ -135,6 +141,55 @@ async def test_the_proxy_checks_every_answer_and_connects_only_to_checked_addres
     assert calls.count("good.test") == 1  # resolved once: the address checked is the one used
     assert sum(r.startswith("HTTP/1.1 403 ") for r in rebound) == 3
     assert site.canary.hits == 0
+
+
+async def test_the_browser_wide_listener_refuses_everything_without_a_lookup(
+    proxy: EgressProxy, site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What arrives outside a context's door is Chromium's own background traffic."""
+    asked: list[str] = []
+
+    async def spy(host: str, _port: int) -> list[str]:
+        asked.append(host)
+        return ["127.0.0.1"]
+
+    monkeypatch.setattr(browser_egress, "system_resolver", spy)
+    port = int(site.base_url.rsplit(":", 1)[1])
+    plain = await _exchange(proxy.port, get(f"http://127.0.0.1:{port}/js", "127.0.0.1"))
+    tunnel = await _exchange(proxy.port, "CONNECT update.googleapis.com:443 HTTP/1.1\r\n\r\n")
+    assert plain.startswith("HTTP/1.1 403 ")
+    assert "blocked_destination" in plain
+    assert tunnel.startswith("HTTP/1.1 403 ")
+    assert asked == []
+    assert (await exchange(proxy, get(f"http://127.0.0.1:{port}/js", "127.0.0.1"))).startswith(
+        "HTTP/1.1 200"
+    )
+
+
+async def test_chromium_background_requests_never_leave_the_machine(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    site: Site,
+    run_worker: RunWorker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chromium calls its update and account services on its own; only the page's own hosts
+    may even be looked up."""
+    real = browser_egress.system_resolver
+    asked: list[str] = []
+
+    async def spy(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return await real(host, port)
+
+    monkeypatch.setattr(browser_egress, "system_resolver", spy)
+    spec = render_job(site.url("/js"), wait_for={"ms": 3000})
+    async with browser_worker(run_worker):
+        job = await wait_for_job(client, auth, await submit(client, auth, spec), timeout_s=30)
+        await asyncio.sleep(2)  # the browser's background services start within seconds
+
+    assert job["status"] == "succeeded", job
+    assert set(asked) <= {"127.0.0.1"}, asked
 
 
 async def test_the_real_resolver_reports_unknown_hosts() -> None:
