@@ -101,8 +101,11 @@ export class JobFilters {
     return parts.length ? parts.join(", ") : "all";
   }
 
-  // Whether a job new to the page belongs on it (events carry no agent or URL).
+  // Whether a job the page does not show belongs at its top: a new job (its first event,
+  // `queued`, not a retry of an old one) on the newest page, if the filters let it (events
+  // carry no agent or URL). Events of older jobs never reorder the page.
   admits(event) {
+    if (event.type !== "queued" || event.reason === "retry") return false;
     if (!this.firstPage || this.q || this.agent.value) return false;
     const statuses = this.selectedStatuses();
     if (statuses.length && !statuses.includes(event.status)) return false;
