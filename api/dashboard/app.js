@@ -199,13 +199,19 @@ function route() {
   const job = JOB_ROUTE.exec(location.hash);
   for (const panel of $$(".overview")) panel.hidden = job !== null;
   if (job) {
-    if (jobPage.id !== job[1].toLowerCase()) jobPage.open(job[1].toLowerCase());
+    if (jobPage.id !== job[1].toLowerCase()) {
+      jobPage.open(job[1].toLowerCase(), jobs.filters.fragment());
+    }
     window.scrollTo(0, 0);
     return;
   }
   jobPage.close();
   const schedule = SCHEDULE_ROUTE.exec(location.hash);
   schedules.mark(schedule ? schedule[1].toLowerCase() : null);
+  if (schedule) return;
+  // The list's filters, from `#/?status=...`: a link to a filtered list.
+  const query = location.hash.startsWith("#/?") ? location.hash.slice(3) : "";
+  if (jobs.filters.fromQuery(new URLSearchParams(query))) jobs.load();
 }
 
 window.addEventListener("hashchange", () => {

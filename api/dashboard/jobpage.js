@@ -51,8 +51,10 @@ export class JobPage {
     this.key = key;
   }
 
-  open(id) {
+  // `back`: the fragment of the list it was opened from.
+  open(id, back = "#/") {
     this.close();
+    $("#job-back").setAttribute("href", back);
     this.id = id;
     this.section.hidden = false;
     this.idText.textContent = id;

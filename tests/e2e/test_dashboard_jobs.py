@@ -222,6 +222,12 @@ async def _filters_and_bulk_retry(
     await expect(page.locator(PAGE_ROWS)).to_have_count(len(wanted))
     assert await _shown_ids(page) == wanted
     assert len(wanted) >= 4  # the failed ones and the cancelled one
+    # The filtered list is a link: loaded again, it shows the same jobs.
+    assert page.url.endswith("#/?status=failed&status=cancelled")
+    await page.reload()
+    await expect(statuses.get_by_label("cancelled")).to_be_checked()
+    await expect(page.locator(PAGE_ROWS)).to_have_count(len(wanted))
+    assert await _shown_ids(page) == wanted
 
     await page.locator("#job-q").fill("bulk=1")
     await page.get_by_role("button", name="Search").click()
