@@ -149,7 +149,6 @@ export class JobPage {
   }
 
   show(job, attempts, deliveries, schedule) {
-    this.job = job;
     const actions = el("p", { class: "job-actions" });
     if (job.status === "failed" || job.status === "cancelled") {
       actions.append(el("button", { type: "button", data: { action: "retry" }, text: "Retry" }));

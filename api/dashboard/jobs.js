@@ -5,7 +5,7 @@
 
 import { isAbort } from "./api.js";
 import { $, cell, confirmAction, copyButton, DASH, el, num, onCopyClick, time } from "./dom.js";
-import { JobFilters, LIMIT } from "./jobfilters.js";
+import { JobFilters } from "./jobfilters.js";
 
 const MAX_ROWS = 100;
 const BULK_LIMIT = 500;
