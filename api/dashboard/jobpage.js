@@ -18,6 +18,7 @@ import { EventStream } from "./sse.js";
 
 const RELOAD_DEBOUNCE_MS = 500; // a burst of events (progress) costs one read
 const MAX_EVENTS = 200;
+const PENDING_POLL_MS = 5000; // a webhook delivery goes on after the job's last event
 
 export class JobPage {
   constructor(notify) {
@@ -38,10 +39,11 @@ export class JobPage {
     this.copy.addEventListener("click", (event) => onCopyClick(event));
     this.body.addEventListener("click", (event) => this.onClick(event));
     this.events = el("ol", { class: "events", id: "job-events" });
+    this.streamState = el("small", { class: "stream-state" });
     this.eventsPart = el(
       "section",
       { class: "job-part", data: { part: "events" } },
-      el("h3", { text: "Events" }),
+      el("h3", {}, "Events ", this.streamState),
       this.events,
     );
   }
@@ -92,6 +94,7 @@ export class JobPage {
       onEvent: (message) => this.onEvent(message),
       onState: (state) => {
         this.eventsPart.dataset.state = state;
+        this.streamState.textContent = state === "ended" ? "(the job has ended)" : `(${state})`;
       },
       onUnauthorized: () => {},
       onEnd: () => {},
@@ -99,6 +102,12 @@ export class JobPage {
     stream.lastEventId = this.lastEventId;
     this.stream = stream;
     stream.start();
+  }
+
+  // Reads the page again soon (after a burst of events, once).
+  reloadSoon(delay = RELOAD_DEBOUNCE_MS) {
+    clearTimeout(this.reloadTimer);
+    this.reloadTimer = setTimeout(() => this.load(), delay);
   }
 
   onEvent(message) {
@@ -111,8 +120,7 @@ export class JobPage {
     if (message.id) this.lastEventId = message.id;
     this.events.append(eventItem(event));
     while (this.events.childElementCount > MAX_EVENTS) this.events.firstElementChild.remove();
-    clearTimeout(this.reloadTimer);
-    this.reloadTimer = setTimeout(() => this.load(), RELOAD_DEBOUNCE_MS);
+    this.reloadSoon();
   }
 
   // Reads the job, its attempts and deliveries (and its schedule) and shows them.
@@ -129,7 +137,9 @@ export class JobPage {
         api.get(`${path}/deliveries`),
       ]);
       const schedule = job.schedule_id ? await this.schedule(job.schedule_id) : null;
-      if (this.token === token) this.show(job, attempts.items, deliveries.items, schedule);
+      if (this.token !== token) return;
+      this.show(job, attempts.items, deliveries.items, schedule);
+      if (deliveries.items.some((d) => d.status === "pending")) this.reloadSoon(PENDING_POLL_MS);
     } catch (error) {
       if (isAbort(error) || this.token !== token) return;
       if (error.status === 404) {

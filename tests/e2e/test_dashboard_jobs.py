@@ -94,17 +94,14 @@ async def _the_job_page_tells_its_story(
         attempts[0]["worker_id"]
     )
     await expect(body.locator('#job-events li[data-type="succeeded"]')).to_have_count(1)
-    # The delivery is made after the job ends: the page reads it again on its next event or
-    # reload; wait for the API to have delivered it, then reload the page.
-    for _ in range(100):
-        deliveries = (await api.get(f"/v1/jobs/{job_id}/deliveries", headers=headers)).json()
-        if deliveries["items"] and deliveries["items"][0]["status"] == "delivered":
-            break
-        await page.wait_for_timeout(100)
-    await page.reload()
+    # The delivery is made after the job's last event: the page reads it again while it is
+    # pending, until it is delivered.
     row = body.locator('[data-part="deliveries"] tbody tr')
     await expect(row).to_have_count(1, timeout=WAIT_MS)
-    await expect(row).to_have_attribute("data-status", "delivered")
+    await expect(row).to_have_attribute("data-status", "delivered", timeout=WAIT_MS)
+    await expect(body.locator('[data-part="events"] .stream-state')).to_have_text(
+        "(the job has ended)"
+    )
     await expect(row.locator('[data-field="event"]')).to_have_text("job.succeeded")
 
 
