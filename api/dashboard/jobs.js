@@ -149,6 +149,10 @@ export class JobsPanel {
     this.buffered = [];
     for (const event of buffered) this.apply(event);
     this.empty.hidden = this.rows.size > 0;
+    // A search reads a bounded stretch of jobs per page: none here may still mean some older.
+    this.empty.textContent = this.filters.next
+      ? "No match among these jobs: Older searches further back."
+      : "No jobs.";
   }
 
   onEvent(event) {
