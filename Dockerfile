@@ -13,8 +13,10 @@ COPY worker ./worker
 COPY shared ./shared
 COPY migrations ./migrations
 COPY outrider ./outrider
-# The runtime dependencies only, at the versions CI tested (the lock as constraints).
-RUN pip install -c requirements.lock . && useradd --system --home /app outrider
+COPY client ./client
+# The runtime dependencies only, at the versions CI tested (the lock as constraints); the
+# client too (the CLI's scrape/submit/watch and the MCP tools use it).
+RUN pip install -c requirements.lock ./client . && useradd --system --home /app outrider
 USER outrider
 # 8000: the API; 9464: a worker's /metrics (OUTRIDER_WORKER_METRICS_PORT)
 EXPOSE 8000 9464

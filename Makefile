@@ -6,14 +6,14 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install chromium debian-docs run test test-fast lint format typecheck check bench lock clean
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml client/pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Outrider needs Python 3.11+ (set PYTHON=python3.x)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || \
 		{ echo "Creating the venv failed: on Debian/Ubuntu run 'apt-get install python3-venv'"; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --no-deps -e ./client -e .
 	@touch $(STAMP)
 
 install: $(STAMP) chromium debian-docs  ## Create .venv and install Outrider with its dev tools.
@@ -74,7 +74,7 @@ format: $(STAMP)  ## Fix what ruff can and format the code.
 	$(BIN)/ruff format .
 
 typecheck: install
-	$(BIN)/mypy api worker shared outrider migrations tests benchmarks
+	$(BIN)/mypy api worker shared outrider migrations client tests benchmarks
 
 check: lint typecheck test  ## Lint, types, tests.
 

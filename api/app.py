@@ -22,6 +22,7 @@ from api.routes import (
     health,
     jobs,
     metrics,
+    queues,
     schedules,
     status,
     webhooks,
@@ -64,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The group commit's writes go through the job store (on PostgreSQL one asyncpg
         # statement on a pool of its own: one flush runs at a time, two connections are plenty).
         store = await open_job_store(settings, engine, sessionmaker, pg_connections=2)
-        job_queue = JobQueue(redis, settings.events_retention_s)
+        job_queue = JobQueue(redis, settings.events_retention_s, settings.priority_aging_s)
         app.state.outrider = state = AppState(
             settings=settings,
             engine=engine,
@@ -105,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(EdgeMiddleware, max_bytes=settings.max_request_bytes)
     # Jobs first: a request is matched against the routers in order, and submits are the
     # hottest path (the two routers once ahead of jobs cost each submit about 10% of its CPU).
-    routes = (jobs, health, agents, artifacts, schedules, events, status, webhooks, metrics)
+    routes = (jobs, health, agents, artifacts, schedules, events, status, queues, webhooks, metrics)
     for module in (*routes, dashboard):
         app.include_router(module.router)
     return app

@@ -72,19 +72,28 @@ async def json_body(request: Request, adapter: TypeAdapter[T]) -> T:
 
 def header(request: Request, name: str, adapter: TypeAdapter[T]) -> T | None:
     """An optional header, validated by `adapter` (422 with `loc` ["header", name])."""
-    value = request.headers.get(name)
+    return _validated(request.headers.get(name), adapter, "header", name)
+
+
+def query(request: Request, name: str, adapter: TypeAdapter[T]) -> T | None:
+    """An optional query parameter, validated by `adapter` (422 with `loc` ["query", name])."""
+    return _validated(request.query_params.get(name), adapter, "query", name)
+
+
+def _validated(value: str | None, adapter: TypeAdapter[T], where: str, name: str) -> T | None:
     if value is None:
         return None
     try:
         return adapter.validate_python(value)
     except ValidationError as exc:
-        raise RequestValidationError(_located(exc, "header", name)) from None
+        raise RequestValidationError(_located(exc, where, name)) from None
 
 
 def documented(
     body: TypeAdapter[Any],
     headers: dict[str, tuple[TypeAdapter[Any], str]],
     security_scheme: str,
+    query: dict[str, tuple[TypeAdapter[Any], str]] | None = None,
 ) -> dict[str, Any]:
     """The OpenAPI a direct route would have had from its declared parameters.
 
@@ -92,17 +101,19 @@ def documented(
     route declares the same specs), and tests/api/test_openapi.py checks every `$ref`."""
     schema = body.json_schema(ref_template=REF_TEMPLATE)
     schema.pop("$defs", None)
+    where = [("query", params) for params in [query or {}]] + [("header", headers)]
     return {
         "security": [{security_scheme: []}],
         "parameters": [
             {
                 "name": name,
-                "in": "header",
+                "in": place,
                 "required": False,
                 "schema": adapter.json_schema(ref_template=REF_TEMPLATE),
                 "description": description,
             }
-            for name, (adapter, description) in headers.items()
+            for place, params in where
+            for name, (adapter, description) in params.items()
         ],
         "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
     }

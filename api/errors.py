@@ -43,6 +43,7 @@ OUTAGE_ERRORS: tuple[type[Exception], ...] = (
 _DESCRIPTIONS = {
     400: "Malformed request (invalid JSON, bad cursor).",
     401: "Missing or invalid API key.",
+    403: "The key's owner may not do this (an operator action).",
     404: "No such object (or it belongs to another owner).",
     409: "Conflict with the object's state.",
     413: "Request body too large.",

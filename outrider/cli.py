@@ -1,5 +1,6 @@
 """The `outrider` command: run the API, workers or everything; migrate; manage API keys; list
-schedules; see the queues, workers and jobs, and retry jobs in bulk."""
+schedules; see the queues, workers and jobs, and retry jobs in bulk; scrape, submit and watch
+through a running API (outrider/remote.py); serve MCP over stdio (outrider/mcp_server.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from outrider import remote
 from shared.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -22,6 +24,7 @@ keys_app = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 jobs_app = typer.Typer(help="List jobs (every owner's) and retry them in bulk.")
 app.add_typer(jobs_app, name="jobs")
+
 
 DEV_OWNER = "dev"
 DEV_KEY_FILE = "dev.key"
@@ -49,12 +52,12 @@ def api(
     port: Annotated[int | None, typer.Option(help="Port [default: OUTRIDER_API_PORT]")] = None,
     workers: Annotated[int, typer.Option(help="Uvicorn worker processes.")] = 1,
 ) -> None:
-    """Run the HTTP API (uvicorn)."""
+    """Run the HTTP API (uvicorn), with MCP (streamable HTTP) at /mcp."""
     import uvicorn
 
     settings = get_settings()
     uvicorn.run(
-        "api.app:create_app",
+        "outrider.app:create_app",  # the API with MCP at /mcp
         factory=True,
         host=host or settings.api_host,
         port=port or settings.api_port,
@@ -228,6 +231,7 @@ def schedules(
 
 JobStatusChoice = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 JobKindChoice = Literal["http", "fetch", "render", "scrape"]
+QueueChoice = Literal["default", "browser"]
 
 
 def _since(value: str | None) -> datetime | None:
@@ -243,12 +247,23 @@ def _since(value: str | None) -> datetime | None:
 
 
 @app.command()
-def queue() -> None:
+def queue(
+    pause: Annotated[
+        QueueChoice | None,
+        typer.Option(help="Pause this queue first: workers take none of its jobs."),
+    ] = None,
+    resume: Annotated[QueueChoice | None, typer.Option(help="Resume this queue first.")] = None,
+) -> None:
     """Per queue: ready, deferred and running jobs, the oldest ready job's wait, jobs done and
-    failed in the last 1/5/60 minutes, jobs finished per second, live workers."""
-    from outrider.inspect import render_queue
+    failed in the last 1/5/60 minutes, jobs finished per second, live workers, and whether it
+    is paused."""
+    from outrider.inspect import pause_queue, render_queue
 
-    typer.echo(asyncio.run(render_queue(get_settings())))
+    settings = get_settings()
+    for name, paused in ((pause, True), (resume, False)):
+        if name is not None:
+            asyncio.run(pause_queue(settings, name, paused))
+    typer.echo(asyncio.run(render_queue(settings)))
 
 
 @app.command()
@@ -332,6 +347,23 @@ def dev(
         sys.exit(1)
 
 
+remote.register(app)
+
+
+@app.command()
+def mcp(
+    api_url: remote.UrlOption = None,
+    key: remote.KeyOption = None,
+) -> None:
+    """Serve MCP over stdio (for desktop agents and IDEs); tools call the API at --url with
+    --key (OUTRIDER_URL, OUTRIDER_API_KEY)."""
+    import anyio
+
+    from outrider.mcp_server import run_stdio
+
+    anyio.run(run_stdio, api_url, key)
+
+
 def main() -> None:
     """The `outrider` command: a backing service that is missing or down is one clear line on
     stderr and exit status 1, not a traceback."""
@@ -358,6 +390,9 @@ def service_problem(exc: BaseException) -> str | None:
     if isinstance(exc, RedisConnectionError | RedisTimeoutError):
         url = _redacted(get_settings().redis_url or "the embedded Redis")
         return f"Redis ({url}) is unreachable: {exc}. Is it running?"
+    if "too many clients" in str(exc):
+        url = _redacted(get_settings().resolved_database_url)
+        return f"The database ({url}) has no free connection (too many clients); retry later."
     if isinstance(exc, OperationalError | InterfaceError | ConnectionRefusedError):
         url = _redacted(get_settings().resolved_database_url)
         if "no such table" in str(exc) or "UndefinedTable" in repr(getattr(exc, "orig", exc)):

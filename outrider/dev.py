@@ -202,6 +202,7 @@ def run_dev(settings: Settings, dev_key: str, host: str, port: int) -> None:
     with contextlib.ExitStack() as stack:
         env = dict(os.environ)
         env["OUTRIDER_DATA_DIR"] = str(settings.data_dir.resolve())
+        env.setdefault("OUTRIDER_ADMIN_OWNERS", "dev")  # the dev key may pause queues
         if not settings.redis_url:
             env["OUTRIDER_REDIS_URL"] = stack.enter_context(embedded_redis(settings))
         procs = [spawn(["api", "--host", host, "--port", str(port)], env)]

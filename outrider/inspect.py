@@ -15,7 +15,7 @@ from outrider.tables import age, format_table, when
 from shared.db import create_engine, create_sessionmaker
 from shared.liveness import live_workers
 from shared.models import utcnow
-from shared.queue import JobQueue, QueueClient, create_redis
+from shared.queue import JobQueue, QueueClient, create_redis, set_paused
 from shared.repositories.operator import JobQuery, recent_jobs, retry_batch
 from shared.services.status import queue_snapshots
 from shared.settings import Settings
@@ -56,7 +56,7 @@ async def _with_clients(
 
 QUEUE_HEADERS = (
     "QUEUE", "READY", "DEFERRED", "RUNNING", "OLDEST READY", "DONE 1m/5m/60m",
-    "FAILED 1m/5m/60m", "JOBS/S", "WORKERS",
+    "FAILED 1m/5m/60m", "JOBS/S", "WORKERS", "STATE",
 )  # fmt: skip
 
 
@@ -77,12 +77,22 @@ async def render_queue(settings: Settings) -> str:
                 "/".join(str(q.failed[w]) for w in ("1m", "5m", "60m")),
                 f"{q.throughput_per_s:g}",
                 str(q.workers),
+                "paused" if q.paused else "active",
             )
             for q in snapshots
         ]
         return format_table(QUEUE_HEADERS, rows)
 
     return await _with_clients(settings, read)
+
+
+async def pause_queue(settings: Settings, name: str, paused: bool) -> None:
+    """Pause or resume a queue (what POST /v1/queues/{name}/pause|resume do)."""
+
+    async def write(_: async_sessionmaker[AsyncSession], redis: QueueClient) -> None:
+        await set_paused(redis, name, paused)
+
+    await _with_clients(settings, write)
 
 
 WORKER_HEADERS = (
@@ -164,7 +174,9 @@ async def retry_jobs(settings: Settings, query: JobQuery, limit: int | None) -> 
             if not jobs:
                 break
             # If Redis is down, the reconciler enqueues them once it is back: rows are the truth.
-            await JobQueue(redis, settings.events_retention_s).enqueue(jobs, "retry")
+            await JobQueue(redis, settings.events_retention_s, settings.priority_aging_s).enqueue(
+                jobs, "retry"
+            )
             retried += len(jobs)
         return retried
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -202,6 +203,8 @@ class Job(Base):
     worker_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(TZDateTime(), nullable=True)
     run_after: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+    # 0-9, higher first among a queue's due jobs (its arq score: shared/queue.py).
+    priority: Mapped[int] = mapped_column(SmallInteger, default=5, server_default="5")
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)

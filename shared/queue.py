@@ -18,7 +18,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 from arq.constants import default_queue_name, in_progress_key_prefix, job_key_prefix
-from redis.asyncio import ConnectionPool
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -45,7 +45,9 @@ ENQUEUE_CHUNK = 500  # jobs per script call: a call blocks Redis while it runs
 # backlog): it is left alone. Our workers' marks hold the Redis time they were set at
 # (worker/queue_worker.py); stock arq's hold 1, so they count as old.
 # Keys are built from prefixes (standalone Redis, as arq itself requires).
-# ARGV: the fields of EnqueueArgs, in order; then per job its id and event ('' for none).
+# ARGV: the fields of EnqueueArgs, in order; then per job its id, its event ('' for none) and
+# when it is due in epoch ms ('' for the common score: now); a delayed job waits in arq's
+# sorted set until then, as a retry's backoff does.
 _ENQUEUE_LUA = """
 local job_prefix, mark_prefix, score, job_ttl, keep_after, stream_ttl, take_over_ms,
       payload_head, payload_tail, queue, stream = unpack(ARGV, 1, 11)
@@ -55,8 +57,9 @@ if take_over then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-for i = 12, #ARGV, 2 do
+for i = 12, #ARGV, 3 do
   local id, event = ARGV[i], ARGV[i + 1]
+  local due = ARGV[i + 2] ~= '' and ARGV[i + 2] or score
   local job_key, mark = job_prefix .. id, mark_prefix .. id
   local stale = false
   if take_over then
@@ -68,7 +71,7 @@ for i = 12, #ARGV, 2 do
   end
   if stale then
     redis.call('DEL', mark)
-    redis.call('ZADD', queue, score, id)
+    redis.call('ZADD', queue, due, id)
     added = added + 1
   elseif redis.call('EXISTS', job_key) == 0 then
     redis.call('SET', job_key, payload_head .. id .. payload_tail, 'PX', job_ttl)
@@ -76,7 +79,7 @@ for i = 12, #ARGV, 2 do
       redis.call('XADD', stream, 'MINID', '~', keep_after, '*', 'e', event)
       announced = true
     end
-    redis.call('ZADD', queue, score, id)
+    redis.call('ZADD', queue, due, id)
     added = added + 1
   end
 end
@@ -102,6 +105,26 @@ return 1
 def queue_key(queue: str) -> str:
     """The arq queue (a sorted set) for one of our queue names."""
     return f"{default_queue_name}:{queue}"
+
+
+def paused_key(queue: str) -> str:
+    """Set while the queue is paused: workers take none of its jobs (worker/queue_worker.py)."""
+    return f"outrider:queue:paused:{queue}"
+
+
+async def set_paused(redis: Redis, queue: str, paused: bool) -> None:
+    """Pause or resume a queue. Kept in Redis, with the queue itself (AOF in compose and
+    `outrider dev`): it holds across API and worker restarts."""
+    if paused:
+        await redis.set(paused_key(queue), "1")
+    else:
+        await redis.delete(paused_key(queue))
+
+
+async def paused_queues(redis: Redis, queues: Sequence[str]) -> set[str]:
+    """Which of `queues` are paused now."""
+    flags = await redis.mget([paused_key(queue) for queue in queues]) if queues else []
+    return {queue for queue, flag in zip(queues, flags, strict=True) if flag}
 
 
 def serialize(data: dict[str, Any]) -> bytes:
@@ -145,6 +168,19 @@ def _payload(job_id: str) -> str:
     return serialize({"t": 1, "f": JOB_FUNCTION, "a": [job_id], "k": {}, "et": now_ms}).decode()
 
 
+def _score_ms(job: JobLike, now: float, aging_s: float) -> str:
+    """A job's score in its arq queue, whose lowest due scores are taken first: a delayed job's
+    due time; else now, less `priority / 9` of the aging time, so a higher priority goes first
+    and any job that has waited `aging_s` is ahead of every newer one (no starvation)."""
+    run_after = getattr(job, "run_after", None)
+    if run_after is not None and run_after.timestamp() > now:
+        return str(int(run_after.timestamp() * 1000))
+    priority = getattr(job, "priority", None)
+    if priority is None:
+        return ""  # the call's score: now
+    return str(int((now - aging_s * priority / 9) * 1000))
+
+
 @dataclass(frozen=True)
 class EnqueueArgs:
     """The enqueue script's named arguments (its ARGV, in this order), before the jobs."""
@@ -174,9 +210,12 @@ class PreparedEnqueue:
 class JobQueue:
     """Puts committed jobs on their arq queues, announced. One per process."""
 
-    def __init__(self, redis: ArqRedis, events_retention_s: float) -> None:
+    def __init__(
+        self, redis: ArqRedis, events_retention_s: float, priority_aging_s: float = 60.0
+    ) -> None:
         self.redis = redis
         self.events_retention_s = events_retention_s
+        self.aging_s = priority_aging_s
         self._enqueue = redis.register_script(_ENQUEUE_LUA)
         self._requeue = redis.register_script(_REQUEUE_LUA)
 
@@ -202,7 +241,7 @@ class JobQueue:
             event = JobEvent.of(job, "queued", "queued", reason=reason, at=now).encode()
             stream = stream_key(job.owner_id) if announce else ""
             group = groups.setdefault((queue_key(job.queue), stream), [])
-            group += (str(job.id), event if announce else "")
+            group += (str(job.id), event if announce else "", _score_ms(job, now, self.aging_s))
         calls = []
         for (queue, stream), group in groups.items():
             args = EnqueueArgs(
@@ -210,8 +249,8 @@ class JobQueue:
                 str(JOB_EXPIRES_MS), min_id(retention), retention_ms(retention), take_over,
                 head, tail, queue, stream,
             )  # fmt: skip
-            for start in range(0, len(group), 2 * ENQUEUE_CHUNK):
-                calls.append((*astuple(args), *group[start : start + 2 * ENQUEUE_CHUNK]))
+            for start in range(0, len(group), 3 * ENQUEUE_CHUNK):
+                calls.append((*astuple(args), *group[start : start + 3 * ENQUEUE_CHUNK]))
         return PreparedEnqueue(tuple(calls), len(jobs))
 
     async def send(self, prepared: PreparedEnqueue) -> None:

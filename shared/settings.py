@@ -112,6 +112,12 @@ class Settings(BaseSettings):
         30.0, description="Per-attempt timeout when neither the job nor its agent sets one."
     )
     job_max_timeout_s: float = Field(600.0, description="The largest timeout a job may ask for.")
+    priority_aging_s: float = Field(
+        60.0,
+        gt=0,
+        description="How long a waiting job takes to get ahead of any newer job, whatever "
+        "their priorities: a priority-0 job waits at most this long behind priority-9 ones.",
+    )
     job_default_max_attempts: int = Field(
         3, description="Attempts when neither the job nor its agent sets them."
     )
@@ -240,6 +246,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated private ranges jobs may reach (`make run`: loopback).",
     )
+    admin_owners: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated owner names whose keys may pause and resume queues "
+        "(queues are shared by every owner); `outrider dev`: its own `dev` owner.",
+    )
     egress_allowed_ports: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["80", "443", "8080", "8443"],
         description="Ports and ranges (`8000-9000`) allowed for public destinations.",
@@ -279,7 +290,7 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("egress_allow_cidrs", "egress_allowed_ports", mode="before")
+    @field_validator("egress_allow_cidrs", "egress_allowed_ports", "admin_owners", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

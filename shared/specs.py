@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    model_validator,
+)
 
 from shared.headers import HeaderMap, HeaderName
 from shared.jsonsafe import find_bad_value
+
+MAX_DELAY = timedelta(days=30)
+MAX_DELAY_S = MAX_DELAY.total_seconds()
 
 
 class StrictModel(BaseModel):
@@ -175,6 +186,36 @@ class JobSpecBase(RequestModel):
         max_length=2048,
         description="POSTed (signed with the agent's webhook secret) when the job ends.",
     )
+    run_at: AwareDatetime | None = Field(
+        default=None,
+        description="Run no sooner than this (RFC 3339 with an offset); a past time is now.",
+    )
+    delay_s: float | None = Field(
+        default=None, ge=0, le=MAX_DELAY_S, description="Run no sooner than this many seconds."
+    )
+    priority: int = Field(
+        default=5,
+        ge=0,
+        le=9,
+        description="Higher first among a queue's due jobs; a job that has waited "
+        "OUTRIDER_PRIORITY_AGING_S is ahead of any newer one.",
+    )
+
+    @model_validator(mode="after")
+    def _one_delay(self) -> JobSpecBase:
+        if self.run_at is not None and self.delay_s is not None:
+            raise ValueError("give either `run_at` or `delay_s`, not both")
+        if self.run_at is not None and self.run_at > datetime.now(UTC) + MAX_DELAY:
+            raise ValueError(f"`run_at` may be at most {MAX_DELAY.days} days ahead")
+        return self
+
+    def due_at(self, now: datetime) -> datetime:
+        """When the job may first run: `run_at`, `delay_s` after `now`, else `now`."""
+        if self.run_at is not None:
+            return max(self.run_at.astimezone(UTC), now)
+        if self.delay_s:
+            return now + timedelta(seconds=self.delay_s)
+        return now
 
 
 class HttpJobSpec(JobSpecBase):

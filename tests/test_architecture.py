@@ -24,6 +24,13 @@ PACKAGES = ("api", "worker", "shared", "outrider", "migrations")
 RULES: tuple[tuple[str, frozenset[str], str], ...] = (
     ("api", frozenset({"worker", "playwright", "bs4"}), "the web process stays light"),
     (
+        "api",
+        frozenset({"outrider_client"}),
+        "the client talks to the API; the API never needs it",
+    ),
+    ("worker", frozenset({"outrider_client"}), "the client is for callers of the API"),
+    ("shared", frozenset({"outrider_client"}), "the client is for callers of the API"),
+    (
         "shared",
         frozenset({"api", "worker", "outrider", "migrations"}),
         "shared/ is the bottom layer",

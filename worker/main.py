@@ -19,7 +19,7 @@ from arq.typing import WorkerCoroutine
 
 from shared import gc_tuning
 from shared.logging import get_logger
-from shared.queue import JOB_FUNCTION, deserialize, queue_key, serialize
+from shared.queue import JOB_FUNCTION, deserialize, paused_key, queue_key, serialize
 from shared.settings import Settings
 from worker import metrics
 from worker.lifecycle import Reconciler, heartbeat_loop, retire
@@ -52,6 +52,7 @@ def build_worker(state: WorkerState, concurrency: int) -> QueueWorker:
     return QueueWorker(
         functions=FUNCTIONS,
         queue_name=queue_key(state.queue),
+        paused_key=paused_key(state.queue),
         redis_pool=state.redis,
         ctx={"state": state},
         max_jobs=concurrency,

@@ -18,12 +18,16 @@ from arq import Worker
 from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 
-# KEYS[1]: the queue. ARGV: in-progress key prefix, mark TTL (ms), now (ms, arq's clock for the
+# KEYS[1]: the queue, KEYS[2]: its pause flag (nothing is taken while it is set).
+# ARGV: in-progress key prefix, mark TTL (ms), now (ms, arq's clock for the
 # scores), how many to take, then the ids read from the queue, in its order. A mark holds the
 # Redis time it was set at (arq only checks that it exists): the reconciler takes over only
 # marks older than its grace (shared/queue.py). Returns the taken ids and their scores.
 _TAKE_LUA = """
 local taken = {}
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return taken
+end
 local want, now = tonumber(ARGV[4]) * 2, tonumber(ARGV[3])
 local t = redis.call('TIME')
 local marked_at = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
@@ -47,9 +51,10 @@ return taken
 class QueueWorker(Worker):
     """An arq Worker whose `start_jobs` marks its jobs in one script call."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, paused_key: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._take = self.pool.register_script(_TAKE_LUA)
+        self._paused_key = paused_key
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Mark as many of `job_ids` as there are free slots for, and run them."""
@@ -58,7 +63,7 @@ class QueueWorker(Worker):
             return
         mark_ms = int(self.in_progress_timeout_s * 1000)
         taken = await self._take(
-            keys=[self.queue_name],
+            keys=[self.queue_name, self._paused_key],
             args=[in_progress_key_prefix, mark_ms, timestamp_ms(), free, *job_ids],
         )
         for raw_id, raw_score in zip(taken[::2], taken[1::2], strict=True):

@@ -89,7 +89,7 @@ class WorkerState:
             redis=redis,
             # On PostgreSQL its pool connects on first use.
             store=await open_job_store(settings, engine, sessionmaker, PG_POOL_SIZE),
-            job_queue=JobQueue(redis, settings.events_retention_s),
+            job_queue=JobQueue(redis, settings.events_retention_s, settings.priority_aging_s),
             policy=policy,
             box=SecretBox(settings.resolved_secret_key()),
             # No per-host cap here: --concurrency bounds the requests, and per-host politeness

@@ -6,13 +6,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import StringConstraints, TypeAdapter
 
 from api.deps import AppState, PrincipalDep, SessionDep, StateDep, authenticate, bearer
-from api.direct import documented, header, json_body
+from api.direct import documented, header, json_body, query
 from api.errors import error_responses
 from api.schemas.jobs import (
     AttemptList,
@@ -28,8 +28,10 @@ from api.schemas.jobs import (
 )
 from api.services.retry import retry_failed
 from api.services.submit import enqueue_jobs, submit_batch, submit_one
+from api.services.waiting import WAIT, WAIT_DESCRIPTION, settle, start_point
 from shared.errors import ValidationFailed
 from shared.events import JobEvent
+from shared.models import TERMINAL_STATUSES, Job
 from shared.repositories import job as jobs
 from shared.repositories import job_list
 from shared.repositories.job import NewJob
@@ -51,30 +53,46 @@ SUBMIT_DOCS = documented(
         )
     },
     security_scheme=bearer.scheme_name,
+    query={"wait": (WAIT, WAIT_DESCRIPTION)},
 )
+WaitQuery = Annotated[float | None, Query(ge=0, le=60, description=WAIT_DESCRIPTION)]
+_ENDED: dict[int | str, dict[str, Any]] = {
+    200: {"model": JobOut, "description": "The job ended within `wait`: the finished job."}
+}
+_BATCH_ENDED: dict[int | str, dict[str, Any]] = {
+    200: {"model": BatchOut, "description": "Every job ended within `wait`: the finished jobs."}
+}
 
 
 @router.post(
     "",
     status_code=202,
     response_model=JobOut,
-    responses=error_responses(400, 409, 413, 422),
+    responses={**_ENDED, **error_responses(400, 409, 413, 422)},
     openapi_extra=SUBMIT_DOCS,
 )
 async def submit_job(request: Request) -> Response:
     """Queue a job. The row is written before the job is enqueued, so an accepted job is
     never lost; with `Idempotency-Key`, a repeat returns the original job (a different body
-    under the same key is a 409)."""
+    under the same key is a 409). With `?wait=`, answers 200 with the finished job if it ends
+    within that many seconds."""
     # A direct route (api/direct.py): the parameters above are parsed here, not by FastAPI.
     state, principal = await authenticate(request)
     spec = await json_body(request, SPEC)
     idempotency_key = header(request, "Idempotency-Key", IDEMPOTENCY_KEY)
+    wait_s = query(request, "wait", WAIT) or 0.0
+    after = await start_point(state, principal.owner_id) if wait_s else None
     job, created = await submit_one(state, principal, spec, idempotency_key)
+    (warnings,) = await queue_warnings(state, [spec])
+    ended = False
+    if wait_s:  # waits even when no live worker seemed to serve the queue: one may start
+        rows, ended = await settle(state, principal.owner_id, [job], after, wait_s)
+        job = rows[0] if rows else job
     out = JobOut.model_validate(job)
-    out.warnings = (await queue_warnings(state, [spec]))[0]
+    out.warnings = [] if ended else warnings
     return Response(
         out.model_dump_json(),
-        status_code=202,
+        status_code=200 if ended else 202,
         media_type="application/json",
         headers=None if created else {"Idempotent-Replayed": "true"},
     )
@@ -84,24 +102,37 @@ async def submit_job(request: Request) -> Response:
     "/batch",
     status_code=202,
     response_model=BatchOut,
-    responses=error_responses(400, 413, 422),
+    responses={**_BATCH_ENDED, **error_responses(400, 413, 422)},
 )
 async def submit_jobs(
-    body: BatchIn, state: StateDep, session: SessionDep, principal: PrincipalDep
+    body: BatchIn,
+    state: StateDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    wait: WaitQuery = None,
 ) -> Response:
-    """Queue up to 1,000 jobs in one transaction; all or none. Answers in the given order."""
-    # One validation of the lot, serialized here (FastAPI would validate the answer again),
-    # while the database writes the rows.
+    """Queue up to 1,000 jobs in one transaction; all or none. Answers in the given order.
+    With `?wait=`, answers 200 with the finished jobs if all of them end within that many
+    seconds, else 202 with the jobs as they are then."""
     warnings = await queue_warnings(state, body.jobs)
 
-    def answer(created: list[NewJob]) -> str:
+    def answer(created: Sequence[Job | NewJob]) -> str:
+        # One validation of the lot, serialized here (FastAPI would validate the answer
+        # again), while the database writes the rows.
         out = BatchOut.model_validate({"jobs": created})
         for job, job_warnings in zip(out.jobs, warnings, strict=True):
-            job.warnings = job_warnings
+            job.warnings = [] if job.status in TERMINAL_STATUSES else job_warnings
         return out.model_dump_json()
 
-    answered = await submit_batch(state, session, principal, body.jobs, answer)
-    return Response(answered, status_code=202, media_type="application/json")
+    if not wait:
+        answered = await submit_batch(state, session, principal, body.jobs, answer)
+        return Response(answered, status_code=202, media_type="application/json")
+    after = await start_point(state, principal.owner_id)
+    created = await submit_batch(state, session, principal, body.jobs, list)
+    rows, ended = await settle(state, principal.owner_id, created, after, wait)
+    return Response(
+        answer(rows or created), status_code=200 if ended else 202, media_type="application/json"
+    )
 
 
 async def queue_warnings(state: AppState, specs: Sequence[AnyJobSpec]) -> list[list[JobWarning]]:

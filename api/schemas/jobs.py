@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.specs import JobSpec, StrictModel
 
@@ -38,6 +38,7 @@ class JobOut(BaseModel):
     attempts: int
     max_attempts: int
     timeout_s: float
+    priority: int = 5
     agent_id: uuid.UUID
     created_at: datetime
     started_at: datetime | None
@@ -49,11 +50,23 @@ class JobOut(BaseModel):
         default=None, description="The schedule's instant this job was fired for (UTC)."
     )
     webhook_url: str | None = None
+    run_at: datetime | None = Field(
+        default=None,
+        validation_alias="run_after",
+        description="While queued: when the job is due (a delayed job's `run_at`, or the end "
+        "of a retry's backoff); null otherwise.",
+    )
     warnings: list[JobWarning] = Field(
         default_factory=list,
         description="Set on a submit's answer: `no_live_worker` when no live worker serves "
         "the job's queue now (the job is queued and waits for one).",
     )
+
+    @model_validator(mode="after")
+    def _due_only_while_queued(self) -> JobOut:
+        if self.status != "queued":
+            self.run_at = None
+        return self
 
 
 class JobList(BaseModel):

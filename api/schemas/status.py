@@ -31,6 +31,9 @@ class QueueOut(BaseModel):
     )
     workers: int = Field(description="Live worker processes serving this queue.")
     in_redis: int = Field(description="Job ids the Redis queue holds (ready, deferred, running).")
+    paused: bool = Field(
+        default=False, description="Paused (POST /v1/queues/{name}/pause): workers take none."
+    )
 
 
 class QueueStatus(BaseModel):

@@ -238,6 +238,7 @@ class QueuedJob:
     queue: str
     attempts: int
     run_after: datetime
+    priority: int = 5
 
 
 async def find_unenqueued(
@@ -247,7 +248,8 @@ async def find_unenqueued(
     limit: int,
 ) -> list[QueuedJob]:
     """Queued jobs due for longer than the grace period: their enqueue may have been lost."""
-    stmt = select(Job.id, Job.owner_id, Job.kind, Job.queue, Job.attempts, Job.run_after).where(
+    columns = (Job.id, Job.owner_id, Job.kind, Job.queue, Job.attempts, Job.run_after)
+    stmt = select(*columns, Job.priority).where(
         Job.status == JobStatus.QUEUED, Job.run_after < older_than
     )
     if after is not None:

@@ -31,6 +31,7 @@ class NewJob:
     timeout_s: float
     created_at: datetime
     run_after: datetime
+    priority: int = 5
     status: str = JobStatus.QUEUED
     attempts: int = 0
     fence: int = 0
@@ -99,6 +100,17 @@ async def get_job(
     if job is None:
         raise NotFound("Job not found.")
     return job
+
+
+async def get_jobs(
+    session: AsyncSession, owner_id: uuid.UUID, job_ids: Sequence[uuid.UUID]
+) -> list[Job]:
+    """The owner's jobs of these ids, in the order given (those not found left out)."""
+    if not job_ids:
+        return []
+    stmt = select(Job).where(Job.id.in_(job_ids), Job.owner_id == owner_id)
+    found = {job.id: job for job in await session.scalars(stmt)}
+    return [found[job_id] for job_id in job_ids if job_id in found]
 
 
 async def list_attempts(session: AsyncSession, job: Job) -> list[JobAttempt]:

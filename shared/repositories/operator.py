@@ -66,7 +66,9 @@ async def retry_batch(session: AsyncSession, query: JobQuery, limit: int) -> lis
         update(Job)
         .where(Job.id.in_(ids), Job.status == query.status)
         .values(**retry_values())
-        .returning(Job.id, Job.owner_id, Job.kind, Job.queue, Job.attempts, Job.run_after)
+        .returning(
+            Job.id, Job.owner_id, Job.kind, Job.queue, Job.attempts, Job.run_after, Job.priority
+        )
         .execution_options(synchronize_session=False)
     )
     return [QueuedJob(*row) for row in rows]

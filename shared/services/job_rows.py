@@ -15,7 +15,7 @@ from shared.domains import domain_allowed
 from shared.egress import EgressPolicy
 from shared.errors import EgressBlocked, InvalidUrl, NotFound, ValidationFailed
 from shared.jsonsafe import json_text
-from shared.models import Agent
+from shared.models import Agent, utcnow
 from shared.repositories.agent import get_agent, get_default_agent
 from shared.settings import Settings
 from shared.specs import AnyJobSpec, queue_for
@@ -115,6 +115,9 @@ def job_row(
         "input": input_data,
         "max_attempts": min(max_attempts, settings.job_max_attempts_limit),
         "timeout_s": timeout_s,
+        "priority": spec.priority,
+        # A delayed job's due time (others are due when inserted: new_job_values).
+        **({"run_after": spec.due_at(utcnow())} if spec.run_at or spec.delay_s else {}),
         "webhook_url": spec.webhook_url,
     }
 

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.liveness import live_workers
 from shared.models import Job, JobStatus
-from shared.queue import queue_key
+from shared.queue import paused_queues, queue_key
 from shared.specs import QUEUES
 
 WINDOWS_S = {"1m": 60, "5m": 300, "60m": 3600}
@@ -38,6 +38,7 @@ class QueueSnapshot:
     throughput_per_s: float = 0.0
     workers: int = 0
     in_redis: int = 0
+    paused: bool = False
 
 
 async def queue_snapshots(
@@ -58,6 +59,8 @@ async def queue_snapshots(
         sizes = await pipe.execute()
     for snapshot, size in zip(list(queues.values()), sizes, strict=True):
         snapshot.in_redis = int(size)
+    for name in await paused_queues(redis, list(queues)):
+        queues[name].paused = True
     return list(queues.values())
 
 

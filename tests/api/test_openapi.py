@@ -101,19 +101,22 @@ async def test_every_reference_resolves(client: httpx.AsyncClient) -> None:
 
 async def test_submit_documents_what_it_parses_itself(client: httpx.AsyncClient) -> None:
     """POST /v1/jobs parses its own parameters (api/direct.py): its OpenAPI must still
-    declare the body, the Idempotency-Key header and the bearer auth."""
+    declare the body, the `wait` query, the Idempotency-Key header and the bearer auth."""
     operation = (await openapi(client))["paths"]["/v1/jobs"]["post"]
     body = operation["requestBody"]["content"]["application/json"]["schema"]
     assert operation["requestBody"]["required"] is True
     assert body["discriminator"]["propertyName"] == "kind"
     assert set(body["discriminator"]["mapping"]) == {"http", "fetch", "render", "scrape"}
-    (key,) = operation["parameters"]
+    wait, key = operation["parameters"]
+    assert (wait["name"], wait["in"], wait["required"]) == ("wait", "query", False)
+    assert (wait["schema"]["minimum"], wait["schema"]["maximum"]) == (0, 60)
     assert (key["name"], key["in"], key["required"]) == ("Idempotency-Key", "header", False)
     assert key["schema"]["maxLength"] == 200
     assert operation["security"] == [{"HTTPBearer": []}]
-    assert operation["responses"]["202"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/JobOut"
-    }
+    for status in ("200", "202"):
+        assert operation["responses"][status]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/JobOut"
+        }
 
 
 def fuzz(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from arq.constants import in_progress_key_prefix, job_key_prefix
@@ -110,3 +111,44 @@ async def test_the_reconciler_takes_over_only_marks_older_than_its_grace(
         await plain.zrem(queue_key("default"), *(str(job.id) for job in marks))
         await redis.aclose()
         await plain.aclose()
+
+
+class RankedJob(Job):
+    def __init__(self, priority: int, run_after: datetime | None = None) -> None:
+        super().__init__(uuid.uuid4(), "default")
+        self.priority = priority
+        self.run_after = run_after or datetime.now(UTC)
+
+
+@pytest.mark.redis
+async def test_due_jobs_are_scored_by_priority_and_age_and_delayed_ones_by_their_time(
+    settings: Settings,
+) -> None:
+    """arq takes a queue's due jobs lowest score first: higher priority first, FIFO within a
+    priority, a job that waited the aging time ahead of every newer one, delayed ones at their
+    time."""
+    redis = create_redis(settings.resolved_redis_url, patient=False)
+    plain = Redis.from_url(settings.resolved_redis_url)
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    aging_s = 60.0
+    try:
+        queue = JobQueue(redis, 600, priority_aging_s=aging_s)
+        old_low = RankedJob(0)
+        await queue.enqueue([old_low], "submitted")
+        lows = [RankedJob(0) for _ in range(3)]
+        for low in lows:  # one call each: FIFO is by the time of each call
+            await queue.enqueue([low], "submitted")
+        high, middle, delayed = RankedJob(9), RankedJob(5), RankedJob(9, later)
+        await queue.enqueue([middle, high, delayed], "submitted")
+        score = {
+            job: float(await plain.zscore(queue_key("default"), str(job.id)) or 0)
+            for job in [old_low, *lows, high, middle, delayed]
+        }
+    finally:
+        await redis.aclose()
+        await plain.aclose()
+
+    assert score[high] < score[middle] < score[old_low] <= score[lows[0]]
+    assert [score[low] for low in lows] == sorted(score[low] for low in lows)
+    assert score[old_low] - score[high] == pytest.approx(aging_s * 1000, abs=1000)
+    assert score[delayed] == pytest.approx(later.timestamp() * 1000, abs=1)

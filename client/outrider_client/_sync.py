@@ -1,0 +1,310 @@
+"""`Outrider`: the blocking client (httpx.Client)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from outrider_client import models
+from outrider_client._core import (
+    STREAM_READ_TIMEOUT_S,
+    Call,
+    JobId,
+    JobSpec,
+    Routes,
+    SSEParser,
+    default_headers,
+    error_from,
+    events_request,
+    new_idempotency_key,
+    raise_for,
+    reconnect_pause,
+    resolve_key,
+    resolve_url,
+    retry_delay,
+    server_wait,
+)
+from outrider_client.errors import ConnectionFailed, WaitTimeout
+
+T = TypeVar("T")
+MAX_STREAM_FAILURES = 5
+
+
+class Outrider:
+    """A client of one Outrider API. `url` defaults to OUTRIDER_URL (else
+    http://127.0.0.1:8000), `key` to OUTRIDER_API_KEY. A 503 is retried up to `max_retries`
+    times after its Retry-After; every other error raises a typed `OutriderError`."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        max_retries: int = 3,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = resolve_url(url)
+        self.key = resolve_key(key)
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers=default_headers(self.key),
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Outrider:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _send(self, call: Call[Any], limits: httpx.Timeout) -> httpx.Response:
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    json=call.json,
+                    headers=call.headers,
+                    timeout=limits,
+                )
+            except httpx.TransportError as exc:
+                raise ConnectionFailed(f"{self.url}: {exc!r}") from exc
+            delay = retry_delay(response, attempt, self.max_retries)
+            if delay is None:
+                return response
+            time.sleep(delay)
+            attempt += 1
+
+    def _call(self, call: Call[T], wait: float | None = None) -> T:
+        limits = httpx.Timeout(self.timeout, read=self.timeout + (server_wait(wait) or 0.0))
+        response = self._send(call, limits)
+        raise_for(response)
+        return call.parse(response)
+
+    # Jobs
+
+    def submit(
+        self, spec: JobSpec, *, wait: float | None = None, idempotency_key: str | None = None
+    ) -> models.Job:
+        """Submit one job (`{"kind": ..., "input": {...}}`, a mapping or a pydantic model).
+        An Idempotency-Key is made for the call if none is given, so a retried submit never
+        queues the job twice. With `wait`, return once the job has ended or `wait` seconds
+        have passed (check `job.ended`), whichever is first."""
+        started = time.monotonic()
+        key = idempotency_key or new_idempotency_key()
+        job = self._call(Routes.submit(spec, wait, key), wait)
+        remaining = (wait or 0.0) - (time.monotonic() - started)
+        if job.ended or remaining <= 0:
+            return job
+        try:  # a wait beyond what one request may hold
+            return self.wait(job.id, timeout=remaining)
+        except WaitTimeout:
+            return self.get_job(job.id)
+
+    def submit_batch(
+        self, specs: Iterable[JobSpec], *, wait: float | None = None
+    ) -> list[models.Job]:
+        """Submit up to 1,000 jobs at once (all or none); with `wait` (at most 60 s), return
+        once all have ended or the time is up."""
+        return self._call(Routes.submit_batch(specs, wait), wait)
+
+    def get_job(self, job_id: JobId) -> models.Job:
+        return self._call(Routes.get_job(job_id))
+
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        kind: str | None = None,
+        agent_id: JobId | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> models.JobList:
+        """One page of your jobs, newest first; pass `next_cursor` on for the next."""
+        call = Routes.list_jobs(
+            status, kind, agent_id, created_after, created_before, cursor, limit
+        )
+        return self._call(call)
+
+    def iter_jobs(self, **filters: Any) -> Iterator[models.Job]:
+        """Every job matching `list_jobs`' filters, page after page."""
+        cursor = None
+        while True:
+            page = self.list_jobs(**filters, cursor=cursor)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def attempts(self, job_id: JobId) -> list[models.Attempt]:
+        return self._call(Routes.attempts(job_id)).items
+
+    def cancel(self, job_id: JobId) -> models.Job:
+        return self._call(Routes.cancel(job_id))
+
+    def retry(self, job_id: JobId) -> models.Job:
+        return self._call(Routes.retry(job_id))
+
+    def deliveries(self, job_id: JobId) -> list[models.Delivery]:
+        return self._call(Routes.deliveries(job_id)).items
+
+    def wait(self, job_id: JobId, *, timeout: float | None = None) -> models.Job:
+        """Block until the job ends (following its events) and return it; `WaitTimeout`
+        if `timeout` seconds pass first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        path, params = events_request(job_id, None, None)
+        for event in self._stream(path, params, SSEParser(), str(job_id), deadline):
+            if event.terminal:
+                break
+        return self.get_job(job_id)
+
+    def events(
+        self,
+        job_id: JobId | None = None,
+        *,
+        kinds: Iterable[str] | None = None,
+        types: Iterable[str] | None = None,
+        last_event_id: str | None = None,
+    ) -> Iterator[models.Event]:
+        """Live events: one job's (replayed from its first, ending with its last) or, without
+        `job_id`, all of yours from now on (filter by job `kinds` and event `types`). A dropped
+        stream is resumed where it stopped (Last-Event-ID); pass `last_event_id` to resume a
+        stream you read before."""
+        path, params = events_request(job_id, kinds, types)
+        parser = SSEParser(last_event_id)
+        ended_by = None if job_id is None else str(job_id)
+        yield from self._stream(path, params, parser, ended_by, None)
+
+    def _stream(
+        self,
+        path: str,
+        params: dict[str, Any],
+        parser: SSEParser,
+        job_id: str | None,
+        deadline: float | None,
+    ) -> Iterator[models.Event]:
+        """Events of one stream, reconnecting after a drop; a job's ends with its last."""
+        failures = 0
+        while True:
+            read_s = STREAM_READ_TIMEOUT_S
+            if deadline is not None:
+                read_s = min(read_s, deadline - time.monotonic())
+                if read_s <= 0:
+                    raise WaitTimeout("The job had not ended in time.", job_id=str(job_id))
+            headers = {"Last-Event-ID": parser.last_event_id} if parser.last_event_id else {}
+            timeout = httpx.Timeout(self.timeout, read=read_s)
+            try:
+                with self._http.stream(
+                    "GET", path, params=params, headers=headers, timeout=timeout
+                ) as response:
+                    if response.status_code == 204:
+                        return  # the job ended and everything was told
+                    if response.status_code >= 400:
+                        response.read()
+                        raise error_from(response)
+                    failures = 0
+                    for line in response.iter_lines():
+                        event = parser.feed(line)
+                        if event is not None:
+                            yield event
+                            if job_id is not None and event.terminal:
+                                return
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures > MAX_STREAM_FAILURES and not isinstance(exc, httpx.ReadTimeout):
+                    raise ConnectionFailed(f"{self.url}{path}: {exc!r}") from exc
+                time.sleep(reconnect_pause(parser.retry_ms, failures))
+
+    # Agents, artifacts, schedules, status
+
+    def create_agent(self, name: str, **fields: Any) -> models.AgentCreated:
+        return self._call(Routes.create_agent({"name": name, **fields}))
+
+    def list_agents(
+        self, *, cursor: str | None = None, limit: int | None = None
+    ) -> models.AgentList:
+        return self._call(Routes.list_agents(cursor, limit))
+
+    def get_agent(self, agent_id: JobId) -> models.Agent:
+        return self._call(Routes.get_agent(agent_id))
+
+    def update_agent(self, agent_id: JobId, changes: Mapping[str, Any]) -> models.Agent:
+        return self._call(Routes.update_agent(agent_id, changes))
+
+    def delete_agent(self, agent_id: JobId) -> None:
+        self._call(Routes.delete_agent(agent_id))
+
+    def new_webhook_secret(self, agent_id: JobId) -> models.WebhookSecret:
+        return self._call(Routes.new_webhook_secret(agent_id))
+
+    def artifact(self, artifact_id: JobId) -> models.Artifact:
+        return self._call(Routes.artifact(artifact_id))
+
+    def create_schedule(self, schedule: Mapping[str, Any]) -> models.Schedule:
+        return self._call(Routes.create_schedule(schedule))
+
+    def list_schedules(
+        self, *, cursor: str | None = None, limit: int | None = None
+    ) -> models.ScheduleList:
+        return self._call(Routes.list_schedules(cursor, limit))
+
+    def get_schedule(self, schedule_id: JobId) -> models.Schedule:
+        return self._call(Routes.get_schedule(schedule_id))
+
+    def update_schedule(self, schedule_id: JobId, changes: Mapping[str, Any]) -> models.Schedule:
+        return self._call(Routes.update_schedule(schedule_id, changes))
+
+    def delete_schedule(self, schedule_id: JobId) -> None:
+        self._call(Routes.delete_schedule(schedule_id))
+
+    def run_schedule(self, schedule_id: JobId) -> models.Job:
+        return self._call(Routes.run_schedule(schedule_id))
+
+    def schedule_runs(
+        self, schedule_id: JobId, *, cursor: str | None = None, limit: int | None = None
+    ) -> models.ScheduleRunList:
+        return self._call(Routes.schedule_runs(schedule_id, cursor, limit))
+
+    def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """GET any route of the API (e.g. one newer than this client) and return its JSON."""
+        return self._call(Routes.get_json(path, params))
+
+    def health(self) -> models.Health:
+        return self._call(Routes.health())
+
+    def ready(self) -> models.Health:
+        return self._call(Routes.ready())
+
+    def queue_status(self) -> models.QueueStatus:
+        return self._call(Routes.queue_status())
+
+    def pause_queue(self, name: str) -> models.QueueControl:
+        """Stop workers taking the queue's jobs (owners in OUTRIDER_ADMIN_OWNERS only)."""
+        return self._call(Routes.set_queue_paused(name, True))
+
+    def resume_queue(self, name: str) -> models.QueueControl:
+        return self._call(Routes.set_queue_paused(name, False))
+
+    def workers(self) -> list[models.Worker]:
+        return self._call(Routes.workers()).workers
