@@ -74,6 +74,10 @@ export class Api {
   post(path, body) {
     return this.request("POST", path, body);
   }
+
+  patch(path, body) {
+    return this.request("PATCH", path, body);
+  }
 }
 
 // Checks a key before it is kept: resolves if the API accepts it.

@@ -1,10 +1,14 @@
 // The dashboard: sign in with an API key (kept in this tab's sessionStorage, sent only as
 // `Authorization: Bearer`), then panels read from the API and kept live by /v1/events.
+// Routes (the URL's fragment): `#/` the overview, `#/jobs/{id}` a job's page,
+// `#/schedules/{id}` the overview with that schedule marked.
 
 import { Api, checkKey, isAbort } from "./api.js";
-import { $ } from "./dom.js";
+import { $, $$ } from "./dom.js";
+import { JobPage } from "./jobpage.js";
 import { JobsPanel } from "./jobs.js";
-import { QueuesPanel, SchedulesPanel, WorkersPanel } from "./panels.js";
+import { QueuesPanel, WorkersPanel } from "./panels.js";
+import { SchedulesPanel } from "./schedules.js";
 import { EventStream } from "./sse.js";
 
 const KEY_ITEM = "outrider.apiKey";
@@ -24,7 +28,7 @@ const notice = $("#notice");
 
 let noticeTimer = null;
 function notify(text) {
-  notice.textContent = text;
+  notice.replaceChildren(text);
   notice.hidden = false;
   clearTimeout(noticeTimer);
   noticeTimer = setTimeout(() => {
@@ -34,8 +38,9 @@ function notify(text) {
 
 const queues = new QueuesPanel();
 const workers = new WorkersPanel();
-const schedules = new SchedulesPanel();
+const schedules = new SchedulesPanel(notify, () => session?.refreshSchedules());
 const jobs = new JobsPanel(notify);
+const jobPage = new JobPage(notify);
 
 let session = null;
 
@@ -53,6 +58,7 @@ function setLive(state, detail) {
 class Session {
   constructor(key) {
     this.controller = new AbortController();
+    this.key = key;
     this.api = new Api(key, this.controller.signal, refused);
     this.timers = [];
     this.countsTimer = null;
@@ -70,6 +76,9 @@ class Session {
 
   start() {
     jobs.attach(this.api);
+    schedules.attach(this.api);
+    jobPage.attach(this.api, this.key);
+    route();
     jobs.load(); // and again each time the stream (re)connects, for what it may have missed
     this.refreshCounts();
     this.refreshSchedules();
@@ -146,6 +155,7 @@ function signOut(text) {
   session = null;
   sessionStorage.removeItem(KEY_ITEM);
   jobs.clear();
+  jobPage.clear();
   queues.clear();
   workers.clear();
   schedules.clear();
@@ -180,6 +190,33 @@ form.addEventListener("submit", async (event) => {
 });
 
 signOutButton.addEventListener("click", () => signOut("Signed out."));
+
+const JOB_ROUTE = /^#\/jobs\/([0-9a-fA-F-]{36})$/;
+const SCHEDULE_ROUTE = /^#\/schedules\/([0-9a-fA-F-]{36})$/;
+
+// Shows what the fragment names: a job's page, or the overview.
+function route() {
+  const job = JOB_ROUTE.exec(location.hash);
+  for (const panel of $$(".overview")) panel.hidden = job !== null;
+  if (job) {
+    if (jobPage.id !== job[1].toLowerCase()) {
+      jobPage.open(job[1].toLowerCase(), jobs.filters.fragment());
+    }
+    window.scrollTo(0, 0);
+    return;
+  }
+  jobPage.close();
+  const schedule = SCHEDULE_ROUTE.exec(location.hash);
+  schedules.mark(schedule ? schedule[1].toLowerCase() : null);
+  if (schedule) return;
+  // The list's filters, from `#/?status=...`: a link to a filtered list.
+  const query = location.hash.startsWith("#/?") ? location.hash.slice(3) : "";
+  if (jobs.filters.fromQuery(new URLSearchParams(query))) jobs.load();
+}
+
+window.addEventListener("hashchange", () => {
+  if (session) route();
+});
 
 const stored = sessionStorage.getItem(KEY_ITEM);
 if (stored) enter(stored);

@@ -21,6 +21,10 @@ export function $(selector) {
   return document.querySelector(selector);
 }
 
+export function $$(selector) {
+  return document.querySelectorAll(selector);
+}
+
 export const DASH = "\u2014";
 
 export function num(value) {
@@ -63,4 +67,83 @@ export function numCell(field, value, text) {
 
 export function replaceRows(tbody, rows) {
   tbody.replaceChildren(...rows);
+}
+
+// Asks before an action: resolves true if the user confirmed (Escape or Back: false).
+export function confirmAction(text, label) {
+  const dialog = $("#confirm");
+  const ok = $("#confirm-ok");
+  const back = $("#confirm-back");
+  if (dialog.open) return Promise.resolve(false); // one question at a time
+  $("#confirm-text").textContent = text;
+  ok.textContent = label;
+  return new Promise((resolve) => {
+    const done = (answer) => {
+      ok.removeEventListener("click", yes);
+      back.removeEventListener("click", no);
+      dialog.removeEventListener("close", no);
+      if (dialog.open) dialog.close();
+      resolve(answer);
+    };
+    const yes = () => done(true);
+    const no = () => done(false);
+    ok.addEventListener("click", yes);
+    back.addEventListener("click", no);
+    dialog.addEventListener("close", no);
+    dialog.showModal();
+    back.focus();
+  });
+}
+
+// Copies text to the clipboard; where the Clipboard API is missing (plain http on a
+// non-local host), through a selected, off-screen text field.
+export async function copyText(text) {
+  if (navigator.clipboard && window.isSecureContext) {
+    await navigator.clipboard.writeText(text);
+    return;
+  }
+  const field = el("textarea", { class: "visually-hidden", readonly: true });
+  field.value = text;
+  document.body.append(field);
+  field.select();
+  try {
+    if (!document.execCommand("copy")) throw new Error("copy refused");
+  } finally {
+    field.remove();
+  }
+}
+
+// A button that copies `text` and says so for a moment.
+export function copyButton(text, label = "Copy") {
+  const button = el("button", {
+    type: "button",
+    class: "copy",
+    title: `Copy ${text}`,
+    "aria-label": `Copy ${text}`,
+    data: { copy: text },
+    text: label,
+  });
+  return button;
+}
+
+export async function onCopyClick(event) {
+  const button = event.target.closest("button[data-copy]");
+  if (!button) return false;
+  if (!button.dataset.label) button.dataset.label = button.textContent;
+  const label = button.dataset.label;
+  try {
+    await copyText(button.dataset.copy);
+    button.textContent = "Copied";
+  } catch {
+    button.textContent = "Copy failed";
+  }
+  setTimeout(() => {
+    button.textContent = label;
+  }, 1500);
+  return true;
+}
+
+// A value of the API as indented JSON text (for <pre>).
+export function json(value) {
+  return JSON.stringify(value, null, 2);
 }

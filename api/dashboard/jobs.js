@@ -1,13 +1,15 @@
-// The jobs panel: recent (or filtered) jobs from GET /v1/jobs, kept current by the event
-// stream, with Retry and Cancel. A row shows the API's job; an event updates it at once, and
-// after a terminal event (or for a job new to the page) the row is read again from the API.
+// The jobs panel: a page of GET /v1/jobs (filtered, searched), kept current by the event
+// stream, with Retry and Cancel (confirmed), and a bulk retry of the failed jobs the filters
+// find. A row shows the API's job; an event updates it at once, and after a terminal event
+// (or for a job new to the first page) the row is read again from the API.
 
 import { isAbort } from "./api.js";
 import { crawlKind, pagesButton, togglePages } from "./crawl.js";
-import { $, cell, DASH, el, num, time } from "./dom.js";
+import { $, cell, confirmAction, copyButton, DASH, el, num, onCopyClick, time } from "./dom.js";
+import { JobFilters } from "./jobfilters.js";
 
-const LIMIT = 50;
 const MAX_ROWS = 100;
+const BULK_LIMIT = 500;
 const FETCH_CONCURRENCY = 4;
 const CRAWL_REFRESH_MS = 2000; // a running crawl's counts change without events of its own
 const STATUSES = new Set(["queued", "running", "succeeded", "failed", "cancelled"]);
@@ -39,13 +41,28 @@ function actions(job) {
   return el("td", { class: "actions" }, ...buttons);
 }
 
+export function jobLink(id) {
+  return el(
+    "a",
+    { href: `#/jobs/${encodeURIComponent(id)}`, title: id, data: { part: "link" } },
+    el("code", { text: id.slice(0, 8) }),
+  );
+}
+
+export function jobUrl(job) {
+  const input = job.input && typeof job.input === "object" ? job.input : {};
+  return typeof input.url === "string" ? input.url : null;
+}
+
 function cells(job) {
   const status = STATUSES.has(job.status) ? job.status : "unknown";
   const attempts = `${num(job.attempts)} / ${num(job.max_attempts)}`;
+  const url = jobUrl(job);
   return [
-    cell("id", el("code", { title: job.id, text: job.id.slice(0, 8) })),
+    cell("id", jobLink(job.id), " ", copyButton(job.id)),
     cell("kind", crawlKind(job)),
     cell("status", el("span", { class: `status status-${status}`, text: job.status })),
+    cell("url", url ? el("span", { class: "url", title: url, text: url }) : DASH),
     el("td", { class: "num", data: { field: "attempts", value: job.attempts ?? "" } }, attempts),
     errorCell(job.error),
     cell("created_at", time(job.created_at)),
@@ -70,15 +87,15 @@ export class JobsPanel {
     this.notify = notify;
     this.tbody = $("#jobs tbody");
     this.empty = $("#jobs-empty");
-    this.filter = $("#job-filter");
+    this.filters = new JobFilters(() => this.load());
     this.rows = new Map(); // job id -> { job, tr, seq }
     this.api = null;
     this.loading = null;
     this.buffered = [];
     this.pending = new Set();
     this.inflight = 0;
-    this.filter.addEventListener("change", () => this.load());
     $("#jobs-reload").addEventListener("click", () => this.load());
+    $("#jobs-retry-failed").addEventListener("click", () => this.retryFailed());
     this.tbody.addEventListener("click", (event) => this.onClick(event));
     setInterval(() => this.refreshCrawls(), CRAWL_REFRESH_MS);
   }
@@ -91,6 +108,17 @@ export class JobsPanel {
 
   attach(api) {
     this.api = api;
+    this.loadAgents();
+  }
+
+  async loadAgents() {
+    const api = this.api;
+    try {
+      const body = await api.get("/v1/agents?limit=200");
+      if (this.api === api) this.filters.setAgents(body.items);
+    } catch (error) {
+      if (!isAbort(error) && this.api === api) this.notify(`Agents: ${error.message}`);
+    }
   }
 
   clear() {
@@ -101,7 +129,7 @@ export class JobsPanel {
     this.rows.clear();
     this.tbody.replaceChildren();
     this.empty.hidden = true;
-    this.filter.value = "";
+    this.filters.clear();
   }
 
   // (Re)reads the list; events arriving meanwhile are applied after it, in order.
@@ -111,16 +139,16 @@ export class JobsPanel {
     const token = {};
     this.loading = token;
     this.buffered = [];
-    const query = new URLSearchParams({ limit: String(LIMIT) });
-    if (this.filter.value) query.set("status", this.filter.value);
     let items = null;
+    let next = null;
     try {
-      items = (await api.get(`/v1/jobs?${query}`)).items;
+      ({ items, next_cursor: next } = await api.get(`/v1/jobs?${this.filters.query()}`));
     } catch (error) {
       if (!isAbort(error) && this.api === api) this.notify(`Jobs: ${error.message}`);
     }
     if (this.loading !== token || this.api !== api) return;
     if (items) {
+      this.filters.setNext(next);
       this.rows.clear();
       for (const job of items) this.rows.set(job.id, { job, tr: this.row(job), seq: 0 });
       this.tbody.replaceChildren(...[...this.rows.values()].map((row) => row.tr));
@@ -130,6 +158,10 @@ export class JobsPanel {
     this.buffered = [];
     for (const event of buffered) this.apply(event);
     this.empty.hidden = this.rows.size > 0;
+    // A search reads a bounded stretch of jobs per page: none here may still mean some older.
+    this.empty.textContent = this.filters.next
+      ? "No match among these jobs: Older searches further back."
+      : "No jobs.";
   }
 
   onEvent(event) {
@@ -141,7 +173,7 @@ export class JobsPanel {
   apply(event) {
     const row = this.rows.get(event.job_id);
     if (!row) {
-      if (this.filter.value && event.status !== this.filter.value) return;
+      if (!this.filters.admits(event)) return;
       const job = withEvent({ id: event.job_id, kind: event.kind, error: null }, event);
       const added = { job, tr: this.row(job), seq: 1 };
       this.rows.set(job.id, added);
@@ -222,12 +254,12 @@ export class JobsPanel {
   }
 
   async onClick(event) {
+    if (await onCopyClick(event)) return;
     const button = event.target.closest("button[data-action]");
     if (!button || !this.api) return;
     const tr = button.closest("tr");
     const id = tr.dataset.jobId;
-    const action = button.dataset.action;
-    if (action === "pages") {
+    if (button.dataset.action === "pages") {
       try {
         await togglePages(this.api, tr, id, tr.children.length);
       } catch (error) {
@@ -235,18 +267,51 @@ export class JobsPanel {
       }
       return;
     }
-    const row = this.rows.get(id);
-    const seq = row ? row.seq : 0;
-    button.disabled = true;
+    const seqOf = () => this.rows.get(id)?.seq ?? 0;
+    await jobAction(this.api, id, button.dataset.action, button, this.notify, seqOf, (job, seq) => {
+      if (job) this.merge(id, job, seq);
+      else this.refresh(id);
+    });
+  }
+
+  async retryFailed() {
     const api = this.api;
+    if (!api) return;
+    const text =
+      `Retry the failed jobs of these filters (${this.filters.describe()}), ` +
+      `at most ${BULK_LIMIT}, each with a fresh attempt budget?`;
+    if (!(await confirmAction(text, "Retry failed jobs"))) return;
     try {
-      const job = await api.post(`/v1/jobs/${encodeURIComponent(id)}/${action}`);
-      if (this.api === api) this.merge(id, job, seq);
+      const body = await api.post("/v1/jobs/retry", this.filters.retryBody(BULK_LIMIT));
+      if (this.api !== api) return;
+      const more = body.more ? " More failed jobs match: retry again for them." : "";
+      this.notify(`Retried ${body.retried} failed job${body.retried === 1 ? "" : "s"}.${more}`);
+      this.load();
     } catch (error) {
-      if (isAbort(error) || this.api !== api) return;
-      this.notify(`${action === "retry" ? "Retry" : "Cancel"} failed: ${error.message}`);
-      button.disabled = false;
-      this.refresh(id);
+      if (!isAbort(error) && this.api === api) this.notify(`Retry failed: ${error.message}`);
     }
+  }
+}
+
+const VERBS = { retry: "Retry", cancel: "Cancel" };
+
+// Retry or Cancel one job after the user confirms; `done(job, seq)` gets the API's answer
+// (or null if the action failed, to read the job again) and `seqOf()` as it was when sent.
+export async function jobAction(api, id, action, button, notify, seqOf, done) {
+  const question =
+    action === "cancel"
+      ? `Cancel job ${id}? A running job stops within about a second.`
+      : `Retry job ${id} with a fresh attempt budget?`;
+  if (!(await confirmAction(question, `${VERBS[action]} job`))) return;
+  button.disabled = true;
+  const seq = seqOf();
+  try {
+    const job = await api.post(`/v1/jobs/${encodeURIComponent(id)}/${action}`);
+    done(job, seq);
+  } catch (error) {
+    if (isAbort(error)) return;
+    notify(`${VERBS[action]} failed: ${error.message}`);
+    button.disabled = false;
+    done(null, seq);
   }
 }

@@ -1,4 +1,4 @@
-// The read-only panels: queues (with the depth/throughput chart), workers, schedules.
+// The read-only panels: queues (with the depth/throughput chart) and workers.
 // Every number shown is a field of the API's answer, unchanged.
 
 import { drawChart, SERIES } from "./chart.js";
@@ -138,51 +138,6 @@ export class WorkersPanel {
           cell("version", worker.version ?? DASH),
         ),
       ),
-    );
-  }
-}
-
-function jobSummary(job) {
-  if (!job || typeof job !== "object") return DASH;
-  const input = job.input && typeof job.input === "object" ? job.input : {};
-  const target = input.url ?? (Array.isArray(input.urls) ? input.urls[0] : undefined);
-  return target ? `${job.kind} ${target}` : String(job.kind ?? DASH);
-}
-
-export class SchedulesPanel {
-  constructor() {
-    this.tbody = $("#schedules tbody");
-    this.empty = $("#schedules-empty");
-    this.nextFire = null;
-  }
-
-  clear() {
-    this.tbody.replaceChildren();
-    this.empty.hidden = true;
-    this.nextFire = null;
-  }
-
-  update(body) {
-    const items = Array.isArray(body.items) ? body.items : [];
-    const fires = items.flatMap((s) => (s.next_fire_times || []).slice(0, 1).map(Date.parse));
-    this.nextFire = fires.length ? Math.min(...fires) : null;
-    this.empty.hidden = items.length > 0;
-    replaceRows(
-      this.tbody,
-      items.map((schedule) => {
-        const next = (schedule.next_fire_times || [])[0];
-        return el(
-          "tr",
-          { data: { scheduleId: schedule.id } },
-          cell("id", el("code", { title: schedule.id, text: schedule.id.slice(0, 8) })),
-          cell("cron", el("code", { text: schedule.cron })),
-          cell("timezone", schedule.timezone),
-          cell("enabled", schedule.enabled ? "yes" : "paused"),
-          cell("job", jobSummary(schedule.job)),
-          cell("next_fire", next ? time(next) : DASH),
-          numCell("missed_count", schedule.missed_count),
-        );
-      }),
     );
   }
 }

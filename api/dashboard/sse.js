@@ -65,7 +65,9 @@ const MAX_DELAY_MS = 30000;
 const STALL_MS = 60000; // no byte (not even a heartbeat) for this long: reconnect
 
 // A stream that reconnects after a drop with Last-Event-ID and a growing, jittered delay.
-// Callbacks: onOpen(), onEvent(event), onState(state, detail), onUnauthorized(message).
+// Callbacks: onOpen(), onEvent(event), onState(state, detail), onUnauthorized(message), and
+// for a stream that ends by design (one job's: it closes after the job's last event, or
+// answers 204 when nothing is left), onEnd(): then an end is not a drop.
 export class EventStream {
   constructor(url, key, callbacks) {
     this.url = url;
@@ -118,11 +120,16 @@ export class EventStream {
       }
       // A resume point the server no longer accepts: start from now (the caller re-reads).
       if (response.status === 422) this.lastEventId = "";
+      // A finite stream with nothing left (204), or of a job that is gone (404): done.
+      if ((response.status === 204 || response.status === 404) && this.callbacks.onEnd) {
+        return this.end();
+      }
       if (!response.ok || response.body === null) throw new Error(`HTTP ${response.status}`);
       this.failures = 0;
       this.callbacks.onState("live");
       this.callbacks.onOpen();
       await this.read(response.body, arm);
+      if (!this.stopped && this.callbacks.onEnd) return this.end();
       if (!this.stopped) throw new Error("the stream ended");
     } catch (error) {
       if (this.stopped) return;
@@ -133,6 +140,12 @@ export class EventStream {
     } finally {
       clearTimeout(stall);
     }
+  }
+
+  end() {
+    this.stopped = true;
+    this.callbacks.onState("ended");
+    this.callbacks.onEnd();
   }
 
   async read(body, arm) {

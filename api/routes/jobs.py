@@ -1,4 +1,5 @@
-"""Jobs: submit (one or a batch), read, list, attempts, cancel, retry."""
+"""Jobs: submit (one or a batch), read, list and search, attempts, cancel, retry (one or
+the failed ones that match)."""
 
 from __future__ import annotations
 
@@ -18,19 +19,24 @@ from api.schemas.jobs import (
     AttemptOut,
     BatchIn,
     BatchOut,
+    BulkRetryIn,
+    BulkRetryOut,
     JobList,
     JobOut,
     JobStatusName,
     JobWarning,
 )
+from api.services.retry import retry_failed
 from api.services.submit import enqueue_jobs, submit_batch, submit_one
 from api.services.waiting import WAIT, WAIT_DESCRIPTION, settle, start_point
 from shared.errors import ValidationFailed
 from shared.events import JobEvent
 from shared.models import TERMINAL_STATUSES, Job
 from shared.repositories import job as jobs
+from shared.repositories import job_list
 from shared.repositories.frontier import crawl_progress
 from shared.repositories.job import NewJob
+from shared.repositories.job_list import SEARCH_WINDOW, JobFilters
 from shared.specs import JOB_KINDS, AnyJobSpec, JobSpec, queue_for
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -159,11 +165,28 @@ def _utc(value: datetime | None, name: str) -> datetime | None:
         raise ValidationFailed(f"`{name}` is out of range.", details=[problem]) from exc
 
 
+Search = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=2048,
+        description="A job id, or the start of one (like the 8 characters the dashboard "
+        "shows), or a piece of the job's URL (case-insensitive). Short of a whole id, a search "
+        f"reads at most {SEARCH_WINDOW:,} jobs per page, so a page may hold fewer than `limit` "
+        "jobs while `next_cursor` is set: follow it to search on.",
+    ),
+]
+Statuses = Annotated[
+    list[JobStatusName] | None,
+    Query(description="Repeat to combine: `?status=failed&status=cancelled`."),
+]
+
+
 @router.get("", response_model=JobList, responses=error_responses(400, 422))
 async def list_jobs(
     state: StateDep,
     principal: PrincipalDep,
-    status: JobStatusName | None = None,
+    status: Statuses = None,
     kind: Annotated[str | None, Query(max_length=32)] = None,
     agent_id: uuid.UUID | None = None,
     parent_id: Annotated[
@@ -171,25 +194,50 @@ async def list_jobs(
     ] = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
+    q: Search = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JobList:
     """The caller's jobs, newest first; follow `next_cursor` for the next page."""
     if kind is not None and kind not in JOB_KINDS:
         return JobList(items=[], next_cursor=None)
-    filters = jobs.JobFilters(
-        status=status,
+    filters = JobFilters(
+        statuses=tuple(sorted(set(status or ()))),
         kind=kind,
         agent_id=agent_id,
         parent_id=parent_id,
         created_after=_utc(created_after, "created_after"),
         created_before=_utc(created_before, "created_before"),
+        q=q,
     )
     async with state.sessionmaker() as session:
-        rows, next_cursor = await jobs.list_jobs(
+        rows, next_cursor = await job_list.list_jobs(
             session, principal.owner_id, filters, cursor, limit
         )
     return JobList(items=[JobOut.model_validate(j) for j in rows], next_cursor=next_cursor)
+
+
+@router.post("/retry", response_model=BulkRetryOut, responses=error_responses(400, 413, 422))
+async def retry_failed_jobs(
+    body: BulkRetryIn, state: StateDep, principal: PrincipalDep
+) -> BulkRetryOut:
+    """Queue again, each with a fresh attempt budget, the caller's failed jobs that match the
+    filters (those of GET /v1/jobs), newest first, at most `limit` of them; `more` says that
+    further failed jobs match (call again)."""
+    if body.kind is not None and body.kind not in JOB_KINDS:
+        problem = {"loc": ["body", "kind"], "msg": "No such job kind.", "type": "unknown_kind"}
+        raise ValidationFailed(
+            f"Unknown kind; one of {', '.join(JOB_KINDS)}.", code="unknown_kind", details=[problem]
+        )
+    filters = JobFilters(
+        kind=body.kind,
+        agent_id=body.agent_id,
+        created_after=_utc(body.created_after, "created_after"),
+        created_before=_utc(body.created_before, "created_before"),
+        q=body.q,
+    )
+    retried, more = await retry_failed(state, principal.owner_id, filters, body.limit)
+    return BulkRetryOut(retried=len(retried), job_ids=[job.id for job in retried], more=more)
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=error_responses(404, 422))

@@ -1,4 +1,4 @@
-"""Response bodies of the job routes: jobs, batches, attempts, webhook deliveries."""
+"""Bodies of the job routes: jobs, batches, bulk retry, attempts, webhook deliveries."""
 
 from __future__ import annotations
 
@@ -81,6 +81,27 @@ class BatchIn(StrictModel):  # each spec checks its own values (RequestModel)
 
 class BatchOut(BaseModel):
     jobs: list[JobOut]
+
+
+class BulkRetryIn(StrictModel):
+    """Which failed jobs to retry: the filters of GET /v1/jobs (status is `failed`)."""
+
+    kind: str | None = Field(
+        default=None, max_length=32, description="A job kind (422 `unknown_kind` if none)."
+    )
+    agent_id: uuid.UUID | None = None
+    q: str | None = Field(
+        default=None, min_length=1, max_length=2048, description="As in GET /v1/jobs."
+    )
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    limit: int = Field(default=100, ge=1, le=500, description="Retry at most this many.")
+
+
+class BulkRetryOut(BaseModel):
+    retried: int = Field(description="How many failed jobs were queued again.")
+    job_ids: list[uuid.UUID] = Field(description="Those jobs, newest first.")
+    more: bool = Field(description="Further failed jobs match: call again to retry them.")
 
 
 class AttemptOut(BaseModel):

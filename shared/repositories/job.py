@@ -1,4 +1,4 @@
-"""Jobs as the API sees them: insert, read, list, cancel, retry. Owner-scoped throughout."""
+"""Jobs as the API sees them: insert, read, cancel, retry. Owner-scoped throughout."""
 
 from __future__ import annotations
 
@@ -14,20 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.errors import InvalidState, NotFound
 from shared.models import Job, JobAttempt, JobStatus, utcnow
 from shared.repositories.frontier import lock_crawl
-from shared.repositories.pagination import after_cursor, encode_cursor
 from shared.repositories.webhooks import add_deliveries, webhook_urls
-
-
-@dataclass(frozen=True)
-class JobFilters:
-    """Filters of a job listing; None means any."""
-
-    status: str | None = None
-    kind: str | None = None
-    agent_id: uuid.UUID | None = None
-    parent_id: uuid.UUID | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -128,37 +115,6 @@ async def get_jobs(
     return [found[job_id] for job_id in job_ids if job_id in found]
 
 
-async def list_jobs(
-    session: AsyncSession,
-    owner_id: uuid.UUID,
-    filters: JobFilters,
-    cursor: str | None,
-    limit: int,
-) -> tuple[list[Job], str | None]:
-    """One page of the owner's jobs, newest first."""
-    stmt = select(Job).where(Job.owner_id == owner_id)
-    if filters.status:
-        stmt = stmt.where(Job.status == filters.status)
-    if filters.kind:
-        stmt = stmt.where(Job.kind == filters.kind)
-    if filters.agent_id:
-        stmt = stmt.where(Job.agent_id == filters.agent_id)
-    if filters.parent_id:
-        stmt = stmt.where(Job.parent_id == filters.parent_id)
-    if filters.created_after:
-        stmt = stmt.where(Job.created_at > filters.created_after)
-    if filters.created_before:
-        stmt = stmt.where(Job.created_at < filters.created_before)
-    rows = list(
-        (await session.scalars(after_cursor(stmt, Job.created_at, Job.id, cursor, limit))).all()
-    )
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
-    return rows, next_cursor
-
-
 async def list_attempts(session: AsyncSession, job: Job) -> list[JobAttempt]:
     """The job's attempts, oldest first."""
     rows = await session.scalars(
@@ -231,3 +187,20 @@ async def retry_job(session: AsyncSession, job: Job) -> Job:
         raise InvalidState(f"A {job.status} job cannot be retried; only failed or cancelled.")
     await session.refresh(job)
     return job
+
+
+async def retry_failed_jobs(
+    session: AsyncSession, owner_id: uuid.UUID, job_ids: Sequence[uuid.UUID]
+) -> list[Job]:
+    """Send these of the owner's jobs round again if they are still failed (others are left
+    as they are); the retried ones, newest first."""
+    if not job_ids:
+        return []
+    rows = await session.scalars(
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.owner_id == owner_id, Job.status == JobStatus.FAILED)
+        .values(**retry_values())
+        .returning(Job),
+        execution_options={"synchronize_session": False},
+    )
+    return sorted(rows.all(), key=lambda job: (job.created_at, job.id), reverse=True)

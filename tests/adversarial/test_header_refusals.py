@@ -153,7 +153,7 @@ async def test_other_errors_keep_their_code(
     body["max_attempts"] = 0
     error = assert_error(await client.post("/v1/jobs", json=body, headers=auth), 422, FORBIDDEN)
     assert {d["type"] for d in error["details"]} == {FORBIDDEN, "greater_than_equal"}
-    body = {**spec("http", {"X-Ok": "1"}), "priority": 1}
+    body = {**spec("http", {"X-Ok": "1"}), "urgency": 1}
     assert_error(await client.post("/v1/jobs", json=body, headers=auth), 422, "validation_error")
     # A NUL elsewhere than a header is still refused as before.
     text = json.dumps({"kind": "http", "input": {"url": URL, "text": "a\u0000"}})

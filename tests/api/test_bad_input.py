@@ -49,7 +49,7 @@ async def test_malformed_json(client: httpx.AsyncClient, auth: dict[str, str], b
 @pytest.mark.parametrize(
     ("path", "body"),
     [
-        ("/v1/jobs", {**http_job(URL), "priority": 5}),
+        ("/v1/jobs", {**http_job(URL), "urgency": 5}),
         ("/v1/jobs", http_job(URL, proxy="http://evil")),
         ("/v1/jobs", http_job(URL, auth={"secret": "s", "password": "x"})),
         ("/v1/jobs/batch", {"jobs": [http_job(URL)], "atomic": False}),

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+from playwright.async_api import Browser, async_playwright
 
+from shared.settings import Settings
 from tests.e2e.cluster import Cluster, process_env
 
 
@@ -63,3 +65,19 @@ async def start_cluster(
     yield start
     survivors = [survivor for cluster in clusters for survivor in cluster.stop()]
     assert not survivors, f"processes left after teardown: {survivors}"
+
+
+@pytest.fixture
+async def browser(settings: Settings) -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless, for the dashboard's tests."""
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=settings.chromium_path,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+            headless=True,
+            chromium_sandbox=False,
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()

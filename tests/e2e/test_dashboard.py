@@ -10,8 +10,6 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,24 +18,21 @@ import httpx
 import pytest
 from playwright.async_api import (
     Browser,
-    ConsoleMessage,
     Locator,
     Page,
-    Request,
-    async_playwright,
     expect,
 )
 
-from shared.settings import Settings
 from tests.e2e.cluster import Cluster, bearer
 from tests.e2e.conftest import StartCluster
+from tests.e2e.dashboard_support import Watch, confirm, sign_in
 from tests.helpers import TargetServer, http_job, wait_for_job
 
 pytestmark = pytest.mark.e2e
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "api" / "dashboard"
 CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 WAIT_MS = 15_000
@@ -61,64 +56,6 @@ STATUS_HISTORY = """(id) => {
   if (row) seen.push(row.dataset.status);
   return seen.filter((s, i) => i === 0 || s !== seen[i - 1]);
 }"""
-
-
-@dataclass
-class Watch:
-    """What the page did: console messages (by phase), requests and uncaught errors."""
-
-    phase: str = "normal"
-    console: list[tuple[str, str, str]] = field(default_factory=list)
-    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def attach(self, page: Page) -> None:
-        page.on("console", self._console)
-        page.on("request", self._request)
-        page.on("pageerror", lambda error: self.errors.append(str(error)))
-
-    def _console(self, message: ConsoleMessage) -> None:
-        where = message.location.get("url", "")
-        self.console.append((self.phase, message.type, f"{message.text} @ {where}"))
-
-    def _request(self, request: Request) -> None:
-        self.requests.append((request.url, request.headers))
-
-    def stream_requests(self) -> list[dict[str, str]]:
-        return [headers for url, headers in self.requests if urlsplit(url).path == "/v1/events"]
-
-    def unexpected_console(self) -> list[tuple[str, str, str]]:
-        """Errors and warnings other than the refused keys' 401s and, while the API is
-        down, failed connections."""
-        allowed = {
-            "normal": re.compile(r"status of 401 \(Unauthorized\)"),
-            "outage": re.compile(r"Failed to load resource: net::ERR_|status of 401"),
-        }
-        return [
-            entry
-            for entry in self.console
-            if entry[1] in ("error", "warning") and not allowed[entry[0]].search(entry[2])
-        ]
-
-
-@pytest.fixture
-async def browser(settings: Settings) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=settings.chromium_path,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-            headless=True,
-            chromium_sandbox=False,
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-async def _sign_in(page: Page, key: str) -> None:
-    await page.locator("#api-key").fill(key)
-    await page.get_by_role("button", name="Sign in").click()
 
 
 def _row(page: Page, job_id: str) -> Locator:
@@ -181,6 +118,7 @@ async def _a_job_goes_from_queued_to_succeeded(
     row = _row(page, watched)
     await expect(row).to_have_attribute("data-status", "queued", timeout=WAIT_MS)
     await _row(page, doomed).get_by_role("button", name="Cancel").click()
+    await confirm(page)
     await expect(_row(page, doomed)).to_have_attribute("data-status", "cancelled")
     await expect(_row(page, doomed).get_by_role("button", name="Retry")).to_be_visible()
     assert (await wait_for_job(api, headers, doomed))["status"] == "cancelled"
@@ -215,7 +153,7 @@ async def _a_failed_job_is_retried(
     await expect(row.get_by_role("button", name="Cancel")).to_have_count(0)
 
     # The failed filter lists what the API lists; Retry runs the job again, live.
-    await page.locator("#job-filter").select_option("failed")
+    await page.locator("#job-statuses").get_by_label("failed").check()
     listed = (await api.get("/v1/jobs", params={"status": "failed"}, headers=headers)).json()
     ids = [job["id"] for job in listed["items"]]
     await expect(page.locator("#jobs tbody tr")).to_have_count(len(ids))
@@ -225,6 +163,7 @@ async def _a_failed_job_is_retried(
     assert shown == ids == [failing]
     await page.evaluate(RECORD_STATUSES)
     await row.get_by_role("button", name="Retry").click()
+    await confirm(page)
     await expect(row).to_have_attribute("data-status", "succeeded", timeout=WAIT_MS)
     assert await page.evaluate(STATUS_HISTORY, failing) == [
         "failed",
@@ -240,7 +179,7 @@ async def _a_failed_job_is_retried(
     )
     await expect(row.locator('[data-field="error"]')).to_have_text("\u2014")
     await expect(row.get_by_role("button", name="Retry")).to_have_count(0)
-    await page.locator("#job-filter").select_option("")
+    await page.locator("#job-statuses").get_by_label("failed").uncheck()
 
 
 async def _the_stream_resumes_after_an_api_restart(
@@ -290,12 +229,12 @@ async def test_the_dashboard_shows_jobs_live_and_retries_them(
     assert response.headers["content-security-policy"] == CSP
 
     # A wrong key is refused and never kept.
-    await _sign_in(page, "ork_" + "x" * 43)
+    await sign_in(page, "ork_" + "x" * 43)
     await expect(page.locator("#sign-in-message")).to_have_text("That API key was refused.")
     await expect(page.locator("#app")).to_be_hidden()
     assert await page.evaluate("sessionStorage.length") == 0
 
-    await _sign_in(page, key)
+    await sign_in(page, key)
     await expect(page.locator("#app")).to_be_visible()
     await expect(page.locator("#live")).to_have_text("live", timeout=WAIT_MS)
     await expect(page.locator("#jobs-empty")).to_be_visible()
@@ -357,7 +296,7 @@ async def test_dashboard_responses_carry_strict_headers(client: httpx.AsyncClien
 
 async def test_every_file_the_page_loads_is_served(client: httpx.AsyncClient) -> None:
     html = (await client.get("/dashboard")).text
-    refs = re.findall(r'(?:src|href)="([^"]+)"', html)
+    refs = re.findall(r'(?:src|href)="(/[^"]+)"', html)  # not the page's own #/ links
     modules = {
         name
         for path in DASHBOARD.glob("*.js")

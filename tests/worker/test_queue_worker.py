@@ -41,6 +41,7 @@ def _worker(settings: Settings, queue: str, max_jobs: int) -> RecordingWorker:
     return RecordingWorker(
         functions=[_noop],
         queue_name=queue,
+        paused_key=f"{queue}:paused",
         redis_pool=create_redis(settings.resolved_redis_url, patient=False),
         max_jobs=max_jobs,
         handle_signals=False,
