@@ -293,13 +293,14 @@ class CrawlPageSpec(StrictModel):
             )
         return data
 
-    formats: list[Format] = Field(default_factory=_default_formats, min_length=1, max_length=6)
+    formats: list[AnyFormat] = Field(default_factory=_default_formats, min_length=1, max_length=8)
     extract: dict[Annotated[str, Field(max_length=100)], str | ExtractRule] | None = Field(
         default=None, max_length=100
     )
     headers: HeaderMap = Field(default_factory=dict)
     timeout_s: float | None = Field(default=None, gt=0, le=3600)
     markdown_links: bool = False
+    max_age_s: int = Field(default=0, ge=0, le=365 * 86400, description="As a `fetch`'s.")
     render: Literal["auto", "http", "browser"] | None = None
     wait_for: WaitFor | None = None
     actions: list[Action] = Field(default_factory=list, max_length=50)

@@ -54,7 +54,8 @@ def page_spec_template(crawl: Job, spec: CrawlInput) -> FetchJobSpec | ScrapeJob
     fields.pop("render", None)
     if kind == "scrape":
         fields["render"] = page.render or "auto"
-    formats = list(dict.fromkeys([*page.formats, *FRONTIER_FORMATS]))
+    asked = page.model_dump(mode="json", by_alias=True)["formats"]  # names and `json` objects
+    formats = [*asked, *(name for name in FRONTIER_FORMATS if name not in asked)]
     body: dict[str, Any] = {
         "kind": kind,
         "input": {**fields, "url": spec.url, "formats": formats},
