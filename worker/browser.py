@@ -22,6 +22,7 @@ from playwright.async_api import Error as PlaywrightError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.egress import EgressPolicy
+from shared.job_errors import JobErrorCode
 from shared.logging import get_logger
 from shared.settings import Settings
 from worker import browser_processes as procs
@@ -115,7 +116,7 @@ class BrowserPool:
         path = self.settings.chromium_path
         if not await asyncio.to_thread(os.path.isfile, path):
             raise JobError(
-                "browser_unavailable",
+                JobErrorCode.BROWSER_UNAVAILABLE,
                 f"Chromium was not found at {path}: install it (apt-get install chromium) or "
                 "set OUTRIDER_CHROMIUM_PATH.",
                 retryable=True,
@@ -144,7 +145,7 @@ class BrowserPool:
             if not self._live:  # the driver may be what failed: the next launch starts anew
                 await self._stop_driver()
             raise JobError(
-                "browser_unavailable", f"Chromium did not start: {exc}", retryable=True
+                JobErrorCode.BROWSER_UNAVAILABLE, f"Chromium did not start: {exc}", retryable=True
             ) from exc
         pid = await asyncio.to_thread(procs.find_by_argument, marker)
         generation = Generation(browser=browser, pid=pid or 0)
@@ -197,7 +198,9 @@ class BrowserPool:
         except Exception as exc:
             if await self._died(generation):
                 raise JobError(
-                    "browser_crashed", "The browser crashed during the job.", retryable=True
+                    JobErrorCode.BROWSER_CRASHED,
+                    "The browser crashed during the job.",
+                    retryable=True,
                 ) from exc
             raise
         finally:

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from playwright.async_api import Error as PlaywrightError
 
+from shared.job_errors import JobErrorCode
 from worker.retry import JobError
 
 T = TypeVar("T")
@@ -42,4 +43,6 @@ class Budget:
 
 
 def _timeout(what: str) -> JobError:
-    return JobError("timeout", f"{what} did not finish in the job's time.", retryable=True)
+    return JobError(
+        JobErrorCode.TIMEOUT, f"{what} did not finish in the job's time.", retryable=True
+    )

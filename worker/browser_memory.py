@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
 
+from shared.job_errors import JobErrorCode
 from shared.logging import get_logger
 from shared.settings import Settings
 from worker import browser_processes as procs
@@ -77,7 +78,7 @@ class WatchedPage:
             return self.suspect
         if self.crashed.is_set() and self.peak >= self.page_max * LARGE:
             return JobError(
-                "page_too_large",
+                JobErrorCode.PAGE_TOO_LARGE,
                 f"The page ran out of memory: it reached {self.peak // MB} MB (the limit per "
                 f"page is {self.page_max // MB} MB).",
                 retryable=False,
@@ -89,7 +90,9 @@ class WatchedPage:
         """Sleep, unless the page crashes first (then fail as the crash deserves)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.crashed.wait(), seconds)
-            raise self.verdict() or JobError("browser_error", "The page crashed.", retryable=True)
+            raise self.verdict() or JobError(
+                JobErrorCode.BROWSER_ERROR, "The page crashed.", retryable=True
+            )
 
 
 async def _renderer_pid(page: Page, target: Any) -> int | None:
@@ -242,7 +245,7 @@ class MemoryGuard:
 
     def _too_large(self, rss: int) -> JobError:
         return JobError(
-            "page_too_large",
+            JobErrorCode.PAGE_TOO_LARGE,
             f"The page used {rss // MB} MB, over the limit of {self.page_max // MB} MB per "
             "page, and was stopped.",
             retryable=False,
@@ -251,7 +254,7 @@ class MemoryGuard:
 
     def _over_budget(self, rss: int, total: int) -> JobError:
         return JobError(
-            "page_too_large",
+            JobErrorCode.PAGE_TOO_LARGE,
             f"The browser used {total // MB} MB, over its limit of {self.max_total // MB} MB, "
             f"and this page was the largest ({rss // MB} MB): stopped.",
             retryable=False,

@@ -16,6 +16,7 @@ from urllib.parse import urljoin, urlsplit
 from playwright.async_api import BrowserContext, Page, Request, Response
 from playwright.async_api import Error as PlaywrightError
 
+from shared.job_errors import JobErrorCode
 from worker.browser_egress import MARKER_HEADER, EgressProxy
 from worker.refusal import POLICY_CODES
 from worker.retry import JobError, status_error
@@ -58,10 +59,10 @@ def navigation_error(exc: PlaywrightError | str, proxy: EgressProxy, urls: list[
         if any(marker in message for marker in markers):
             return JobError(code, message, retryable=retryable, details=details)
     if "net::ERR_" in message:
-        return JobError("connection_error", message, retryable=True, details=details)
+        return JobError(JobErrorCode.CONNECTION_ERROR, message, retryable=True, details=details)
     if "Download is starting" in message:  # not a page: a file the browser would save
-        return JobError("unsupported_content_type", message, retryable=False)
-    return JobError("browser_error", message, retryable=True)
+        return JobError(JobErrorCode.UNSUPPORTED_CONTENT_TYPE, message, retryable=False)
+    return JobError(JobErrorCode.BROWSER_ERROR, message, retryable=True)
 
 
 def check_response(response: Response | None, proxy: EgressProxy) -> int:
@@ -141,7 +142,7 @@ class MainFrame:
         if urlsplit(hop).scheme.lower() in ("http", "https"):
             return None
         return JobError(
-            "blocked_destination",
+            JobErrorCode.BLOCKED_DESTINATION,
             f"The page was sent to {hop[:300]!r}: only http(s) pages are rendered.",
             retryable=False,
             details={"url": hop[:2048]},

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 from jsonschema import validators
 
-from shared.job_errors import is_retryable_status
+from shared.job_errors import JobErrorCode, is_retryable_status
 from shared.jsonsafe import parse_json
 from shared.logging import get_logger
 from shared.specs import JsonFormat
@@ -59,7 +59,7 @@ def _llm_error(
     message: str, *, retryable: bool, retry_after_s: float | None = None, **details: Any
 ) -> JobError:
     return JobError(
-        "llm_error",
+        JobErrorCode.LLM_ERROR,
         message,
         retryable=retryable,
         retry_after_s=retry_after_s,
@@ -155,7 +155,7 @@ async def extract_json(
             },
         ]
     raise JobError(
-        "extraction_invalid",
+        JobErrorCode.EXTRACTION_INVALID,
         f"The language model's answer does not fit the schema: {problem}",
         retryable=False,
         details={"usage": usage},

@@ -118,18 +118,20 @@ def classify(exc: BaseException) -> JobError:
     if isinstance(exc, EgressBlocked):
         return JobError(exc.code, str(exc), retryable=False)
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        return JobError("timeout", "The request timed out.", retryable=True)
+        return JobError(JobErrorCode.TIMEOUT, "The request timed out.", retryable=True)
     if isinstance(exc, aiohttp.TooManyRedirects):
-        return JobError("too_many_redirects", "Too many redirects.", retryable=False)
+        return JobError(JobErrorCode.TOO_MANY_REDIRECTS, "Too many redirects.", retryable=False)
     if isinstance(exc, aiohttp.InvalidURL):
-        return JobError("invalid_url", f"Invalid URL: {exc}", retryable=False)
+        return JobError(JobErrorCode.INVALID_URL, f"Invalid URL: {exc}", retryable=False)
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return JobError("dns_not_found", "The host name could not be resolved.", retryable=False)
+        return JobError(
+            JobErrorCode.DNS_NOT_FOUND, "The host name could not be resolved.", retryable=False
+        )
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-        return JobError("tls_error", f"TLS failed: {exc}", retryable=False)
+        return JobError(JobErrorCode.TLS_ERROR, f"TLS failed: {exc}", retryable=False)
     if isinstance(exc, aiohttp.ClientError | ConnectionError | OSError):
-        return JobError("connection_error", f"Connection failed: {exc}", retryable=True)
-    return JobError("internal_error", f"{type(exc).__name__}: {exc}", retryable=True)
+        return JobError(JobErrorCode.CONNECTION_ERROR, f"Connection failed: {exc}", retryable=True)
+    return JobError(JobErrorCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", retryable=True)
 
 
 def _quick_wait(state: RetryCallState) -> float:

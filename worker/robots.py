@@ -32,6 +32,7 @@ from redis.asyncio import Redis
 from redis.exceptions import LockError
 
 from shared.errors import EgressBlocked
+from shared.job_errors import JobErrorCode
 from shared.settings import Settings
 from worker.bodies import read_capped
 from worker.host_gate import host_key
@@ -224,7 +225,7 @@ async def check_robots(cache: RobotsCache, url: str, user_agent: str) -> float |
     details = {"robots_url": robots, "user_agent": user_agent}
     if found.status == "unreachable":
         raise JobError(
-            "robots_unavailable",
+            JobErrorCode.ROBOTS_UNAVAILABLE,
             "robots.txt could not be fetched (server error or unreachable); retrying later.",
             retryable=True,
             retry_after_s=UNREACHABLE_REMEMBER_S,
@@ -235,7 +236,7 @@ async def check_robots(cache: RobotsCache, url: str, user_agent: str) -> float |
     parser = await _parser(found.body)
     if not parser.can_fetch(url, user_agent):
         raise JobError(
-            "robots_disallowed",
+            JobErrorCode.ROBOTS_DISALLOWED,
             "robots.txt disallows this URL for the agent's user agent.",
             retryable=False,
             details=details,

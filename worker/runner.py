@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from shared.job_errors import JobErrorCode
 from shared.jsonsafe import scrub
 from shared.logging import get_logger
 from shared.models import AttemptOutcome, JobStatus, utcnow
@@ -161,7 +162,9 @@ async def _execute_with(
     engine = ENGINES.get(claim.job.kind)
     if engine is None:
         raise JobError(
-            "kind_not_supported", f"No engine for {claim.job.kind!r} jobs.", retryable=False
+            JobErrorCode.KIND_NOT_SUPPORTED,
+            f"No engine for {claim.job.kind!r} jobs.",
+            retryable=False,
         )
     if (cached := await from_cache(state, claim.job)) is not None:
         return cached  # no request at all: politeness and robots.txt are for requests
@@ -173,7 +176,9 @@ async def _execute_with(
         if isinstance(exc, JobError):  # pragma: no cover - JobError is not a TimeoutError
             raise
         raise JobError(
-            "timeout", f"The job exceeded its {claim.job.timeout_s:g} s timeout.", retryable=True
+            JobErrorCode.TIMEOUT,
+            f"The job exceeded its {claim.job.timeout_s:g} s timeout.",
+            retryable=True,
         ) from exc
 
 

@@ -12,6 +12,7 @@ import aiohttp
 from shared.domains import domain_allowed
 from shared.egress import EgressPolicy
 from shared.headers import first_problem
+from shared.job_errors import JobErrorCode
 from shared.models import Agent, Job
 from shared.settings import Settings
 from worker.retry import JobError
@@ -46,7 +47,7 @@ class EngineContext:
         """The browser of this worker; a job elsewhere fails `browser_unavailable`."""
         if self.browser is None:
             raise JobError(
-                "browser_unavailable",
+                JobErrorCode.BROWSER_UNAVAILABLE,
                 "No browser here: render jobs run on `outrider worker --queue browser`.",
                 retryable=True,
             )
@@ -91,7 +92,9 @@ def check_destination(ctx: EngineContext, url: str) -> str:
     url = ctx.policy.check_url(url)
     if not domain_allowed(url, ctx.agent.allowed_domains, ctx.agent.blocked_domains):
         raise JobError(
-            "domain_not_allowed", "The agent's domain rules forbid this host.", retryable=False
+            JobErrorCode.DOMAIN_NOT_ALLOWED,
+            "The agent's domain rules forbid this host.",
+            retryable=False,
         )
     return url
 

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from multidict import CIMultiDict
 
+from shared.job_errors import JobErrorCode
 from shared.models import PageState, SkipReason
 from shared.repositories import frontier
 from shared.repositories.frontier import NewPage
@@ -85,10 +86,14 @@ async def run_crawl(ctx: EngineContext) -> dict[str, object]:
     spec = CrawlInput.model_validate(ctx.job.input)
     start = normalize_url(spec.url, ignore_query=spec.ignore_query)
     if start is None:
-        raise JobError("invalid_url", "The start URL is not an http(s) URL.", retryable=False)
+        raise JobError(
+            JobErrorCode.INVALID_URL, "The start URL is not an http(s) URL.", retryable=False
+        )
     check_destination(ctx, start)  # refused: the crawl fails now, before any request
     if ctx.frontier is None:
-        raise JobError("kind_not_supported", "No frontier in this worker.", retryable=False)
+        raise JobError(
+            JobErrorCode.KIND_NOT_SUPPORTED, "No frontier in this worker.", retryable=False
+        )
     entries = await site_sitemap(ctx, start) if spec.sitemap != "skip" else []
     await ctx.progress("seeding", sitemap_urls=len(entries))
     async with ctx.frontier.begin() as session:

@@ -30,6 +30,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from multidict import CIMultiDict
 
+from shared.job_errors import JobErrorCode
 from shared.settings import Settings
 from shared.specs import FetchInput
 from worker.bodies import read_capped
@@ -81,7 +82,7 @@ def _headers(ctx: EngineContext, spec: FetchInput) -> CIMultiDict[str]:
 
 def _too_large(cap: int) -> JobError:
     return JobError(
-        "response_too_large",
+        JobErrorCode.RESPONSE_TOO_LARGE,
         f"The page is larger than {cap} bytes (decompressed).",
         retryable=False,
         details={"max_bytes": cap},
@@ -90,7 +91,7 @@ def _too_large(cap: int) -> JobError:
 
 def _unsupported(media: str) -> JobError:
     return JobError(
-        "unsupported_content_type",
+        JobErrorCode.UNSUPPORTED_CONTENT_TYPE,
         f"Cannot extract from {media or 'an unknown type'}: fetch reads HTML, XML, JSON, text, "
         "PDF and DOCX.",
         retryable=False,
@@ -178,7 +179,9 @@ async def _download(ctx: EngineContext, spec: FetchInput, timeout_s: float) -> D
                 body=body,
                 fetch_ms=round((time.monotonic() - started) * 1000, 1),
             )
-    raise JobError("too_many_redirects", f"More than {MAX_REDIRECTS} redirects.", retryable=False)
+    raise JobError(
+        JobErrorCode.TOO_MANY_REDIRECTS, f"More than {MAX_REDIRECTS} redirects.", retryable=False
+    )
 
 
 async def _download_in_time(ctx: EngineContext, spec: FetchInput, timeout_s: float) -> Download:
@@ -189,7 +192,7 @@ async def _download_in_time(ctx: EngineContext, spec: FetchInput, timeout_s: flo
         if isinstance(exc, JobError):  # pragma: no cover - JobError is not a TimeoutError
             raise
         raise JobError(
-            "timeout", f"The page took longer than {timeout_s:g} s.", retryable=True
+            JobErrorCode.TIMEOUT, f"The page took longer than {timeout_s:g} s.", retryable=True
         ) from exc
 
 
@@ -203,7 +206,7 @@ def _schema(spec: FetchInput) -> dict[str, Any] | None:
     try:
         compile_schema(schema)  # a bad selector fails now, before any request
     except SchemaError as exc:
-        raise JobError("invalid_extract", str(exc), retryable=False) from None
+        raise JobError(JobErrorCode.INVALID_EXTRACT, str(exc), retryable=False) from None
     return schema
 
 
@@ -248,7 +251,7 @@ async def fetch_spec(ctx: EngineContext, spec: FetchInput) -> dict[str, Any]:
             max_pages=ctx.settings.document_max_pages,
         )
     except SchemaError as exc:
-        raise JobError("invalid_extract", str(exc), retryable=False) from None
+        raise JobError(JobErrorCode.INVALID_EXTRACT, str(exc), retryable=False) from None
     except DocumentError as exc:
         raise document_error(exc, ctx.settings.document_max_pages) from None
 
@@ -257,7 +260,12 @@ def document_error(exc: DocumentError, max_pages: int) -> JobError:
     """The job error for an unreadable or oversized document (never retried)."""
     if exc.reason == "too_many_pages":
         details = {"pages": exc.pages, "max_pages": max_pages}
-        return JobError("document_too_large", exc.message, retryable=False, details=details)
+        return JobError(
+            JobErrorCode.DOCUMENT_TOO_LARGE, exc.message, retryable=False, details=details
+        )
     return JobError(
-        "document_unreadable", exc.message, retryable=False, details={"reason": exc.reason}
+        JobErrorCode.DOCUMENT_UNREADABLE,
+        exc.message,
+        retryable=False,
+        details={"reason": exc.reason},
     )

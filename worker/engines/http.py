@@ -9,6 +9,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from multidict import CIMultiDict
 
+from shared.job_errors import JobErrorCode
 from shared.jsonsafe import parse_json
 from shared.specs import HttpInput
 from worker.bodies import Body, read_capped
@@ -29,7 +30,7 @@ def _headers(ctx: EngineContext, spec: HttpInput) -> CIMultiDict[str]:
         value = ctx.secrets.get(spec.auth.secret)
         if value is None:
             raise JobError(
-                "secret_not_found",
+                JobErrorCode.SECRET_NOT_FOUND,
                 f"The agent has no secret named {spec.auth.secret!r}.",
                 retryable=False,
             )
@@ -114,7 +115,9 @@ async def _exchange(ctx: EngineContext, spec: HttpInput, timeout_s: float) -> di
             _check_status(spec, response)
             answer = await read_capped(response, ctx.settings.result_max_bytes)
             return _result(response, answer, started)
-    raise JobError("too_many_redirects", f"More than {MAX_REDIRECTS} redirects.", retryable=False)
+    raise JobError(
+        JobErrorCode.TOO_MANY_REDIRECTS, f"More than {MAX_REDIRECTS} redirects.", retryable=False
+    )
 
 
 def _check_status(spec: HttpInput, response: aiohttp.ClientResponse) -> None:
@@ -150,14 +153,16 @@ async def run_http(ctx: EngineContext) -> dict[str, Any]:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise JobError(
-                "timeout", f"The job exceeded its {ctx.job.timeout_s:g} s timeout.", retryable=True
+                JobErrorCode.TIMEOUT,
+                f"The job exceeded its {ctx.job.timeout_s:g} s timeout.",
+                retryable=True,
             )
         call_s = min(timeout_s, remaining)
         try:
             return await _exchange(ctx, spec, call_s)
         except TimeoutError as exc:  # aiohttp's, for this call (a slow answer, a slow body)
             raise JobError(
-                "timeout", f"The call took longer than {call_s:.1f} s.", retryable=True
+                JobErrorCode.TIMEOUT, f"The call took longer than {call_s:.1f} s.", retryable=True
             ) from exc
 
     return await with_quick_retries(call)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from shared.job_errors import JobErrorCode
 from shared.specs import FetchInput, MapInput
 from shared.urls import Scope, normalize_url
 from worker.engines.base import EngineContext, check_destination
@@ -91,7 +92,9 @@ async def run_map(ctx: EngineContext) -> dict[str, Any]:
     spec = MapInput.model_validate(ctx.job.input)
     start = normalize_url(spec.url, ignore_query=spec.ignore_query)
     if start is None:
-        raise JobError("invalid_url", "The start URL is not an http(s) URL.", retryable=False)
+        raise JobError(
+            JobErrorCode.INVALID_URL, "The start URL is not an http(s) URL.", retryable=False
+        )
     check_destination(ctx, start)
     found = _Found(spec, start)
     if spec.sitemap != "skip":

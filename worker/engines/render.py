@@ -23,6 +23,7 @@ from yarl import URL
 
 from shared.domains import domain_allowed
 from shared.errors import EgressBlocked
+from shared.job_errors import JobErrorCode
 from shared.repositories.artifact import insert_artifact
 from shared.specs import RenderInput
 from worker.browser import RenderRuntime
@@ -78,7 +79,7 @@ def _schema(spec: RenderInput) -> dict[str, Any] | None:
     try:
         compile_schema(schema or {})  # a bad selector fails now, before the browser is used
     except SchemaError as exc:
-        raise JobError("invalid_extract", str(exc), retryable=False) from None
+        raise JobError(JobErrorCode.INVALID_EXTRACT, str(exc), retryable=False) from None
     return schema
 
 
@@ -92,7 +93,9 @@ async def _check_target(ctx: EngineContext, url: str) -> str:
         raise JobError(refusal.code, refusal.message, retryable=False) from refusal
     if not domain_allowed(checked, ctx.agent.allowed_domains, ctx.agent.blocked_domains):
         raise JobError(
-            "domain_not_allowed", "The agent's domain rules forbid this host.", retryable=False
+            JobErrorCode.DOMAIN_NOT_ALLOWED,
+            "The agent's domain rules forbid this host.",
+            retryable=False,
         )
     return checked
 
@@ -126,9 +129,13 @@ async def _render(
                 raise too_large
     final_url = rendered.final_url
     if not final_url.startswith(("http://", "https://")):
-        raise JobError("blocked_destination", f"The page ended on {final_url!r}.", retryable=False)
+        raise JobError(
+            JobErrorCode.BLOCKED_DESTINATION, f"The page ended on {final_url!r}.", retryable=False
+        )
     if not domain_allowed(final_url, ctx.agent.allowed_domains, ctx.agent.blocked_domains):
-        raise JobError("domain_not_allowed", "The page moved to a forbidden host.", retryable=False)
+        raise JobError(
+            JobErrorCode.DOMAIN_NOT_ALLOWED, "The page moved to a forbidden host.", retryable=False
+        )
     return rendered, len(refusals.urls)
 
 
@@ -153,7 +160,7 @@ async def render_spec(ctx: EngineContext, spec: RenderInput) -> dict[str, Any]:
     try:
         rendered, blocked = await _render(ctx, runtime, spec, url, budget)
     except PlaywrightError as exc:  # none of the above: the page or the driver failed
-        raise JobError("browser_error", first_line(exc), retryable=True) from exc
+        raise JobError(JobErrorCode.BROWSER_ERROR, first_line(exc), retryable=True) from exc
     html, url = rendered.html, rendered.final_url
     meta: dict[str, Any] = {"final_url": url, "status_code": rendered.status}
     meta |= {"content_type": "text/html", "bytes": len(html.encode())}

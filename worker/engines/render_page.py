@@ -12,6 +12,7 @@ from typing import Any
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
 
+from shared.job_errors import JobErrorCode
 from shared.specs import Action, RenderInput, WaitFor
 from worker.browser_budget import Budget
 from worker.browser_memory import WatchedPage
@@ -52,8 +53,12 @@ async def _step(page: Page, budget: Budget, what: str, call: Callable[[float], A
         await budget.run(what, call)
     except PlaywrightError as exc:
         if page.is_closed() or "crash" in str(exc).lower():
-            raise JobError("browser_error", f"{what}: {first_line(exc)}", retryable=True) from exc
-        raise JobError("action_failed", f"{what}: {first_line(exc)}", retryable=False) from exc
+            raise JobError(
+                JobErrorCode.BROWSER_ERROR, f"{what}: {first_line(exc)}", retryable=True
+            ) from exc
+        raise JobError(
+            JobErrorCode.ACTION_FAILED, f"{what}: {first_line(exc)}", retryable=False
+        ) from exc
 
 
 async def _wait_for(page: Page, wait: WaitFor | None, budget: Budget, watched: WatchedPage) -> None:
@@ -109,7 +114,7 @@ async def _screenshot(page: Page, full_page: bool, budget: Budget, cap: int) -> 
         full_page = False
     if len(png) > cap:
         raise JobError(
-            "artifact_too_large", f"The screenshot is over {cap} bytes.", retryable=False
+            JobErrorCode.ARTIFACT_TOO_LARGE, f"The screenshot is over {cap} bytes.", retryable=False
         )
     return png, full_page
 
@@ -130,7 +135,7 @@ async def _check_shows_something(page: Page, budget: Budget, settled_ms: float) 
     if await budget.run("Reading the page", lambda _ms: shows_nothing(page)):
         when = f"after settling for {settled_ms:.0f} ms" if settled_ms else "at load (no settling)"
         raise JobError(
-            "empty_page",
+            JobErrorCode.EMPTY_PAGE,
             f"The page shows nothing (no text, no image) {when}: an app that did not render, "
             "or a backend too slow for now.",
             retryable=True,

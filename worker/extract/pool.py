@@ -38,6 +38,7 @@ from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
 
+from shared.job_errors import JobErrorCode
 from shared.logging import get_logger
 from worker.retry import JobError
 
@@ -140,7 +141,7 @@ class ParsePool:
             log.warning("parse_pool.broken", error=str(exc)[:200])
             await asyncio.to_thread(self._replace_broken, executor)
             raise JobError(
-                "parse_failed",
+                JobErrorCode.PARSE_FAILED,
                 "The parser process died; the page will be tried again.",
                 retryable=True,
             ) from exc
