@@ -309,6 +309,11 @@ class AsyncOutrider:
     async def queue_status(self) -> models.QueueStatus:
         return await self._call(Routes.queue_status())
 
+    async def retry_failed(self, **filters: Any) -> models.BulkRetry:
+        """Queue again the failed jobs matching `filters` (kind, agent_id, q, created_after,
+        created_before, limit), newest first; `more` says further ones match."""
+        return await self._call(Routes.retry_failed(filters))
+
     async def pause_queue(self, name: str) -> models.QueueControl:
         """Stop workers taking the queue's jobs (owners in OUTRIDER_ADMIN_OWNERS only)."""
         return await self._call(Routes.set_queue_paused(name, True))

@@ -243,6 +243,10 @@ class Routes:
         return Call("GET", "/v1/queue", _model(models.QueueStatus))
 
     @staticmethod
+    def retry_failed(filters: Mapping[str, Any]) -> Call[models.BulkRetry]:
+        return Call("POST", "/v1/jobs/retry", _model(models.BulkRetry), json=dict(filters))
+
+    @staticmethod
     def set_queue_paused(name: str, paused: bool) -> Call[models.QueueControl]:
         action = "pause" if paused else "resume"
         return Call("POST", f"/v1/queues/{name}/{action}", _model(models.QueueControl))

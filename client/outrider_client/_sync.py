@@ -299,6 +299,11 @@ class Outrider:
     def queue_status(self) -> models.QueueStatus:
         return self._call(Routes.queue_status())
 
+    def retry_failed(self, **filters: Any) -> models.BulkRetry:
+        """Queue again the failed jobs matching `filters` (kind, agent_id, q, created_after,
+        created_before, limit), newest first; `more` says further ones match."""
+        return self._call(Routes.retry_failed(filters))
+
     def pause_queue(self, name: str) -> models.QueueControl:
         """Stop workers taking the queue's jobs (owners in OUTRIDER_ADMIN_OWNERS only)."""
         return self._call(Routes.set_queue_paused(name, True))

@@ -244,6 +244,15 @@ class Queue(Model):
     paused: bool = False
 
 
+class BulkRetry(Model):
+    """What `retry_failed` queued again."""
+
+    openapi_name: ClassVar[str] = "BulkRetryOut"
+    retried: int
+    job_ids: list[uuid.UUID]
+    more: bool
+
+
 class QueueControl(Model):
     """A queue's pause flag, as `pause_queue` / `resume_queue` left it."""
 
@@ -332,6 +341,7 @@ ANSWER_MODELS: tuple[type[Model], ...] = (
     ScheduleRunList,
     Health,
     Queue,
+    BulkRetry,
     QueueControl,
     QueueStatus,
     Worker,
