@@ -210,8 +210,8 @@ async def test_a_skewed_worker_clock_changes_nothing(
     not_yet = await add_schedule(sessionmaker, owner, now + timedelta(seconds=30))
     due = await add_schedule(sessionmaker, owner, now - timedelta(seconds=1))
     with skewed_process_clock(monkeypatch, offset_s):
-        created = await asyncio.gather(*(Scheduler(state).run_once() for _ in range(3)))
-    assert sum(created) == 1
+        await asyncio.gather(*(Scheduler(state).run_once() for _ in range(3)))
+    # Counted per schedule: the scheduler also fires any other test's leftover due schedule.
     assert await jobs_of(sessionmaker, not_yet) == []  # a clock 60 s ahead does not fire early
     (job,) = await jobs_of(sessionmaker, due)  # a clock 60 s behind does not hold it back
     # The job's times are the shared clock's, not the skewed one's.
