@@ -187,3 +187,25 @@ def test_a_page_with_one_format_reads_as_that_format_and_several_as_json() -> No
     two = {"markdown": "# Title", "links": ["http://a/"]}
     assert content_of(Job.model_validate({**base, "result": one})) == "# Title"
     assert '"links"' in content_of(Job.model_validate({**base, "result": two}))
+
+
+async def test_an_agent_crawls_and_maps_a_site(
+    live_app: str, auth: dict[str, str], pages: PagesServer, run_worker: RunWorker
+) -> None:
+    """crawl returns the crawl's id at once; crawl_status follows it to its end; map lists."""
+    start = pages.url("/pages/blog_post")
+    async with over_http(live_app, key_of(auth)) as client, run_worker():
+        started = await client.call_tool("crawl", {"url": start, "max_depth": 0, "limit": 5})
+        assert not started.is_error, text_of(started)
+        job_id = text_of(started).split("job ", 1)[1].split(" ", 1)[0]
+        status = ""
+        for _ in range(150):
+            status = text_of(await client.call_tool("crawl_status", {"job_id": job_id}))
+            if f"crawl {job_id}: succeeded" in status:
+                break
+            await asyncio.sleep(0.2)
+        mapped = await client.call_tool("map", {"url": start, "wait_s": 30})
+    assert f"crawl {job_id}: succeeded" in status, status
+    assert start in status
+    assert not mapped.is_error, text_of(mapped)
+    assert "succeeded" in text_of(mapped)
