@@ -224,19 +224,15 @@ async def _settle(sessionmaker: async_sessionmaker[AsyncSession], started: datet
         )
 
 
-@pytest.fixture
-async def live_api(settings: Settings) -> AsyncIterator[str]:
-    """The API served by uvicorn on a loopback port (for streams, which ASGITransport buffers);
-    yields its base URL."""
+@contextlib.asynccontextmanager
+async def serve_on_loopback(app: Any) -> AsyncIterator[str]:
+    """An ASGI app served by uvicorn on a free loopback port; yields its base URL."""
     import uvicorn
 
-    from api.app import create_app
     from outrider.dev import free_port
 
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -248,6 +244,16 @@ async def live_api(settings: Settings) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def live_api(settings: Settings) -> AsyncIterator[str]:
+    """The API served by uvicorn on a loopback port (for streams, which ASGITransport buffers);
+    yields its base URL."""
+    from api.app import create_app
+
+    async with serve_on_loopback(create_app(settings)) as url:
+        yield url
 
 
 NewOwner = Callable[[], Awaitable[dict[str, str]]]

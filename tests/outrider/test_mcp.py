@@ -19,7 +19,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 
 from outrider.mcp_tools import TOOL_NAMES, cut
 from shared.settings import Settings
-from tests.conftest import RunWorker
+from tests.conftest import RunWorker, serve_on_loopback
 from tests.pages_server import PagesServer, start_pages_server
 
 TRUTH = "we moved our main database from PostgreSQL 13 to PostgreSQL 16"
@@ -34,26 +34,10 @@ async def pages() -> AsyncIterator[PagesServer]:
 @pytest.fixture
 async def live_app(settings: Settings) -> AsyncIterator[str]:
     """`outrider api`'s app (the API with /mcp) served by uvicorn on loopback."""
-    import uvicorn
-
     from outrider.app import create_app
-    from outrider.dev import free_port
 
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    async with serve_on_loopback(create_app(settings)) as url:
+        yield url
 
 
 def over_http(base_url: str, key: str) -> Client:
