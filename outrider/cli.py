@@ -332,10 +332,19 @@ def crawl(
     ] = None,
     wait: Annotated[bool, typer.Option(help="Follow it with a progress bar to its end.")] = False,
     api_url: Annotated[
-        str | None, typer.Option(help="The API [default: http://127.0.0.1:OUTRIDER_API_PORT].")
+        str | None,
+        typer.Option(
+            "--url",
+            "--api-url",
+            envvar="OUTRIDER_URL",
+            help="The API [default: http://127.0.0.1:OUTRIDER_API_PORT].",
+        ),
     ] = None,
     key: Annotated[
-        str | None, typer.Option(help="An API key [default: the dev key of `make run`].")
+        str | None,
+        typer.Option(
+            envvar="OUTRIDER_API_KEY", help="An API key [default: the dev key of `make run`]."
+        ),
     ] = None,
 ) -> None:
     """Crawl a site through the API: each page a job of its own (docs/crawl.md)."""

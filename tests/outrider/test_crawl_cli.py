@@ -19,7 +19,7 @@ async def test_crawl_command_waits_and_summarizes(
     async with serve_site(pages=6) as site, run_worker():
         args = ["crawl", site.url("/"), "--depth", "1", "--exclude", "/old/*", "--wait"]
         code, out, err = await run_command(
-            [*outrider_command(), *args, "--api-url", live_api, "--key", key], env, tmp_path
+            [*outrider_command(), *args, "--url", live_api, "--key", key], env, tmp_path
         )
     assert code == 0, err
     assert "queued" in out
@@ -31,7 +31,7 @@ async def test_crawl_command_waits_and_summarizes(
 async def test_crawl_command_reports_refusals(live_api: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OUTRIDER_")}
     env["OUTRIDER_DATA_DIR"] = str(tmp_path)
-    args = ["crawl", "http://127.0.0.1:9/", "--depth", "30", "--api-url", live_api, "--key", "x"]
+    args = ["crawl", "http://127.0.0.1:9/", "--depth", "30", "--url", live_api, "--key", "x"]
     code, _, err = await run_command([*outrider_command(), *args], env, tmp_path)
     assert code == 1
     assert "401" in err
