@@ -30,6 +30,8 @@ class CrawlSite:
     base_url: str = ""
     hits: Counter[str] = field(default_factory=Counter)
     delay_s: float = 0.0  # each document answers this late (to catch a crawl mid-flight)
+    in_flight: int = 0
+    peak_in_flight: int = 0  # the most requests the site was answering at once
 
     def children(self, i: int) -> list[int]:
         return [c for c in (2 * i + 1, 2 * i + 2) if c < self.pages]
@@ -91,7 +93,12 @@ def _sitemap(urls: list[str]) -> bytes:
 def app(site: CrawlSite) -> web.Application:
     async def count(request: web.Request, handler: object) -> web.StreamResponse:
         site.hits[request.path] += 1
-        return await handler(request)  # type: ignore[operator, no-any-return]
+        site.in_flight += 1
+        site.peak_in_flight = max(site.peak_in_flight, site.in_flight)
+        try:
+            return await handler(request)  # type: ignore[operator, no-any-return]
+        finally:
+            site.in_flight -= 1
 
     async def home(_: web.Request) -> web.Response:
         body = '<html><body><h1>Home</h1><a href="/docs/0">Docs</a></body></html>'

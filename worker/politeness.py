@@ -92,11 +92,11 @@ def _governed_url(state: WorkerState, claim: Claim) -> tuple[str, str] | None:
     return url, host
 
 
-async def _note_slowdown(state: WorkerState, gate: HostGate, host: str, error: JobError) -> None:
+async def _note_slowdown(settings: Settings, gate: HostGate, host: str, error: JobError) -> None:
     status = (error.details or {}).get("status")
     if error.retry_after_s is None or status not in SLOWDOWN_STATUSES:
         return
-    delay = min(error.retry_after_s, state.settings.host_backoff_max_s)
+    delay = min(error.retry_after_s, settings.host_backoff_max_s)
     if delay <= 0:
         return
     try:
@@ -161,5 +161,51 @@ async def polite(
         try:
             yield
         except JobError as error:
-            await _note_slowdown(state, gate, host, error)
+            await _note_slowdown(settings, gate, host, error)
+            raise
+
+
+@contextlib.asynccontextmanager
+async def paced(
+    gate: HostGate,
+    settings: Settings,
+    agent: Agent,
+    url: str,
+    token: str,
+    crawl_delay_s: float | None = None,
+) -> AsyncIterator[None]:
+    """One request of a job that makes several itself (a `map` following links), as a polite
+    client of its host: the same shared slots as whole jobs, but a turned-away request waits
+    in-process (the job holds its worker slot anyway) instead of being deferred. `token`
+    names this request: unique per request. Redis down: Deferred, like `polite`."""
+    host = host_key(url)
+    if host is None:
+        yield
+        return
+    limits = limits_for(settings, agent, crawl_delay_s, crawling=True)
+    lease_s = settings.host_lease_s
+    try:
+        while True:
+            admission = await gate.admit(
+                host, token, limits, max_wait_s=settings.host_wait_max_s, lease_s=lease_s
+            )
+            if admission.granted:
+                break
+            delay_s = defer_s(settings, admission)
+            counters.politeness_wait(_wait_reason(admission, crawl_delay_s), "wait", delay_s)
+            await asyncio.sleep(delay_s)
+    except (RedisError, OSError) as exc:
+        log.warning("host.limits_unavailable", host=host, error=str(exc)[:200])
+        raise Deferred(UNAVAILABLE_RETRY_S, "politeness_unavailable") from exc
+    async with contextlib.AsyncExitStack() as stack:
+        if admission.leased:
+            await stack.enter_async_context(gate.holding(host, token, lease_s))
+        if admission.wait_s > 0:
+            reason = _wait_reason(admission, crawl_delay_s)
+            counters.politeness_wait(reason, "wait", admission.wait_s)
+            await asyncio.sleep(admission.wait_s)
+        try:
+            yield
+        except JobError as error:
+            await _note_slowdown(settings, gate, host, error)
             raise

@@ -40,3 +40,36 @@ async def test_map_lists_the_sitemap_and_the_links(
     assert all("/extra/" in u for u in first)
     # No page content was converted or kept.
     assert set(urls[0]) <= {"url", "source", "lastmod"}
+
+
+async def test_map_follows_links_within_the_hosts_limits(
+    client: httpx.AsyncClient, auth: dict[str, str], run_worker: RunWorker
+) -> None:
+    """Several pages in flight, but never more than the agent's host concurrency (shared by
+    every job of the host); every page a
+    breadth-first search reaches within the depth is listed, nothing deeper is requested, and
+    the list does not depend on which page answered first."""
+    async with serve_site(pages=40, delay_s=0.05) as site, run_worker():
+        response = await client.post(
+            "/v1/agents",
+            json={"name": "mapper", "host_rate_per_s": 1000, "host_concurrency": 2},
+            headers=auth,
+        )
+        assert response.status_code == 201, response.text
+        spec = {
+            "kind": "map",
+            "agent_id": response.json()["id"],
+            "input": {"url": site.url("/"), "max_depth": 3, "sitemap": "skip"},
+        }
+        # Two maps of one host at once: the host's limit holds for both together.
+        ids = [await submit(client, auth, spec) for _ in range(2)]
+        first, again = [await wait_for_job(client, auth, job_id, timeout_s=60) for job_id in ids]
+
+    assert first["status"] == "succeeded", first
+    urls = [u["url"] for u in first["result"]["urls"]]
+    assert urls == [u["url"] for u in again["result"]["urls"]]
+    reached = site.bfs(3)
+    assert {site.url(path) for path in reached} <= set(urls)
+    fetched_docs = {path for path in site.hits if path.startswith("/docs/")}
+    assert fetched_docs == {path for path in reached if path.startswith("/docs/")}
+    assert site.peak_in_flight <= 2

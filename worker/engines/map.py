@@ -3,12 +3,14 @@
 Sources: the site's sitemaps (worker/crawl/sitemaps.py; not with `sitemap: "skip"`) and, unless
 `sitemap: "only"`, the links of the start page and, to `max_depth`, of the pages it links to
 (breadth first; each page is fetched for its links only, robots.txt obeyed as the agent says,
-one request at a time). URLs are normalized and judged like a crawl's (scope, include/exclude);
-at most `limit` are kept, those containing `search` first. Reads only: safe to repeat.
+up to 8 pages in flight, each through the shared per-host politeness slots like any job).
+URLs are normalized and judged like a crawl's (scope, include/exclude); at most `limit` are
+kept, those containing `search` first. Reads only: safe to repeat.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from typing import Any
 
@@ -18,8 +20,12 @@ from shared.urls import Scope, normalize_url
 from worker.engines.base import EngineContext, check_destination
 from worker.engines.crawl import agent_user_agent, site_sitemap
 from worker.engines.fetch import fetch_spec
+from worker.host_gate import HostGate
+from worker.politeness import paced
 from worker.retry import Deferred, JobError
 from worker.robots import RobotsCache, check_robots
+
+MAX_WIDTH = 8
 
 
 class _Found:
@@ -51,40 +57,89 @@ class _Found:
         return entries[: self.spec.limit]
 
 
-async def _links(ctx: EngineContext, url: str, robots: RobotsCache | None) -> list[str]:
-    """The links of one page (nothing if robots.txt or the page refuses)."""
-    try:
-        if robots is not None:
-            await check_robots(robots, url, agent_user_agent(ctx))
-        page = await fetch_spec(ctx, FetchInput(url=url, formats=["links"]))
-    except (JobError, Deferred):
-        return []
-    links = page.get("links") or {}
-    return [
-        str(link.get("url"))
-        for group in ("internal", "external")
-        for link in links.get(group) or []
-    ]
+ROBOTS_BUSY_RETRY_S = 0.5
+ROBOTS_BUSY_TRIES = 20
+
+
+async def _robots(robots: RobotsCache, url: str, user_agent: str) -> float | None:
+    """robots.txt's Crawl-delay for `url`; JobError if it forbids the page. While another
+    worker fetches the file (Deferred), wait for it: the page is not skipped for that."""
+    for _ in range(ROBOTS_BUSY_TRIES):
+        try:
+            return await check_robots(robots, url, user_agent)
+        except Deferred:
+            await asyncio.sleep(ROBOTS_BUSY_RETRY_S)
+    return await check_robots(robots, url, user_agent)
+
+
+class _Pages:
+    """Fetches pages for their links, each as a polite client of its host (the shared per-host
+    slots of worker/host_gate.py: the agent's rate and concurrency, robots.txt's Crawl-delay)."""
+
+    def __init__(self, ctx: EngineContext) -> None:
+        assert ctx.redis is not None
+        self.ctx = ctx
+        self.gate = HostGate(ctx.redis)
+        self.robots = (
+            RobotsCache(ctx.redis, ctx.http, ctx.settings) if ctx.agent.obey_robots else None
+        )
+        self.sent = 0
+
+    async def links(self, url: str) -> list[str]:
+        """The links of one page (nothing if robots.txt or the page refuses)."""
+        ctx = self.ctx
+        self.sent += 1
+        token = f"{ctx.job.id}:map:{self.sent}"
+        try:
+            crawl_delay_s = None
+            if self.robots is not None:
+                crawl_delay_s = await _robots(self.robots, url, agent_user_agent(ctx))
+            async with paced(self.gate, ctx.settings, ctx.agent, url, token, crawl_delay_s):
+                page = await fetch_spec(ctx, FetchInput(url=url, formats=["links"]))
+        except JobError:
+            return []
+        links = page.get("links") or {}
+        return [
+            str(link.get("url"))
+            for group in ("internal", "external")
+            for link in links.get(group) or []
+        ]
+
+
+def _width(ctx: EngineContext) -> int:
+    """Pages fetched at once: the agent's host concurrency (the default's when it sets none),
+    at most MAX_WIDTH. The host gate holds each to the host's limits anyway."""
+    wanted = ctx.agent.host_concurrency or ctx.settings.host_concurrency or MAX_WIDTH
+    return max(1, min(wanted, MAX_WIDTH))
 
 
 async def _follow(ctx: EngineContext, found: _Found, start: str) -> None:
+    """Breadth first from `start` to `max_depth`, several pages in flight; results are taken
+    in the order the pages were found, so the URL list does not depend on timing."""
     spec = found.spec
-    robots = (
-        RobotsCache(ctx.redis, ctx.http, ctx.settings)
-        if ctx.redis and ctx.agent.obey_robots
-        else None
-    )
+    pages = _Pages(ctx)
     found.add(start, "links")
     queue: deque[tuple[str, int]] = deque([(start, 0)])
     visiting = {start}
-    while queue and len(found.urls) < spec.limit:
-        url, depth = queue.popleft()
-        for link in await _links(ctx, url, robots):
-            known = found.add(link, "links")
-            if known is not None and known not in visiting and depth + 1 <= spec.max_depth:
-                visiting.add(known)
-                queue.append((known, depth + 1))
-        await ctx.progress("mapping", found=len(found.urls), to_visit=len(queue))
+    in_flight: deque[tuple[int, asyncio.Task[list[str]]]] = deque()
+    try:
+        while queue or in_flight:
+            while queue and len(in_flight) < _width(ctx) and len(found.urls) < spec.limit:
+                url, depth = queue.popleft()
+                in_flight.append((depth, asyncio.create_task(pages.links(url))))
+            if not in_flight:
+                break
+            depth, task = in_flight.popleft()
+            for link in await task:
+                known = found.add(link, "links")
+                if known is not None and known not in visiting and depth + 1 <= spec.max_depth:
+                    visiting.add(known)
+                    queue.append((known, depth + 1))
+            await ctx.progress("mapping", found=len(found.urls), to_visit=len(queue))
+    finally:
+        for _, task in in_flight:
+            task.cancel()
+        await asyncio.gather(*(task for _, task in in_flight), return_exceptions=True)
 
 
 async def run_map(ctx: EngineContext) -> dict[str, Any]:
