@@ -47,9 +47,9 @@ def migrate() -> None:
 @app.command()
 def api(
     host: Annotated[
-        str | None, typer.Option(help="Bind address [default: OUTRIDER_API_HOST]")
+        str | None, typer.Option(help="Bind address (default: OUTRIDER_API_HOST)")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default: OUTRIDER_API_PORT]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: OUTRIDER_API_PORT)")] = None,
     workers: Annotated[int, typer.Option(help="Uvicorn worker processes.")] = 1,
 ) -> None:
     """Run the HTTP API (uvicorn), with MCP (streamable HTTP) at /mcp."""
@@ -74,7 +74,7 @@ def api(
 def worker(
     queue: Annotated[str, typer.Option(help="Queue to serve: default or browser.")] = "default",
     concurrency: Annotated[
-        int | None, typer.Option(help="Jobs at once [default: OUTRIDER_WORKER_CONCURRENCY]")
+        int | None, typer.Option(help="Jobs at once (default: OUTRIDER_WORKER_CONCURRENCY)")
     ] = None,
     check: Annotated[
         bool,
@@ -88,7 +88,7 @@ def worker(
         int | None,
         typer.Option(
             help="Serve /metrics on this port; 0: a free one, -1: off "
-            "[default: OUTRIDER_WORKER_METRICS_PORT]",
+            "(default: OUTRIDER_WORKER_METRICS_PORT)",
             min=-1,
             max=65535,
         ),
@@ -322,8 +322,8 @@ def jobs_retry(
 @app.command()
 def crawl(
     url: Annotated[str, typer.Argument(help="Where to start.")],
-    depth: Annotated[int | None, typer.Option(help="Links to follow [default: 2].")] = None,
-    limit: Annotated[int | None, typer.Option(help="Pages at most [default: 1000].")] = None,
+    depth: Annotated[int | None, typer.Option(help="Links to follow (default: 2).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Pages at most (default: 1000).")] = None,
     include: Annotated[
         list[str] | None, typer.Option(help="Glob on the URL path to crawl (repeatable).")
     ] = None,
@@ -337,13 +337,13 @@ def crawl(
             "--url",
             "--api-url",
             envvar="OUTRIDER_URL",
-            help="The API [default: http://127.0.0.1:OUTRIDER_API_PORT].",
+            help="The API (default: http://127.0.0.1:OUTRIDER_API_PORT).",
         ),
     ] = None,
     key: Annotated[
         str | None,
         typer.Option(
-            envvar="OUTRIDER_API_KEY", help="An API key [default: the dev key of `make run`]."
+            envvar="OUTRIDER_API_KEY", help="An API key (default: the dev key of `make run`)."
         ),
     ] = None,
 ) -> None:
@@ -381,7 +381,7 @@ def crawl(
 @app.command()
 def dev(
     host: Annotated[str, typer.Option(help="API bind address.")] = "127.0.0.1",
-    port: Annotated[int | None, typer.Option(help="API port [default: OUTRIDER_API_PORT]")] = None,
+    port: Annotated[int | None, typer.Option(help="API port (default: OUTRIDER_API_PORT)")] = None,
 ) -> None:
     """Run everything on this machine (what `make run` starts): embedded Redis unless
     OUTRIDER_REDIS_URL is set, SQLite unless OUTRIDER_DATABASE_URL is set, the API and one

@@ -18,7 +18,7 @@ from outrider_client import Job, Outrider, OutriderError
 
 UrlOption = Annotated[
     str | None,
-    typer.Option("--url", envvar="OUTRIDER_URL", help="The API [default: http://127.0.0.1:8000]"),
+    typer.Option("--url", envvar="OUTRIDER_URL", help="The API (default: http://127.0.0.1:8000)"),
 ]
 KeyOption = Annotated[
     str | None,
