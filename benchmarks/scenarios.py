@@ -20,6 +20,7 @@ from benchmarks import (
     scenarios_cache,
     scenarios_crawl,
     scenarios_pipeline,
+    scenarios_queue,
     scenarios_soak,
 )
 from benchmarks.common import (
@@ -224,4 +225,5 @@ SCENARIOS: dict[str, Callable[[int, Sizes], Result]] = {
     "soak": scenarios_soak.soak,
     "crawl": scenarios_crawl.crawl,
     "crawl_rss": lambda rounds, sizes: scenarios_crawl.crawl_rss(sizes.crawl_rss_pages),
+    "queue_control": scenarios_queue.queue_control,
 }
