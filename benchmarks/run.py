@@ -31,6 +31,7 @@ SIZE_FLAGS = {
     "--soak-jobs": "soak_jobs",
     "--submit-seconds": "submit_seconds",
     "--crawl-rss-pages": "crawl_rss_pages",
+    "--ledger-rows": "ledger_rows",
 }
 
 

@@ -19,6 +19,7 @@ from benchmarks import (
     scenarios_browser,
     scenarios_cache,
     scenarios_crawl,
+    scenarios_ledger,
     scenarios_pipeline,
     scenarios_soak,
 )
@@ -224,4 +225,5 @@ SCENARIOS: dict[str, Callable[[int, Sizes], Result]] = {
     "soak": scenarios_soak.soak,
     "crawl": scenarios_crawl.crawl,
     "crawl_rss": lambda rounds, sizes: scenarios_crawl.crawl_rss(sizes.crawl_rss_pages),
+    "ledger": scenarios_ledger.ledger,
 }
