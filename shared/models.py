@@ -1,5 +1,5 @@
-"""SQLAlchemy models: owner, api_key, agent, job, job_attempt, artifact, webhook_delivery,
-schedule, schedule_run, crawl, crawl_page, result_cache."""
+"""SQLAlchemy models: owner, api_key, agent, job, job_count, job_attempt, artifact,
+webhook_delivery, schedule, schedule_run, crawl, crawl_page, result_cache."""
 
 from __future__ import annotations
 
@@ -222,6 +222,22 @@ class Job(Base):
     # A crawl's page jobs name their crawl (no foreign key: each row is kept and deleted on
     # its own terms).
     parent_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+
+
+class JobCount(Base):
+    """Signed deltas of the job table's counts by (queue, kind, status), written by triggers on
+    `job` (PostgreSQL only, migration 0010_ledger) and folded by the reconciler: their sums
+    are the counts (shared/repositories/job_counts.py)."""
+
+    __tablename__ = "job_count"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    queue: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    n: Mapped[int] = mapped_column(BigInteger)
 
 
 class JobAttempt(Base):
