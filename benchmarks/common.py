@@ -71,6 +71,7 @@ class Sizes:
     submit_seconds: int = 5
     crawl_rss_pages: int = 10_000
     ledger_rows: int = 10_000_000
+    fleet_jobs: int = 5000
 
 
 QUICK = Sizes(
@@ -83,6 +84,7 @@ QUICK = Sizes(
     submit_seconds=2,
     crawl_rss_pages=1000,
     ledger_rows=200_000,
+    fleet_jobs=1000,
 )
 
 

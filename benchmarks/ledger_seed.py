@@ -49,6 +49,7 @@ class Ledger:
     owners: list[uuid.UUID]  # [the benchmark's owner, three others]
     agents: list[uuid.UUID]  # their default agents, in the same order
     second_agent: uuid.UUID  # the benchmark owner's second agent (10 % of its jobs)
+    idle_agent: uuid.UUID  # and a third one, without jobs
     rows: int
     seeded_until: float  # epoch: every seeded row was created before this
 
@@ -182,7 +183,8 @@ async def _drop_schema_extras(conn: asyncpg.Connection) -> tuple[list[str], list
     """Drop the tables' indexes and constraints; the statements that make them again."""
     constraints = await conn.fetch(_CONSTRAINTS_SQL, list(TABLES))
     indexes = await conn.fetch(_INDEXES_SQL, list(TABLES))
-    keys, fks = [], []
+    keys: list[str] = []
+    fks: list[str] = []
     for row in constraints:
         add = f'ALTER TABLE {row["tbl"]} ADD CONSTRAINT "{row["conname"]}" {row["def"]}'
         (fks if row["contype"] == "f" else keys).append(add)
@@ -193,7 +195,9 @@ async def _drop_schema_extras(conn: asyncpg.Connection) -> tuple[list[str], list
     return keys, [row["def"] for row in indexes], fks
 
 
-async def _owners(conn: asyncpg.Connection, owner_id: uuid.UUID) -> tuple[list, list, uuid.UUID]:
+async def _owners(
+    conn: asyncpg.Connection, owner_id: uuid.UUID
+) -> tuple[list[uuid.UUID], list[uuid.UUID], uuid.UUID]:
     default = await conn.fetchval(
         "SELECT id FROM agent WHERE owner_id = $1 AND is_default", owner_id
     )
@@ -210,6 +214,7 @@ async def _owners(conn: asyncpg.Connection, owner_id: uuid.UUID) -> tuple[list, 
         agents.append(agent)
     second = uuid.uuid4()
     await conn.execute(_AGENT, second, owner_id, "second", False)
+    await conn.execute(_AGENT, uuid.uuid4(), owner_id, "idle", False)
     return owners, agents, second
 
 
@@ -255,7 +260,17 @@ async def seed(dsn: str, owner_id: uuid.UUID, rows: int, log: bool = True) -> Le
             f" {time.monotonic() - loaded:.0f} s)",
             flush=True,
         )
-    return Ledger(owners, agents, second, rows, seeded_until)
+    idle = await _fetchval(dsn, "SELECT id FROM agent WHERE name = 'idle'")
+    return Ledger(owners, agents, second, idle, rows, seeded_until)
+
+
+async def _fetchval(dsn: str, sql: str) -> uuid.UUID:
+    conn = await asyncpg.connect(dsn)
+    try:
+        value: uuid.UUID = await conn.fetchval(sql)
+        return value
+    finally:
+        await conn.close()
 
 
 async def _rebuild(dsn: str, keys: list[str], indexes: list[str], fks: list[str]) -> None:

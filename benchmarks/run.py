@@ -32,6 +32,7 @@ SIZE_FLAGS = {
     "--submit-seconds": "submit_seconds",
     "--crawl-rss-pages": "crawl_rss_pages",
     "--ledger-rows": "ledger_rows",
+    "--fleet-jobs": "fleet_jobs",
 }
 
 

@@ -19,6 +19,7 @@ from benchmarks import (
     scenarios_browser,
     scenarios_cache,
     scenarios_crawl,
+    scenarios_fleet,
     scenarios_ledger,
     scenarios_pipeline,
     scenarios_soak,
@@ -226,4 +227,5 @@ SCENARIOS: dict[str, Callable[[int, Sizes], Result]] = {
     "crawl": scenarios_crawl.crawl,
     "crawl_rss": lambda rounds, sizes: scenarios_crawl.crawl_rss(sizes.crawl_rss_pages),
     "ledger": scenarios_ledger.ledger,
+    "fleet": scenarios_fleet.fleet,
 }

@@ -123,7 +123,8 @@ def _get_ms(client: httpx.Client, url: str, params: Any = None) -> list[float]:
 
 
 def _list_filters(side: Side) -> dict[str, dict[str, Any]]:
-    mid = datetime.fromtimestamp(side.ledger.seeded_until - AGE_S - SPAN_S / 2, UTC)
+    # A day a quarter into the history: the benchmark owner has jobs there at both sizes.
+    mid = datetime.fromtimestamp(side.ledger.seeded_until - AGE_S - SPAN_S * 3 / 4, UTC)
     return {
         "list: no filter": {},
         "list: status=failed": {"status": "failed"},
@@ -131,7 +132,10 @@ def _list_filters(side: Side) -> dict[str, dict[str, Any]]:
         "list: status=running,queued": {"status": ["running", "queued"]},
         "list: kind=fetch": {"kind": "fetch"},
         "list: kind=scrape": {"kind": "scrape"},
+        "list: kind=crawl (rare)": {"kind": "crawl"},
+        "list: kind=map (none)": {"kind": "map"},
         "list: agent_id": {"agent_id": str(side.ledger.second_agent)},
+        "list: agent_id (no jobs)": {"agent_id": str(side.ledger.idle_agent)},
         "list: parent_id": {"parent_id": str(side.crawl_id)},
         "list: created window": {
             "created_after": mid.isoformat(),

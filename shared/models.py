@@ -158,6 +158,9 @@ class Job(Base):
     __tablename__ = "job"
     __table_args__ = (
         Index("ix_job_owner_created", "owner_id", "created_at", "id"),
+        # `GET /v1/jobs?kind=` and `?agent_id=` read only matching jobs, however few there are.
+        Index("ix_job_owner_kind_created", "owner_id", "kind", "created_at", "id"),
+        Index("ix_job_agent_created", "agent_id", "created_at", "id"),
         Index("ix_job_status_run_after", "status", "run_after"),
         # The next three hold only the rows they are for: every write of a job row skips them.
         # The queue's completed/failed counts over the last hour.
