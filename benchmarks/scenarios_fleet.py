@@ -119,7 +119,7 @@ async def _wait(db: str, total: int, timeout_s: float) -> tuple[float, int]:
 
 def _workers_run(stack: Stack, count: int, jobs: int) -> tuple[float, dict[str, Any]]:
     spec = {"kind": "http", "input": {"url": f"{stack.target}/delay?ms={TARGET_LATENCY_MS}"}}
-    procs = stack.start_workers("default", count)
+    procs = stack.start_workers("default", count, timeout_s=60 + 30 * count)
     try:
         stack.run([spec] * (50 * count))  # warm-up: every worker takes some
         stack.reset()
@@ -149,7 +149,7 @@ def _api_run(stack: Stack, count: int, seconds: int) -> tuple[float, float, dict
     port = free_port()
     proc = stack.procs.outrider(stack.env, "api", "--port", str(port), "--workers", str(count))
     try:
-        wait_http(f"http://127.0.0.1:{port}/readyz")
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=60 + 30 * count)
         url = f"http://127.0.0.1:{port}/v1/jobs"
         body = {"kind": "http", "input": {"url": "http://127.0.0.1:9/ok"}}
         auth = {"Authorization": f"Bearer {stack.key}"}
@@ -177,10 +177,12 @@ def fleet(rounds: int, sizes: Sizes) -> Result:
             for n in WORKER_COUNTS:
                 rate, cost = _workers_run(stack, n, jobs)
                 worker_stats[n].values.append(rate)
+                print(f"fleet: {n} worker(s): {rate:.0f} jobs/s {cost}", flush=True)
                 costs.setdefault(f"workers={n}", []).append(cost)
             for n in API_COUNTS:
                 rps, p99, cost = _api_run(stack, n, sizes.submit_seconds)
                 api_stats[n].values.append(rps)
+                print(f"fleet: {n} API process(es): {rps:.0f} req/s {cost}", flush=True)
                 api_p99[n].values.append(p99)
                 costs.setdefault(f"api={n}", []).append(cost)
         stats += [*worker_stats.values(), *api_stats.values(), *api_p99.values()]
