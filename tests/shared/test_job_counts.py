@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from migrations import apply as migrate
 from shared.repositories.job_counts import fold_job_counts, job_counts
@@ -65,22 +65,22 @@ async def _owner(engine: AsyncEngine) -> dict[str, Any]:
     return {"owner": owner, "agent": agent}
 
 
-async def _both(engine: AsyncEngine) -> tuple[dict[tuple[str, ...], int], dict[tuple[str, ...], int]]:
+Counts = dict[tuple[str, ...], int]
+
+
+async def _both(engine: AsyncEngine) -> tuple[Counts, Counts]:
     """The kept counts and COUNT(*), read in one snapshot."""
     async with engine.connect() as conn:
         await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-        from sqlalchemy.ext.asyncio import AsyncSession
-
         async with AsyncSession(bind=conn) as session:
-            kept = {(q, k, s): n for q, k, s, n in await job_counts(session)}
-        counted = {(q, k, s): n for q, k, s, n in await conn.execute(text(COUNT_SQL))}
+            kept: Counts = {(q, k, s): n for q, k, s, n in await job_counts(session)}
+        rows = await conn.execute(text(COUNT_SQL))
+        counted: Counts = {(q, k, s): n for q, k, s, n in rows}
         await conn.rollback()
     return kept, counted
 
 
 async def _fold(engine: AsyncEngine) -> None:
-    from sqlalchemy.ext.asyncio import AsyncSession
-
     async with AsyncSession(engine) as session, session.begin():
         await fold_job_counts(session)
 
@@ -100,8 +100,10 @@ async def test_counts_follow_inserts_updates_and_deletes(engine: AsyncEngine) ->
     async with engine.begin() as conn:
         # A claim, outcomes, a retry, a lease renewal that changes no status, a delete.
         await conn.execute(
-            text("UPDATE job SET status = 'running' WHERE id IN (SELECT id FROM job"
-                 " WHERE status = 'queued' LIMIT 50)")
+            text(
+                "UPDATE job SET status = 'running' WHERE id IN (SELECT id FROM job"
+                " WHERE status = 'queued' LIMIT 50)"
+            )
         )
         await conn.execute(text("UPDATE job SET status = 'succeeded' WHERE status = 'running'"))
         await conn.execute(text("UPDATE job SET status = 'queued' WHERE status = 'failed'"))
@@ -125,8 +127,10 @@ async def test_folds_racing_writers_lose_nothing(engine: AsyncEngine) -> None:
             async with engine.begin() as conn:
                 await conn.execute(text(INSERT_SQL), {**ids, "n": 1 + n % 7})
                 await conn.execute(
-                    text("UPDATE job SET status = 'succeeded' WHERE id IN (SELECT id FROM job"
-                         " WHERE status = 'queued' LIMIT 3)")
+                    text(
+                        "UPDATE job SET status = 'succeeded' WHERE id IN (SELECT id FROM job"
+                        " WHERE status = 'queued' LIMIT 3)"
+                    )
                 )
 
     async def fold(rounds: int) -> None:
