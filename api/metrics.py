@@ -2,9 +2,11 @@
 
 The counters (`outrider_jobs_submitted_total`, ...) count what this API process did; with
 `outrider api --workers N` each process has its own and a scrape sees one of them. The job and
-queue gauges are the cluster-wide truth whatever process answers: they are read from the job
-table (and Redis) when scraped, at most once per `SNAPSHOT_TTL_S` (longer when the queries are
-slow), so a storm of scrapes costs the database one query at a time.
+queue gauges are the cluster-wide truth whatever process answers: they are read from the
+database (and Redis) when scraped, at most once per `SNAPSHOT_TTL_S` (longer when the queries
+are slow), so a storm of scrapes costs the database one query at a time. `outrider_jobs` sums
+the counts the job table's triggers keep (shared/repositories/job_counts.py), so a scrape costs
+the same with ten million jobs as with ten.
 """
 
 from __future__ import annotations
@@ -28,9 +30,7 @@ from prometheus_client import (
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
-from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import Scope
 
 from api.deps import AppState
@@ -38,7 +38,8 @@ from api.schemas.status import QueueStatus
 from api.services.status import queue_status
 from shared.events import JobLike
 from shared.logging import get_logger
-from shared.models import Job, JobStatus
+from shared.models import JobStatus
+from shared.repositories.job_counts import job_counts
 from shared.specs import JOB_KINDS
 
 log = get_logger(__name__)
@@ -80,16 +81,6 @@ def jobs_retried_by_user(jobs: Iterable[JobLike]) -> None:
     """Count jobs a user sent round again."""
     for job in jobs:
         JOBS_RETRIED_BY_USER.labels(job.kind).inc()
-
-
-async def job_counts(session: AsyncSession) -> list[tuple[str, str, str, int]]:
-    """(queue, kind, status, count) over the whole job table."""
-    rows = await session.execute(
-        select(Job.queue, Job.kind, Job.status, func.count()).group_by(
-            Job.queue, Job.kind, Job.status
-        )
-    )
-    return [(queue, kind, status, count) for queue, kind, status, count in rows]
 
 
 def job_families(counts: Sequence[tuple[str, str, str, int]]) -> Metric:

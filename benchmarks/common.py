@@ -70,6 +70,8 @@ class Sizes:
     soak_jobs: int = 10_000
     submit_seconds: int = 5
     crawl_rss_pages: int = 10_000
+    ledger_rows: int = 10_000_000
+    fleet_jobs: int = 5000
 
 
 QUICK = Sizes(
@@ -81,6 +83,8 @@ QUICK = Sizes(
     soak_jobs=1000,
     submit_seconds=2,
     crawl_rss_pages=1000,
+    ledger_rows=200_000,
+    fleet_jobs=1000,
 )
 
 
@@ -271,9 +275,28 @@ def wrk_post(
     threads: int = 1,
 ) -> tuple[float, float]:
     """POST `body` to `url` under wrk load; returns (requests/s, p99 latency ms)."""
+    rps, _p50, p99 = wrk_load(
+        url, body, headers, seconds=seconds, connections=connections, threads=threads
+    )
+    return rps, p99
+
+
+def wrk_load(
+    url: str,
+    body: dict[str, Any] | None,
+    headers: dict[str, str],
+    *,
+    seconds: int,
+    connections: int,
+    threads: int = 1,
+) -> tuple[float, float, float]:
+    """POST `body` (GET if None) to `url` under wrk load; (requests/s, p50 ms, p99 ms)."""
     header_lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_WRK_LUA % (json.dumps(body), header_lines))
+        if body is None:
+            script.write(header_lines + "\n")
+        else:
+            script.write(_WRK_LUA % (json.dumps(body), header_lines))
     out = subprocess.run(
         [
             "wrk",
@@ -294,7 +317,12 @@ def wrk_post(
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     if non2xx and int(non2xx.group(1)) > 0:
         raise RuntimeError(f"wrk saw {non2xx.group(1)} non-2xx responses:\n{out}")
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
-    assert p99 is not None, out
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
-    return rps, float(p99.group(1)) * scale
+    return rps, _wrk_percentile(out, 50), _wrk_percentile(out, 99)
+
+
+def _wrk_percentile(out: str, pct: int) -> float:
+    """A latency of wrk's `--latency` distribution, in ms."""
+    found = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s)\b", out, re.MULTILINE)
+    assert found is not None, out
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[found.group(2)]
+    return float(found.group(1)) * scale

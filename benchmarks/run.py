@@ -31,6 +31,8 @@ SIZE_FLAGS = {
     "--soak-jobs": "soak_jobs",
     "--submit-seconds": "submit_seconds",
     "--crawl-rss-pages": "crawl_rss_pages",
+    "--ledger-rows": "ledger_rows",
+    "--fleet-jobs": "fleet_jobs",
 }
 
 

@@ -19,6 +19,8 @@ from benchmarks import (
     scenarios_browser,
     scenarios_cache,
     scenarios_crawl,
+    scenarios_fleet,
+    scenarios_ledger,
     scenarios_pipeline,
     scenarios_queue,
     scenarios_soak,
@@ -226,4 +228,6 @@ SCENARIOS: dict[str, Callable[[int, Sizes], Result]] = {
     "crawl": scenarios_crawl.crawl,
     "crawl_rss": lambda rounds, sizes: scenarios_crawl.crawl_rss(sizes.crawl_rss_pages),
     "queue_control": scenarios_queue.queue_control,
+    "ledger": scenarios_ledger.ledger,
+    "fleet": scenarios_fleet.fleet,
 }

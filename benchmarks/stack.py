@@ -74,7 +74,7 @@ class Stack:
     key: str
 
     def start_workers(
-        self, queue: str, count: int, concurrency: int | None = None
+        self, queue: str, count: int, concurrency: int | None = None, timeout_s: float = 60
     ) -> list[subprocess.Popen[bytes]]:
         """Start `count` workers and wait until each has announced itself alive."""
         args = ["worker", "--queue", queue]
@@ -82,7 +82,7 @@ class Stack:
             args += ["--concurrency", str(concurrency)]
         workers = [self.procs.outrider(self.env, *args) for _ in range(count)]
         redis = Redis.from_url(self.redis_url)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout_s
         try:
             while time.monotonic() < deadline:
                 registered: list[bytes] = redis.zrange(REGISTRY_KEY, 0, -1)  # type: ignore[assignment]

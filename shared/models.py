@@ -1,5 +1,5 @@
-"""SQLAlchemy models: owner, api_key, agent, job, job_attempt, artifact, webhook_delivery,
-schedule, schedule_run, crawl, crawl_page, result_cache."""
+"""SQLAlchemy models: owner, api_key, agent, job, job_count, job_attempt, artifact,
+webhook_delivery, schedule, schedule_run, crawl, crawl_page, result_cache."""
 
 from __future__ import annotations
 
@@ -158,6 +158,9 @@ class Job(Base):
     __tablename__ = "job"
     __table_args__ = (
         Index("ix_job_owner_created", "owner_id", "created_at", "id"),
+        # `GET /v1/jobs?kind=` and `?agent_id=` read only matching jobs, however few there are.
+        Index("ix_job_owner_kind_created", "owner_id", "kind", "created_at", "id"),
+        Index("ix_job_agent_created", "agent_id", "created_at", "id"),
         Index("ix_job_status_run_after", "status", "run_after"),
         # The next three hold only the rows they are for: every write of a job row skips them.
         # The queue's completed/failed counts over the last hour.
@@ -222,6 +225,22 @@ class Job(Base):
     # A crawl's page jobs name their crawl (no foreign key: each row is kept and deleted on
     # its own terms).
     parent_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+
+
+class JobCount(Base):
+    """Signed deltas of the job table's counts by (queue, kind, status), written by triggers on
+    `job` (PostgreSQL only, migration 0010_ledger) and folded by the reconciler: their sums
+    are the counts (shared/repositories/job_counts.py)."""
+
+    __tablename__ = "job_count"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    queue: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    n: Mapped[int] = mapped_column(BigInteger)
 
 
 class JobAttempt(Base):

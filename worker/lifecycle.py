@@ -24,6 +24,7 @@ from shared.logging import get_logger
 from shared.models import utcnow
 from shared.repositories import frontier
 from shared.repositories.execution import Released
+from shared.repositories.job_counts import fold_job_counts
 from worker.crawl.settle import repair
 from worker.job_events import job_ended
 from worker.state import WorkerState
@@ -121,9 +122,12 @@ class Reconciler:
 
     async def run_once(self) -> tuple[int, int]:
         """One pass; returns (orphans requeued, lost enqueues repaired or confirmed). Then
-        the parked crawls are repaired and refilled (a dead worker never leaves one stuck)."""
+        the parked crawls are repaired and refilled (a dead worker never leaves one stuck),
+        and the job counts' deltas folded (shared/repositories/job_counts.py)."""
         counts = await self._orphans(), await self._unenqueued()
         await self._crawls()
+        async with self.state.sessionmaker.begin() as session:
+            await fold_job_counts(session)
         return counts
 
     async def _crawls(self) -> int:
