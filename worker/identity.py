@@ -11,7 +11,7 @@ Stealth (`stealth_options`, `apply_stealth`): playwright-stealth's evasions on t
 (navigator.webdriver, plugins, languages, permissions, window.chrome, WebGL vendor, ...) and
 context options that agree with them and with each other: the user agent (the agent's, else
 this Chromium's own with `HeadlessChrome` made `Chrome`), navigator.platform read off that
-user agent, `Sec-CH-UA` from its version, navigator.languages from the locale (`de-DE`, `de`),
+user agent, navigator.languages from the locale (`de-DE`, `de`),
 the locale and a time zone (the job's or agent's; else, with a locale naming a country, that
 country's main zone, so a `de-DE` browser is not on UTC), a 1280x800 viewport on a 1920x1080
 screen.
@@ -116,15 +116,6 @@ def chrome_user_agent(browser_version: str) -> str:
     )
 
 
-def sec_ch_ua(user_agent: str) -> str | None:
-    """A `Sec-CH-UA` that agrees with a Chrome user agent (None for another browser)."""
-    match = re.search(r"Chrome/(\d+)", user_agent)
-    if match is None:
-        return None
-    major = match.group(1)
-    return f'"Chromium";v="{major}", "Google Chrome";v="{major}", "Not-A.Brand";v="99"'
-
-
 def context_options(job: Job, agent: Agent, geolocation: dict[str, Any] | None) -> dict[str, Any]:
     """A render context's locale, time zone and place (stealth or not)."""
     options: dict[str, Any] = {}
@@ -153,8 +144,6 @@ def stealth_options(
     }
     if "timezone_id" not in options and (zone := country_zone(locale)) is not None:
         stealthy["timezone_id"] = zone
-    if (hints := sec_ch_ua(user_agent)) is not None:
-        stealthy["extra_http_headers"] = {"sec-ch-ua": hints}
     return stealthy
 
 
@@ -167,6 +156,8 @@ async def apply_stealth(context: BrowserContext, options: dict[str, Any]) -> Non
         navigator_languages_override=languages(str(options["locale"])),
         navigator_platform_override=platform_of(user_agent),
         navigator_user_agent_override=user_agent,
-        sec_ch_ua_override=sec_ch_ua(user_agent),
+        # Chromium's own Sec-CH-UA names no HeadlessChrome (nor do its userAgentData brands,
+        # which a header of ours would then contradict): left as Chromium sends it.
+        sec_ch_ua=False,
     )
     await stealth.apply_stealth_async(context)

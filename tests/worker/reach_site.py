@@ -133,6 +133,7 @@ def _app(site: ReachSite) -> web.Application:
                 "accept-language": request.headers.get("Accept-Language", ""),
                 "user-agent": request.headers.get("User-Agent", ""),
                 "cookie": request.headers.get("Cookie", ""),
+                "sec-ch-ua": request.headers.get("Sec-CH-UA", ""),
             }
         )
 
