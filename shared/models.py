@@ -1,5 +1,5 @@
 """SQLAlchemy models: owner, api_key, agent, job, job_attempt, artifact, webhook_delivery,
-schedule, schedule_run, crawl, crawl_page, result_cache, agent_session."""
+schedule, schedule_run, crawl, crawl_page, result_cache."""
 
 from __future__ import annotations
 
