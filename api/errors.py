@@ -18,7 +18,7 @@ from api.schemas.errors import ErrorBody
 from shared.errors import AppError, ServiceUnavailable
 from shared.headers import HEADER_ERROR_CODES
 from shared.logging import get_logger
-from shared.specs import FORMAT_ERROR_CODES, SPEC_ERROR_CODES
+from shared.specs import FORMAT_ERROR_CODES, REACH_ERROR_CODES, SPEC_ERROR_CODES
 
 log = get_logger(__name__)
 
@@ -65,7 +65,7 @@ _BODY_422 = (
     "the check that refused it (e.g. `invalid_url`); for formats `unknown_format`, "
     "`invalid_schema` (a `json` format's schema is not valid JSON Schema), `prompt_too_long` "
     "(over 10,000 characters) and `llm_not_configured` (a `json` format without "
-    "OUTRIDER_LLM_BASE_URL)."
+    "OUTRIDER_LLM_BASE_URL); `invalid_session_name`, `invalid_locale` and `invalid_timezone`."
 )
 
 
@@ -83,7 +83,7 @@ def _render(exc: AppError, headers: dict[str, str] | None = None) -> JSONRespons
     return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
 
 
-_CUSTOM_CODES = (*HEADER_ERROR_CODES, *FORMAT_ERROR_CODES, *SPEC_ERROR_CODES)
+_CUSTOM_CODES = (*HEADER_ERROR_CODES, *FORMAT_ERROR_CODES, *SPEC_ERROR_CODES, *REACH_ERROR_CODES)
 
 
 def _validation_code(errors: list[dict[str, Any]]) -> str:

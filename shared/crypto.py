@@ -1,10 +1,11 @@
-"""Encryption at rest for agent secrets (Fernet: AES-128-CBC + HMAC-SHA256)."""
+"""Encryption at rest for agent secrets and sessions (Fernet: AES-128-CBC + HMAC-SHA256)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -32,3 +33,16 @@ class SecretBox:
                 "Agent secrets cannot be decrypted: OUTRIDER_SECRET_KEY changed?"
             ) from exc
         return data
+
+    def seal_json(self, value: Any) -> bytes:
+        """Encrypt any JSON value (a session's state)."""
+        return self._fernet.encrypt(json.dumps(value, separators=(",", ":")).encode())
+
+    def open_json(self, ciphertext: bytes) -> Any:
+        """Decrypt a value sealed with `seal_json` and the same key."""
+        try:
+            return json.loads(self._fernet.decrypt(ciphertext))
+        except InvalidToken as exc:
+            raise RuntimeError(
+                "A session cannot be decrypted: OUTRIDER_SECRET_KEY changed?"
+            ) from exc

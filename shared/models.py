@@ -25,6 +25,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    false,
     text,
     true,
 )
@@ -143,6 +144,11 @@ class Agent(Base):
     # Terminal states of this agent's jobs are POSTed here, signed with the agent's secret.
     webhook_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     webhook_secret_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # Render contexts: playwright-stealth and a coherent fingerprint; the jobs' default
+    # locale (Accept-Language, the browser's) and time zone (worker/identity.py).
+    stealth: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    locale: Mapped[str | None] = mapped_column(String(35), nullable=True)
+    timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(TZDateTime(), nullable=True)
@@ -454,3 +460,21 @@ class ResultCache(Base):
     result: Mapped[dict[str, Any]] = mapped_column(JsonType)
     job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)  # where it came from
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow, index=True)
+
+
+class AgentSession(Base):
+    """A job `session`: the cookies and browser storage an agent keeps under a name, sealed
+    (shared/crypto.py) as Playwright's storage state. `version` counts writes: a write names
+    the version it read, so a job whose session lock lapsed cannot overwrite a newer state."""
+
+    __tablename__ = "agent_session"
+    __table_args__ = (UniqueConstraint("agent_id", "name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"))
+    agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agent.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    state_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)

@@ -223,6 +223,18 @@ class Settings(BaseSettings):
     host_backoff_max_s: float = Field(
         300.0, ge=0, description="The cap on how long a 429/503 `Retry-After` holds a host back."
     )
+    session_lock_s: float = Field(
+        30.0,
+        gt=0,
+        description="A job `session`'s lock, renewed while its job runs: a dead worker's frees "
+        "itself after this.",
+    )
+    session_max_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="The largest session state (cookies and browser storage, as JSON) a job "
+        "may write back; a larger one fails the job `session_too_large`.",
+    )
     robots_cache_ttl_s: float = Field(
         86400.0,
         gt=0,

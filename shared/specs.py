@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -60,6 +62,97 @@ class HttpAuth(StrictModel):
 
 JsonScalar = str | int | float | bool
 
+INVALID_SESSION_NAME = "invalid_session_name"
+INVALID_LOCALE = "invalid_locale"
+INVALID_TIMEZONE = "invalid_timezone"
+REACH_ERROR_CODES = (INVALID_SESSION_NAME, INVALID_LOCALE, INVALID_TIMEZONE)
+"""Validation errors of `session`, `locale` and `timezone` whose type is the API's error code."""
+SESSION_NAME_MAX = 100
+_SESSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# BCP 47, the usual subset: language, optional script, optional region, optional variants.
+_LOCALE = re.compile(
+    r"[a-zA-Z]{2,3}(?:-[a-zA-Z]{4})?(?:-(?:[a-zA-Z]{2}|[0-9]{3}))?"
+    r"(?:-(?:[a-zA-Z0-9]{5,8}|[0-9][a-zA-Z0-9]{3}))*"
+)
+LOCALE_MAX = 35
+
+
+def check_session_name(value: str) -> str:
+    """A session's name: 1-100 of `A-Z a-z 0-9 _ . -`, starting with a letter or digit."""
+    if not (len(value) <= SESSION_NAME_MAX and _SESSION_NAME.fullmatch(value)):
+        raise PydanticCustomError(
+            INVALID_SESSION_NAME,
+            "A session name is 1 to {most} letters, digits, `_`, `.` or `-`, starting with a "
+            "letter or digit.",
+            {"most": SESSION_NAME_MAX},
+        )
+    return value
+
+
+def _check_locale(value: str) -> str:
+    if not (len(value) <= LOCALE_MAX and _LOCALE.fullmatch(value)):
+        raise PydanticCustomError(
+            INVALID_LOCALE,
+            "`locale` is a BCP 47 language tag such as `de-DE`, `en` or `zh-Hant-TW`.",
+        )
+    return value
+
+
+@lru_cache(maxsize=1)
+def _timezones() -> frozenset[str]:
+    import zoneinfo
+
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _check_timezone(value: str) -> str:
+    if value not in _timezones() or value in ("localtime", "Factory"):
+        raise PydanticCustomError(
+            INVALID_TIMEZONE, "`timezone` is an IANA time zone name such as `Europe/Berlin`."
+        )
+    return value
+
+
+SessionName = Annotated[
+    str,
+    Field(
+        description="A cookie jar and browser storage kept for this agent under this name "
+        "(read when the job starts, written back when it succeeds; one job of a session at a "
+        "time).",
+        json_schema_extra={
+            "minLength": 1,
+            "maxLength": SESSION_NAME_MAX,
+            "pattern": f"^{_SESSION_NAME.pattern}$",
+        },
+    ),
+    AfterValidator(check_session_name),
+]
+Locale = Annotated[
+    str,
+    Field(
+        description="A BCP 47 language tag (`de-DE`): sets `Accept-Language`, and the "
+        "browser's locale for a render.",
+        json_schema_extra={"minLength": 2, "maxLength": LOCALE_MAX},
+    ),
+    AfterValidator(_check_locale),
+]
+Timezone = Annotated[
+    str,
+    Field(
+        description="An IANA time zone (`Europe/Berlin`).",
+        json_schema_extra={"minLength": 1, "maxLength": 64},
+    ),
+    AfterValidator(_check_timezone),
+]
+
+
+class Geolocation(StrictModel):
+    """Where the browser says it is (the `geolocation` permission is granted to the page)."""
+
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    accuracy: float | None = Field(default=None, ge=0, le=100_000, description="Metres.")
+
 
 class HttpInput(StrictModel):
     """Input of an `http` job: one call to an external HTTP API."""
@@ -75,6 +168,8 @@ class HttpInput(StrictModel):
     expected_status: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(
         default=None, max_length=100
     )
+    session: SessionName | None = None
+    locale: Locale | None = None
 
     @model_validator(mode="after")
     def _one_body(self) -> HttpInput:
@@ -183,6 +278,8 @@ class FetchInput(StrictModel):
         description="Return this owner's result for the same URL and output options if it is "
         "younger than this (`cached: true`), without a request; 0: never.",
     )
+    session: SessionName | None = None
+    locale: Locale | None = None
 
     @model_validator(mode="after")
     def _one_json_format(self) -> FetchInput:
@@ -256,6 +353,8 @@ class RenderInput(FetchInput):
         description="After load, wait at most this long for the page to settle (no request in "
         "flight for 500 ms, no DOM change for 300 ms); 0 turns it off.",
     )
+    timezone: Timezone | None = None
+    geolocation: Geolocation | None = None
 
     @model_validator(mode="after")
     def _bounded_waiting(self) -> RenderInput:
@@ -309,11 +408,15 @@ class CrawlPageSpec(StrictModel):
         default_factory=list, max_length=3
     )
     settle_ms: int | None = Field(default=None, ge=0, le=60_000)
+    locale: Locale | None = None
+    timezone: Timezone | None = None
+    geolocation: Geolocation | None = None
 
     def page_kind(self) -> Literal["fetch", "scrape"]:
         """`scrape` when a render mode is given (or anything only a browser does), else `fetch`."""
         browserish = self.wait_for or self.actions or self.screenshot or self.block_resources
-        return "scrape" if self.render is not None or browserish else "fetch"
+        placed = self.timezone is not None or self.geolocation is not None
+        return "scrape" if self.render is not None or browserish or placed else "fetch"
 
 
 SitemapMode = Literal["include", "skip", "only"]
@@ -373,6 +476,11 @@ class CrawlInput(_DiscoveryInput):
     page: CrawlPageSpec = Field(default_factory=CrawlPageSpec)
     page_webhooks: bool = Field(
         default=False, description="Also announce each page's end to the crawl's `webhook_url`."
+    )
+    session: SessionName | None = Field(
+        default=None,
+        description="Every page uses this session (see a fetch's `session`): pages of one "
+        "session run one at a time.",
     )
 
 

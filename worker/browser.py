@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,11 +178,16 @@ class BrowserPool:
             return generation
 
     @contextlib.asynccontextmanager
-    async def context(self, **options: Any) -> AsyncIterator[BrowserContext]:
+    async def context(
+        self, tailor: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None, **options: Any
+    ) -> AsyncIterator[BrowserContext]:
         """A fresh browser context for one job, closed afterwards whatever happens. A failure
-        caused by the browser dying becomes a retryable `browser_crashed`."""
+        caused by the browser dying becomes a retryable `browser_crashed`. `tailor(version,
+        options)`: the options for the browser's version (a stealth user agent)."""
         generation = await self._acquire()
         try:
+            if tailor is not None:
+                options = tailor(generation.browser.version, options)
             # The context's own door into the egress proxy (the browser-wide proxy refuses all).
             async with self.proxy.door() as proxy_url:
                 async with asyncio.timeout(CONTEXT_OP_S):

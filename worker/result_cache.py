@@ -4,7 +4,8 @@ The lookup runs after the claim (the job is a row with one attempt, like any oth
 politeness and the engine, so a hit makes no request at all, robots.txt included. A hit's
 result says `cached: true` and `metadata.cached_at` (when it was fetched); a fresh result of a
 job with `max_age_s` says `cached: false` and is stored for the next one, after its outcome is
-written. Results with a screenshot are not cached (the artifact belongs to its job). The cache
+written. Results with a screenshot are not cached (the artifact belongs to its job), nor those
+of a job with a `session` (its cookies are its own). The cache
 is a convenience: a database error while reading or writing it is logged and the job goes on.
 """
 
@@ -27,7 +28,11 @@ CACHE_ERRORS = (*LOOP_ERRORS, ConnectionError)
 
 
 def _max_age(job: Job) -> int:
-    return max_age_s(job.input) if job.kind in CACHEABLE_KINDS else 0
+    # A job with a `session` sees what its cookies show: never answered from, nor kept in,
+    # the owner's cache (another job, with another session or none, would read it).
+    if job.kind not in CACHEABLE_KINDS or job.input.get("session"):
+        return 0
+    return max_age_s(job.input)
 
 
 def mark_cached(result: dict[str, Any], cached_at: datetime) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -35,6 +36,7 @@ from worker.politeness import polite, user_agent
 from worker.result_cache import from_cache, mark_fresh, remember
 from worker.retry import Deferred, JobError, backoff_s, classify
 from worker.robots import CachedRobots
+from worker.sessions import held_session, save_session, session_client, session_name
 from worker.state import Running, WorkerState
 
 log = get_logger(__name__)
@@ -166,11 +168,39 @@ async def _execute_with(
             f"No engine for {claim.job.kind!r} jobs.",
             retryable=False,
         )
+    if (name := session_name(claim.job)) is not None:
+        return await _run_in_session(state, claim, ctx, engine, name)
     if (cached := await from_cache(state, claim.job)) is not None:
         return cached  # no request at all: politeness and robots.txt are for requests
+    return await _run_engine(state, claim, ctx, engine, http)
+
+
+async def _run_in_session(
+    state: WorkerState, claim: Claim, ctx: EngineContext, engine: Engine, name: str
+) -> dict[str, Any]:
+    """Run the engine holding the job's session (worker/sessions.py): its lock, its cookies
+    in a jar of the job's own on the owner's pool, its state written back on success."""
+    assert ctx.deadline is not None
+    async with asyncio.timeout_at(ctx.deadline), held_session(state, claim, name) as session:
+        async with session_client(ctx.http, state, session.jar) as http:
+            in_session = dataclasses.replace(ctx, http=http, session=session)
+            result = await _run_engine(state, claim, in_session, engine, ctx.http)
+        await save_session(state, claim, session)
+        return result
+
+
+async def _run_engine(
+    state: WorkerState,
+    claim: Claim,
+    ctx: EngineContext,
+    engine: Engine,
+    plain: aiohttp.ClientSession,
+) -> dict[str, Any]:
+    assert ctx.deadline is not None
     try:
-        # Politeness (robots.txt, the host's slot) counts against the job's timeout.
-        async with asyncio.timeout_at(ctx.deadline), polite(state, claim, http):
+        # Politeness (robots.txt, the host's slot) counts against the job's timeout; robots.txt
+        # is read through `plain`, the owner's pool without a session's cookies.
+        async with asyncio.timeout_at(ctx.deadline), polite(state, claim, plain):
             return mark_fresh(claim.job, await engine(ctx))
     except TimeoutError as exc:
         if isinstance(exc, JobError):  # pragma: no cover - JobError is not a TimeoutError

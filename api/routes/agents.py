@@ -5,13 +5,24 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from api.deps import PrincipalDep, StateDep
 from api.errors import error_responses
-from api.schemas.agents import AgentCreate, AgentCreated, AgentList, AgentOut, AgentUpdate
+from api.schemas.agents import (
+    AgentCreate,
+    AgentCreated,
+    AgentList,
+    AgentOut,
+    AgentUpdate,
+    SessionList,
+    SessionOut,
+)
+from shared.errors import NotFound, ValidationFailed
 from shared.repositories import agent as agents
+from shared.repositories import sessions
 from shared.services.job_rows import check_timeout, check_webhook_url
+from shared.specs import INVALID_SESSION_NAME, SESSION_NAME_MAX, check_session_name
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
@@ -96,4 +107,48 @@ async def delete_agent(agent_id: uuid.UUID, state: StateDep, principal: Principa
     async with state.sessionmaker.begin() as session:
         agent = await agents.get_agent(session, principal.owner_id, agent_id)
         await agents.delete_agent(session, agent)
+    return Response(status_code=204)
+
+
+def _session_name(name: str) -> str:
+    try:
+        return check_session_name(name)
+    except ValueError:  # pydantic's custom error is a ValueError
+        raise ValidationFailed(
+            f"A session name is 1 to {SESSION_NAME_MAX} letters, digits, `_`, `.` or `-`, "
+            "starting with a letter or digit.",
+            code=INVALID_SESSION_NAME,
+        ) from None
+
+
+@router.get("/{agent_id}/sessions", response_model=SessionList, responses=error_responses(404, 422))
+async def list_sessions(
+    agent_id: uuid.UUID, state: StateDep, principal: PrincipalDep
+) -> SessionList:
+    """The agent's sessions (names and times; their cookies are never shown)."""
+    async with state.sessionmaker() as session:
+        agent = await agents.get_agent(session, principal.owner_id, agent_id)
+        rows = await sessions.list_sessions(session, principal.owner_id, agent.id)
+    return SessionList(items=[SessionOut.model_validate(row) for row in rows])
+
+
+@router.delete(
+    "/{agent_id}/sessions/{name}",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(404, 422),
+)
+async def delete_session(
+    agent_id: uuid.UUID,
+    name: Annotated[str, Path(description="The session's name.")],
+    state: StateDep,
+    principal: PrincipalDep,
+) -> Response:
+    """Forget a session: its cookies and browser storage. The next job with this `session`
+    starts empty. A job of the session running now does not write its state back."""
+    name = _session_name(name)
+    async with state.sessionmaker.begin() as session:
+        agent = await agents.get_agent(session, principal.owner_id, agent_id)
+        if not await sessions.delete_session(session, principal.owner_id, agent.id, name):
+            raise NotFound("Session not found.")
     return Response(status_code=204)

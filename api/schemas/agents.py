@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.headers import HeaderMap, HeaderValue
-from shared.specs import RequestModel
+from shared.specs import Locale, RequestModel, Timezone
 
 DomainList = list[Annotated[str, Field(min_length=1, max_length=253)]]
 SecretName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -35,6 +35,18 @@ class AgentProfile(RequestModel):
         min_length=1,
         max_length=2048,
         description="Every job of this agent that ends is POSTed here, signed.",
+    )
+    # Who the agent's jobs say they are (worker/identity.py).
+    stealth: bool = Field(
+        default=False,
+        description="Render with playwright-stealth and a coherent fingerprint (user agent, "
+        "platform, languages, locale and time zone agree).",
+    )
+    locale: Locale | None = Field(
+        default=None, description="The jobs' default `locale` (BCP 47, e.g. `de-DE`)."
+    )
+    timezone: Timezone | None = Field(
+        default=None, description="The renders' default `timezone` (IANA, e.g. `Europe/Berlin`)."
     )
 
 
@@ -84,6 +96,9 @@ class AgentOut(BaseModel):
         description="Names of the agent's secrets (values are never shown)."
     )
     webhook_url: str | None = None
+    stealth: bool = False
+    locale: str | None = None
+    timezone: str | None = None
     has_webhook_secret: bool = Field(
         validation_alias="webhook_secret_ciphertext",
         description="Whether the agent has a webhook signing secret (it is never shown again).",
@@ -112,3 +127,17 @@ class AgentList(BaseModel):
 class WebhookSecretOut(BaseModel):
     agent_id: uuid.UUID
     webhook_secret: str = Field(description="The new secret, shown this once.")
+
+
+class SessionOut(BaseModel):
+    """A session of an agent: its name and when a job last wrote it (never its cookies)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class SessionList(BaseModel):
+    items: list[SessionOut]

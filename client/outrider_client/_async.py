@@ -263,6 +263,14 @@ class AsyncOutrider:
     async def delete_agent(self, agent_id: JobId) -> None:
         await self._call(Routes.delete_agent(agent_id))
 
+    async def list_sessions(self, agent_id: JobId) -> models.SessionList:
+        """The agent's sessions (names and times)."""
+        return await self._call(Routes.list_sessions(agent_id))
+
+    async def delete_session(self, agent_id: JobId, name: str) -> None:
+        """Forget an agent's session (its cookies and browser storage)."""
+        await self._call(Routes.delete_session(agent_id, name))
+
     async def new_webhook_secret(self, agent_id: JobId) -> models.WebhookSecret:
         return await self._call(Routes.new_webhook_secret(agent_id))
 

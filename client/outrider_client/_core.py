@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel
@@ -190,6 +191,14 @@ class Routes:
     @staticmethod
     def delete_agent(agent_id: JobId) -> Call[None]:
         return Call("DELETE", f"/v1/agents/{agent_id}", _nothing)
+
+    @staticmethod
+    def list_sessions(agent_id: JobId) -> Call[models.SessionList]:
+        return Call("GET", f"/v1/agents/{agent_id}/sessions", _model(models.SessionList))
+
+    @staticmethod
+    def delete_session(agent_id: JobId, name: str) -> Call[None]:
+        return Call("DELETE", f"/v1/agents/{agent_id}/sessions/{quote(name, safe='')}", _nothing)
 
     @staticmethod
     def new_webhook_secret(agent_id: JobId) -> Call[models.WebhookSecret]:

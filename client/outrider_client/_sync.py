@@ -255,6 +255,14 @@ class Outrider:
     def delete_agent(self, agent_id: JobId) -> None:
         self._call(Routes.delete_agent(agent_id))
 
+    def list_sessions(self, agent_id: JobId) -> models.SessionList:
+        """The agent's sessions (names and times)."""
+        return self._call(Routes.list_sessions(agent_id))
+
+    def delete_session(self, agent_id: JobId, name: str) -> None:
+        """Forget an agent's session (its cookies and browser storage)."""
+        self._call(Routes.delete_session(agent_id, name))
+
     def new_webhook_secret(self, agent_id: JobId) -> models.WebhookSecret:
         return self._call(Routes.new_webhook_secret(agent_id))
 

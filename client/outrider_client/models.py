@@ -161,6 +161,9 @@ class Agent(Model):
     blocked_domains: list[str]
     secret_names: list[str]
     webhook_url: str | None = None
+    stealth: bool = False
+    locale: str | None = None
+    timezone: str | None = None
     has_webhook_secret: bool
     created_at: datetime
     updated_at: datetime
@@ -177,6 +180,20 @@ class AgentList(Model):
     openapi_name: ClassVar[str] = "AgentList"
     items: list[Agent]
     next_cursor: str | None
+
+
+class Session(Model):
+    """A session an agent keeps (its name and times; its cookies are never shown)."""
+
+    openapi_name: ClassVar[str] = "SessionOut"
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class SessionList(Model):
+    openapi_name: ClassVar[str] = "SessionList"
+    items: list[Session]
 
 
 class WebhookSecret(Model):
@@ -334,6 +351,8 @@ ANSWER_MODELS: tuple[type[Model], ...] = (
     Agent,
     AgentCreated,
     AgentList,
+    Session,
+    SessionList,
     WebhookSecret,
     Schedule,
     ScheduleList,

@@ -56,6 +56,8 @@ def page_spec_template(crawl: Job, spec: CrawlInput) -> FetchJobSpec | ScrapeJob
         fields["render"] = page.render or "auto"
     asked = page.model_dump(mode="json", by_alias=True)["formats"]  # names and `json` objects
     formats = [*asked, *(name for name in FRONTIER_FORMATS if name not in asked)]
+    if spec.session is not None:  # every page keeps the crawl's session
+        fields["session"] = spec.session
     body: dict[str, Any] = {
         "kind": kind,
         "input": {**fields, "url": spec.url, "formats": formats},

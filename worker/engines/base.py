@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # Playwright loads on browser workers only
 
     from shared.repositories.frontier_store import FrontierStore
     from worker.browser import RenderRuntime
+    from worker.sessions import JobSession
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class EngineContext:
     # A crawl's page: asked before each redirect is followed; False: another page has the
     # URL (this one is its duplicate, see worker/crawl/redirects.py).
     claim_redirect: Callable[[str], Awaitable[bool]] | None = None
+    # The job's `session` (worker/sessions.py): `http` then carries its cookie jar, and a
+    # render starts from (and hands back) its storage state.
+    session: JobSession | None = None
 
     def render_runtime(self) -> RenderRuntime:
         """The browser of this worker; a job elsewhere fails `browser_unavailable`."""

@@ -41,6 +41,7 @@ from worker.extract.docfile import file_kind, sniff_file
 from worker.extract.document import build_from_bytes, document_kind
 from worker.extract.pool import parse_off_loop
 from worker.extract.schema import SchemaError, compile_schema
+from worker.identity import accept_language, job_locale
 from worker.retry import JobError, status_error, with_quick_retries
 
 MAX_REDIRECTS = 10
@@ -74,6 +75,8 @@ def max_bytes(settings: Settings) -> int:
 def _headers(ctx: EngineContext, spec: FetchInput) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict({"Accept": ACCEPT})
     headers.update(ctx.agent.headers or {})
+    if (locale := job_locale(ctx.job, ctx.agent)) is not None:
+        headers["Accept-Language"] = accept_language(locale)  # the job's headers may say else
     headers.update(spec.headers)
     if ctx.agent.user_agent:
         headers["User-Agent"] = ctx.agent.user_agent

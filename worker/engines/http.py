@@ -14,6 +14,7 @@ from shared.jsonsafe import parse_json
 from shared.specs import HttpInput
 from worker.bodies import Body, read_capped
 from worker.engines.base import EngineContext, check_destination
+from worker.identity import accept_language, job_locale
 from worker.retry import JobError, status_error, with_quick_retries
 
 MAX_REDIRECTS = 10
@@ -23,6 +24,8 @@ SENSITIVE_HEADERS = ("authorization", "cookie", "proxy-authorization")
 
 def _headers(ctx: EngineContext, spec: HttpInput) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict(ctx.agent.headers or {})
+    if (locale := job_locale(ctx.job, ctx.agent)) is not None:
+        headers["Accept-Language"] = accept_language(locale)  # the job's headers may say else
     headers.update(spec.headers)
     if ctx.agent.user_agent:
         headers["User-Agent"] = ctx.agent.user_agent

@@ -17,8 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from playwright.async_api import BrowserContext, Route
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Route
 from yarl import URL
 
 from shared.domains import domain_allowed
@@ -37,6 +37,7 @@ from worker.engines.render_page import VIEWPORT, Rendered, render_page
 from worker.extract.document import build_result
 from worker.extract.pool import parse_off_loop
 from worker.extract.schema import SchemaError, compile_schema
+from worker.identity import apply_stealth, context_options, stealth_options
 from worker.refusal import Refusal
 from worker.retry import JobError
 
@@ -74,6 +75,10 @@ def _router(
     return handle
 
 
+async def _storage(context: BrowserContext) -> dict[str, Any]:
+    return dict(await context.storage_state())
+
+
 def _schema(spec: RenderInput) -> dict[str, Any] | None:
     schema: dict[str, Any] | None = spec.model_dump(mode="json", exclude_none=True).get("extract")
     try:
@@ -108,7 +113,22 @@ async def _render(
     options: dict[str, Any] = {"viewport": VIEWPORT, "service_workers": "block"}
     if ctx.agent.user_agent:
         options["user_agent"] = ctx.agent.user_agent
-    async with runtime.pool.context(accept_downloads=False, **options) as context:
+    place = spec.geolocation.model_dump() if spec.geolocation is not None else None
+    options |= context_options(ctx.job, ctx.agent, place)
+    if ctx.session is not None:
+        options["storage_state"] = ctx.session.storage_state()
+    stealthy: dict[str, Any] = {}
+
+    def tailor(version: str, given: dict[str, Any]) -> dict[str, Any]:
+        stealthy.update(stealth_options(ctx.job, ctx.agent, version, given))
+        return stealthy
+
+    stealth = ctx.agent.stealth
+    async with runtime.pool.context(
+        tailor if stealth else None, accept_downloads=False, **options
+    ) as context:
+        if stealth:
+            await apply_stealth(context, stealthy)
         refusals.watch(context)
         headers = {k.lower(): v for k, v in {**(ctx.agent.headers or {}), **spec.headers}.items()}
         if spec.block_resources or headers:
@@ -127,6 +147,9 @@ async def _render(
                 raise too_large from exc
             if (too_large := watched.verdict()) is not None:  # e.g. one of its frames
                 raise too_large
+        if ctx.session is not None:  # cookies and local storage, for the session's next job
+            state = await budget.run("Reading the session", lambda _ms: _storage(context))
+            ctx.session.replace(state)
     final_url = rendered.final_url
     if not final_url.startswith(("http://", "https://")):
         raise JobError(
