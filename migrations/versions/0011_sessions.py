@@ -1,8 +1,8 @@
 """Sessions (cookies and browser storage per agent and name); an agent's stealth, locale and
 time zone.
 
-Revision ID: 0010_sessions
-Revises: 0008
+Revision ID: 0011_sessions
+Revises: 0010_ledger
 Create Date: 2026-12-09 10:00:00.000000
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010_sessions"
-down_revision: str | None = "0008"
+revision: str = "0011_sessions"
+down_revision: str | None = "0010_ledger"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
