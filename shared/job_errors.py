@@ -36,6 +36,7 @@ class JobErrorCode(StrEnum):
     ROBOTS_DISALLOWED = "robots_disallowed"
     ROBOTS_UNAVAILABLE = "robots_unavailable"
     POLITENESS_UNAVAILABLE = "politeness_unavailable"
+    PROXY_UNAVAILABLE = "proxy_unavailable"
     # Extraction and the browser
     INVALID_EXTRACT = "invalid_extract"
     PARSE_FAILED = "parse_failed"
@@ -103,6 +104,11 @@ CATALOGUE: dict[JobErrorCode, CodeInfo] = {
         "robots.txt could not be fetched (5xx, 429, unreachable): nothing is fetched.", True
     ),
     C.POLITENESS_UNAVAILABLE: CodeInfo("The per-host limits in Redis could not be reached.", True),
+    C.PROXY_UNAVAILABLE: CodeInfo(
+        "Every proxy of the agent is benched: each failed (could not be reached, refused the "
+        "credentials with 407, or answered CONNECT with a 5xx) within `OUTRIDER_PROXY_BENCH_S`.",
+        True,
+    ),
     C.INVALID_EXTRACT: CodeInfo("An `extract` rule is unusable (a bad selector).", False),
     C.PARSE_FAILED: CodeInfo("The page could not be parsed (the parser process died).", True),
     C.DOCUMENT_UNREADABLE: CodeInfo(

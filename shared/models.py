@@ -143,6 +143,13 @@ class Agent(Base):
     # Terminal states of this agent's jobs are POSTed here, signed with the agent's secret.
     webhook_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     webhook_secret_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # Outbound proxies (shared/proxies.py): [{"url", "auth_secret"?}] and how one is chosen.
+    proxies: Mapped[list[dict[str, str]]] = mapped_column(
+        JsonType, default=list, server_default=text("'[]'")
+    )
+    proxy_rotation: Mapped[str] = mapped_column(
+        String(20), default="round_robin", server_default="round_robin"
+    )
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(TZDateTime(), nullable=True)

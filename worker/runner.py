@@ -32,6 +32,8 @@ from worker.engines.map import run_map
 from worker.engines.scrape import run_scrape
 from worker.job_events import job_cancelled, job_ended, job_progress, job_started
 from worker.politeness import polite, user_agent
+from worker.proxies import ProxyPicker, agent_routes, target_host
+from worker.proxy_tunnel import ProxyFailed, ProxyRoute
 from worker.result_cache import from_cache, mark_fresh, remember
 from worker.retry import Deferred, JobError, backoff_s, classify
 from worker.robots import CachedRobots
@@ -135,16 +137,58 @@ def _failure_outcome(state: WorkerState, claim: Claim, error: JobError) -> Outco
 
 
 async def _execute(state: WorkerState, claim: Claim) -> dict[str, Any]:
-    # The owner's own connection pool, for robots.txt too: a tenant wall.
-    async with state.sessions.lease(claim.job.owner_id) as http:
-        return await _execute_with(state, claim, http)
+    secrets = state.box.open(claim.agent.secrets_ciphertext)
+    check_headers(claim.job, claim.agent, secrets)
+    deadline = asyncio.get_running_loop().time() + claim.job.timeout_s
+    if claim.job.kind not in ENGINES:
+        raise JobError(
+            JobErrorCode.KIND_NOT_SUPPORTED,
+            f"No engine for {claim.job.kind!r} jobs.",
+            retryable=False,
+        )
+    if (cached := await from_cache(state, claim.job)) is not None:
+        return cached  # no request at all: politeness and robots.txt are for requests
+    if not claim.agent.proxies:
+        # The owner's own connection pool, for robots.txt too: a tenant wall.
+        async with state.sessions.lease(claim.job.owner_id) as http:
+            return await _execute_with(state, claim, http, secrets, deadline)
+    return await _execute_proxied(state, claim, secrets, deadline)
+
+
+async def _execute_proxied(
+    state: WorkerState, claim: Claim, secrets: dict[str, str], deadline: float
+) -> dict[str, Any]:
+    """Through the agent's proxies, in rotation order: a proxy that fails is benched and the
+    attempt goes on with the next (the same deadline); none left: `proxy_unavailable`."""
+    routes = agent_routes(claim.agent, secrets)
+    host = target_host(claim.job.input)
+    picker = ProxyPicker(state.redis, claim.agent, routes, host, state.settings.proxy_bench_s)
+    for route in await picker.order():
+        # The owner's pool for this proxy alone: never shared with direct requests or another
+        # proxy's tunnels.
+        async with state.sessions.lease(claim.job.owner_id, route) as http:
+            try:
+                result = await _execute_with(state, claim, http, secrets, deadline, route)
+            except ProxyFailed as failure:
+                await picker.bench(route, failure)
+                continue
+        await picker.worked(route)
+        if isinstance(result.get("metadata"), dict):
+            result["metadata"]["proxy"] = route.url
+        else:
+            result["metadata"] = {"proxy": route.url}
+        return result
+    raise await picker.unavailable()
 
 
 async def _execute_with(
-    state: WorkerState, claim: Claim, http: aiohttp.ClientSession
+    state: WorkerState,
+    claim: Claim,
+    http: aiohttp.ClientSession,
+    secrets: dict[str, str],
+    deadline: float,
+    proxy: ProxyRoute | None = None,
 ) -> dict[str, Any]:
-    secrets = state.box.open(claim.agent.secrets_ciphertext)
-    check_headers(claim.job, claim.agent, secrets)
     ctx = EngineContext(
         job=claim.job,
         agent=claim.agent,
@@ -153,21 +197,14 @@ async def _execute_with(
         policy=state.policy,
         http=http,
         report=lambda progress: job_progress(state, claim, progress),
-        deadline=asyncio.get_running_loop().time() + claim.job.timeout_s,
+        deadline=deadline,
         browser=state.render_runtime,
         frontier=state.frontier,
         redis=state.redis,
         claim_redirect=redirect_claim(state.frontier, claim.job),
+        proxy=proxy,
     )
-    engine = ENGINES.get(claim.job.kind)
-    if engine is None:
-        raise JobError(
-            JobErrorCode.KIND_NOT_SUPPORTED,
-            f"No engine for {claim.job.kind!r} jobs.",
-            retryable=False,
-        )
-    if (cached := await from_cache(state, claim.job)) is not None:
-        return cached  # no request at all: politeness and robots.txt are for requests
+    engine = ENGINES[claim.job.kind]
     try:
         # Politeness (robots.txt, the host's slot) counts against the job's timeout.
         async with asyncio.timeout_at(ctx.deadline), polite(state, claim, http):

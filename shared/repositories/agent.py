@@ -28,6 +28,8 @@ PROFILE_FIELDS = (
     "blocked_domains",
     "obey_robots",
     "webhook_url",
+    "proxies",
+    "proxy_rotation",
 )
 # The webhook secret's key in its sealed mapping (shared/crypto.py seals mappings).
 WEBHOOK_SECRET = "webhook_secret"  # noqa: S105 - a key name, not a secret

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # Playwright loads on browser workers only
 
     from shared.repositories.frontier_store import FrontierStore
     from worker.browser import RenderRuntime
+    from worker.proxy_tunnel import ProxyRoute
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class EngineContext:
     # A crawl's page: asked before each redirect is followed; False: another page has the
     # URL (this one is its duplicate, see worker/crawl/redirects.py).
     claim_redirect: Callable[[str], Awaitable[bool]] | None = None
+    # The upstream proxy this attempt goes through (`http` is its session; a render's browser
+    # context is chained to it), or None: direct.
+    proxy: ProxyRoute | None = None
 
     def render_runtime(self) -> RenderRuntime:
         """The browser of this worker; a job elsewhere fails `browser_unavailable`."""

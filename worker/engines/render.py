@@ -108,7 +108,7 @@ async def _render(
     options: dict[str, Any] = {"viewport": VIEWPORT, "service_workers": "block"}
     if ctx.agent.user_agent:
         options["user_agent"] = ctx.agent.user_agent
-    async with runtime.pool.context(accept_downloads=False, **options) as context:
+    async with runtime.pool.context(ctx.proxy, accept_downloads=False, **options) as context:
         refusals.watch(context)
         headers = {k.lower(): v for k, v in {**(ctx.agent.headers or {}), **spec.headers}.items()}
         if spec.block_resources or headers:
