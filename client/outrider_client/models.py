@@ -161,6 +161,8 @@ class Agent(Model):
     blocked_domains: list[str]
     secret_names: list[str]
     webhook_url: str | None = None
+    proxies: list[dict[str, Any]] = []  # [{"url", "auth_secret"}]: no credentials
+    proxy_rotation: str = "round_robin"
     has_webhook_secret: bool
     created_at: datetime
     updated_at: datetime

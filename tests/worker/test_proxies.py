@@ -6,20 +6,25 @@ sees who its client was; the worker itself would come from 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from redis.asyncio import Redis
 
+from shared.egress import EgressPolicy
+from shared.proxies import parse_proxy_url, proxy_id
 from shared.settings import Settings
 from tests.conftest import RunWorker
-from tests.helpers import wait_for_job
+from tests.helpers import TargetServer, wait_for_job
 from tests.worker.proxy_servers import (
     MICROSOCKS,
     TINYPROXY,
@@ -31,6 +36,8 @@ from tests.worker.proxy_servers import (
 )
 from tests.worker.support import closed_port, submit
 from tests.worker.test_secrets import redis_dump
+from worker.http_client import OwnerSessions, ProxiedConnector, create_session
+from worker.proxy_tunnel import ProxyRoute
 
 pytestmark = pytest.mark.skipif(
     TINYPROXY is None or MICROSOCKS is None,
@@ -245,6 +252,40 @@ async def test_a_proxy_cannot_reach_what_the_egress_policy_forbids(
     assert await bench_keys(settings.resolved_redis_url) == []  # not the proxy's fault
 
 
+async def test_a_name_that_resolves_to_a_forbidden_address_is_refused_before_the_proxy(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    run_worker: RunWorker,
+    settings: Settings,
+    proxy_pair: tuple[RunningProxy, RunningProxy, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker resolves the target itself and judges every address: the proxy (which
+    would resolve the name on its own) is never asked."""
+    _, open_proxy, _ = proxy_pair
+    await forget_proxies(settings.resolved_redis_url)
+    real = socket.getaddrinfo
+
+    def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, str) and host.endswith(".outrider-test.example"):
+            host = "127.0.0.2"  # what a rebinding DNS server would answer
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    agent_id = await make_agent(client, auth, proxies=[{"url": open_proxy.url}])
+    async with recording_site("127.0.0.2") as forbidden, workers(run_worker):
+        port = forbidden.base_url.rsplit(":", 1)[1]
+        url = f"http://inside.outrider-test.example:{port}/page"
+        specs = [
+            {"kind": kind, "agent_id": agent_id, "max_attempts": 1, "input": {"url": url}}
+            for kind in ("http", "fetch", "render")
+        ]
+        jobs = await run_jobs(client, auth, specs)
+    assert [job["error"]["code"] for job in jobs] == ["blocked_destination"] * 3, jobs
+    assert forbidden.visits == []
+    assert await bench_keys(settings.resolved_redis_url) == []
+
+
 async def test_sticky_host_keeps_one_proxy_per_host_until_it_fails(
     client: httpx.AsyncClient,
     auth: dict[str, str],
@@ -314,3 +355,87 @@ async def test_a_socks5_proxy_with_credentials_carries_fetch_and_render(
             jobs = await run_jobs(client, auth, specs)
     assert [proxy_of(job) for job in jobs] == [socks.url] * 2
     assert site.clients() == {SOURCE_SOCKS}
+
+
+@contextlib.asynccontextmanager
+async def failing_proxy(status_line: bytes) -> AsyncIterator[str]:
+    """A 'proxy' that answers every CONNECT with `status_line` (a broken upstream)."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(status_line + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+
+
+async def test_a_5xx_from_the_proxy_benches_it_and_a_5xx_from_the_target_does_not(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    run_worker: RunWorker,
+    settings: Settings,
+    target: TargetServer,
+    tmp_path: Path,
+) -> None:
+    await forget_proxies(settings.resolved_redis_url)
+    async with (
+        failing_proxy(b"HTTP/1.1 502 Bad Gateway") as broken,
+        tinyproxy(tmp_path, SOURCE_B) as good,
+    ):
+        agent_id = await make_agent(
+            client, auth, proxies=[{"url": broken}, {"url": good.url}]
+        )  # round robin: of two jobs in a row, one tries the broken proxy first
+        specs: list[dict[str, Any]] = [
+            {"kind": "fetch", "agent_id": agent_id, "input": {"url": target.url("/ok")}},
+            {"kind": "fetch", "agent_id": agent_id, "input": {"url": target.url("/ok")}},
+            {
+                "kind": "http",
+                "agent_id": agent_id,
+                "max_attempts": 1,
+                "input": {"url": target.url("/status/503")},
+            },
+        ]
+        async with workers(run_worker):
+            jobs = await run_jobs(client, auth, specs)
+            benched = await bench_keys(settings.resolved_redis_url)
+    assert [proxy_of(job) for job in jobs[:2]] == [good.url] * 2
+    assert jobs[2]["error"]["code"] == "http_503"  # the target's answer, through the tunnel
+    assert benched == [f"outrider:proxy:bench:{proxy_id(uuid.UUID(agent_id), broken, None)}"]
+
+
+async def test_proxied_requests_have_pools_of_their_own() -> None:
+    route_a = ProxyRoute(parse_proxy_url("http://127.0.0.1:3128"), "a", "alice:pw")
+    route_a_other_creds = ProxyRoute(parse_proxy_url("http://127.0.0.1:3128"), "a2", "bob:pw")
+    route_b = ProxyRoute(parse_proxy_url("socks5://127.0.0.1:1080"), "b")
+    made: list[ProxyRoute | None] = []
+
+    def factory(proxy: ProxyRoute | None) -> aiohttp.ClientSession:
+        made.append(proxy)
+        return create_session(EgressPolicy(), proxy=proxy)
+
+    sessions = OwnerSessions(factory, max_owners=10, idle_s=60)
+    owner, other = uuid.uuid4(), uuid.uuid4()
+    try:
+        async with (
+            sessions.lease(owner) as direct,
+            sessions.lease(owner, route_a) as via_a,
+            sessions.lease(owner, route_a_other_creds) as via_a_bob,
+            sessions.lease(owner, route_b) as via_b,
+            sessions.lease(other, route_a) as theirs,
+            sessions.lease(owner, route_a) as via_a_again,
+        ):
+            pools = [direct, via_a, via_a_bob, via_b, theirs]
+            assert len({id(session) for session in pools}) == 5
+            assert via_a_again is via_a
+            assert isinstance(via_a.connector, ProxiedConnector)
+            assert not isinstance(direct.connector, ProxiedConnector)
+        assert made == [None, route_a, route_a_other_creds, route_b, route_a]
+        assert "pw" not in repr(route_a)
+    finally:
+        await sessions.close()
