@@ -439,3 +439,32 @@ async def test_proxied_requests_have_pools_of_their_own() -> None:
         assert "pw" not in repr(route_a)
     finally:
         await sessions.close()
+
+
+async def test_a_render_whose_proxy_fails_in_the_browser_moves_on_to_the_next(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    run_worker: RunWorker,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """Without robots.txt the first connection is Chromium's, through the door: the door's
+    tunnel through the dead proxy fails, and the job benches it and renders through the next."""
+    await forget_proxies(settings.resolved_redis_url)
+    dead = f"http://127.0.0.1:{closed_port()}"
+    async with tinyproxy(tmp_path, SOURCE_B) as good, recording_site() as site:
+        agent_id = await make_agent(
+            client, auth, obey_robots=False, proxies=[{"url": dead}, {"url": good.url}]
+        )
+        specs = [
+            {"kind": kind, "agent_id": agent_id, "input": {"url": site.url(f"/page/{n}")}}
+            for n, kind in enumerate(["render", "render", "scrape"])
+        ]
+        specs[2]["input"]["render"] = "browser"
+        async with workers(run_worker):
+            jobs = await run_jobs(client, auth, specs)
+            benched = await bench_keys(settings.resolved_redis_url)
+    assert [proxy_of(job) for job in jobs] == [good.url] * 3
+    assert benched == [f"outrider:proxy:bench:{proxy_id(uuid.UUID(agent_id), dead, None)}"]
+    assert site.clients() == {SOURCE_B}
+    assert "/robots.txt" not in {visit.path for visit in site.visits}
