@@ -456,11 +456,12 @@ async def test_a_render_whose_proxy_fails_in_the_browser_moves_on_to_the_next(
         agent_id = await make_agent(
             client, auth, obey_robots=False, proxies=[{"url": dead}, {"url": good.url}]
         )
-        specs = [
-            {"kind": kind, "agent_id": agent_id, "input": {"url": site.url(f"/page/{n}")}}
-            for n, kind in enumerate(["render", "render", "scrape"])
+        specs: list[dict[str, Any]] = [
+            {"kind": kind, "agent_id": agent_id, "input": {"url": site.url(f"/page/{n}"), **more}}
+            for n, (kind, more) in enumerate(
+                [("render", {}), ("render", {}), ("scrape", {"render": "browser"})]
+            )
         ]
-        specs[2]["input"]["render"] = "browser"
         async with workers(run_worker):
             jobs = await run_jobs(client, auth, specs)
             benched = await bench_keys(settings.resolved_redis_url)
