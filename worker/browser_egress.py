@@ -291,7 +291,10 @@ class EgressProxy:
                 return await _open(addresses, port)
             return await self._via(door, door.upstream, host, port, addresses)
         except Refusal as refusal:
-            self._remember(parsed.raw_host or "", parsed.port or 0, refusal)
+            # Remembered refusals explain any context's failures to the host: a proxy's (the
+            # job's own, kept in its door) must never show in another job.
+            if refusal.code != "proxy_unavailable":
+                self._remember(parsed.raw_host or "", parsed.port or 0, refusal)
             if refusal.code in POLICY_CODES:  # not DNS or connect failures
                 counters.egress_blocked("browser_proxy", refusal)
             raise
@@ -311,8 +314,9 @@ class EgressProxy:
             if door.failure is None:
                 door.failure = failure
             raise Refusal("proxy_unavailable", str(failure), 502) from None
-        except TunnelRefused as refused:
-            raise Refusal("connection_error", str(refused), 502) from None
+        except TunnelRefused as refused:  # no proxy URL in it: refusals are remembered
+            message = f"The upstream proxy refused the connection ({refused.status})."
+            raise Refusal("connection_error", message, 502) from None
         return _streams(transport, early)
 
     async def _tunnel(

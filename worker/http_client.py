@@ -255,9 +255,9 @@ class OwnerSessions:
     a response left in a kept-alive socket) can hand one owner's answer, or the credentials
     it echoes, to another. A proxied job gets a session of its own per owner AND proxy (and
     credentials): its tunnels are never shared with direct requests or another proxy's.
-    Sessions are made on demand by `factory` (each with its own
-    egress-guarded connector), kept for at most `max_owners` owners (least recently used
-    first out; one still in use closes when its last request ends) and closed once unused for
+    Sessions are made on demand by `factory(proxy)` (each with its own egress-guarded
+    connector), kept for at most `max_owners` owners and proxies (least recently used first
+    out; one still in use closes when its last request ends) and closed once unused for
     `idle_s` (one timer sweeps them all, so a lease costs no timer). One owner, the common
     case, keeps one warm session.
     """
