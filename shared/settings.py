@@ -102,7 +102,7 @@ class Settings(BaseSettings):
         64,
         ge=1,
         description="Owners whose connection pools a worker process keeps (one pool per owner, "
-        "never shared).",
+        "never shared; an owner's agents' proxies each count as one more).",
     )
     worker_http_idle_s: float = Field(
         60.0, gt=0, description="An owner's connection pool unused this long is closed."
