@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install chromium debian-docs office-tools run test test-fast lint format typecheck check bench lock clean
+.PHONY: install chromium debian-docs office-tools proxy-tools run test test-fast lint format typecheck check bench lock clean
 
 $(STAMP): pyproject.toml client/pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml client/pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e ./client -e .
 	@touch $(STAMP)
 
-install: $(STAMP) chromium debian-docs office-tools  ## Create .venv and install Outrider with its dev tools.
+install: $(STAMP) chromium debian-docs office-tools proxy-tools  ## Create .venv and install Outrider with its dev tools.
 
 # Browser workers (`render` jobs) drive Debian's Chromium through Playwright; Playwright's own
 # browser download is not used. Installed here when missing and we are root with apt.
@@ -66,6 +66,22 @@ office-tools:
 	else \
 		echo "NOTE: the document tests need LibreOffice and pdftotext:"; \
 		echo "run 'sudo apt-get install $(OFFICE_TOOLS)' (they skip without them)."; \
+	fi
+
+# The proxy tests route jobs through real forward proxies on loopback: tinyproxy (HTTP CONNECT,
+# Basic auth) and microsocks (SOCKS5). Installed here when missing and we are root with apt.
+PROXY_TOOLS := tinyproxy microsocks
+PROXY_TOOLS_FOUND := command -v tinyproxy >/dev/null 2>&1 && command -v microsocks >/dev/null 2>&1
+proxy-tools:
+	@if $(PROXY_TOOLS_FOUND); then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing forward proxies for the proxy tests (apt-get install $(PROXY_TOOLS))"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $(PROXY_TOOLS) >/dev/null && $(PROXY_TOOLS_FOUND) || \
+			{ echo "Installing $(PROXY_TOOLS) failed."; exit 1; }; \
+	else \
+		echo "NOTE: the proxy tests need tinyproxy and microsocks:"; \
+		echo "run 'sudo apt-get install $(PROXY_TOOLS)' (they skip without them)."; \
 	fi
 
 # Loopback is allowed as an egress destination in dev, so jobs can call local servers;

@@ -37,6 +37,7 @@ class JobErrorCode(StrEnum):
     ROBOTS_UNAVAILABLE = "robots_unavailable"
     POLITENESS_UNAVAILABLE = "politeness_unavailable"
     SESSION_TOO_LARGE = "session_too_large"
+    PROXY_UNAVAILABLE = "proxy_unavailable"
     # Extraction and the browser
     INVALID_EXTRACT = "invalid_extract"
     PARSE_FAILED = "parse_failed"
@@ -107,6 +108,11 @@ CATALOGUE: dict[JobErrorCode, CodeInfo] = {
     C.SESSION_TOO_LARGE: CodeInfo(
         "The job's `session` grew larger than `OUTRIDER_SESSION_MAX_BYTES`: it was not saved.",
         False,
+    ),
+    C.PROXY_UNAVAILABLE: CodeInfo(
+        "Every proxy of the agent is benched: each failed (could not be reached, refused the "
+        "credentials with 407, or answered CONNECT with a 5xx) within `OUTRIDER_PROXY_BENCH_S`.",
+        True,
     ),
     C.INVALID_EXTRACT: CodeInfo("An `extract` rule is unusable (a bad selector).", False),
     C.PARSE_FAILED: CodeInfo("The page could not be parsed (the parser process died).", True),

@@ -149,6 +149,13 @@ class Agent(Base):
     stealth: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     locale: Mapped[str | None] = mapped_column(String(35), nullable=True)
     timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Outbound proxies (shared/proxies.py): [{"url", "auth_secret"?}] and how one is chosen.
+    proxies: Mapped[list[dict[str, str]]] = mapped_column(
+        JsonType, default=list, server_default=text("'[]'")
+    )
+    proxy_rotation: Mapped[str] = mapped_column(
+        String(20), default="round_robin", server_default="round_robin"
+    )
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(TZDateTime(), nullable=True)

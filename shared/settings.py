@@ -102,7 +102,7 @@ class Settings(BaseSettings):
         64,
         ge=1,
         description="Owners whose connection pools a worker process keeps (one pool per owner, "
-        "never shared).",
+        "never shared; an owner's agents' proxies each count as one more).",
     )
     worker_http_idle_s: float = Field(
         60.0, gt=0, description="An owner's connection pool unused this long is closed."
@@ -241,6 +241,12 @@ class Settings(BaseSettings):
         description="How long a fetched robots.txt is used before it is fetched again.",
     )
     robots_timeout_s: float = Field(10.0, gt=0, description="The timeout of a robots.txt fetch.")
+    proxy_bench_s: float = Field(
+        60.0,
+        gt=0,
+        description="A proxy that fails (unreachable, 407, a 5xx to CONNECT) is not used by any "
+        "worker for this long; jobs move on to the agent's other proxies.",
+    )
 
     events_retention_s: float = Field(
         900.0,

@@ -26,8 +26,9 @@ from shared.job_errors import JobErrorCode
 from shared.logging import get_logger
 from shared.settings import Settings
 from worker import browser_processes as procs
-from worker.browser_egress import EgressProxy
+from worker.browser_egress import Door, EgressProxy
 from worker.browser_memory import V8_HEAP, MemoryGuard, WatchedPage
+from worker.proxy_tunnel import ProxyRoute
 from worker.retry import JobError
 
 log = get_logger(__name__)
@@ -179,20 +180,27 @@ class BrowserPool:
 
     @contextlib.asynccontextmanager
     async def context(
-        self, tailor: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None, **options: Any
+        self,
+        upstream: ProxyRoute | None = None,
+        tailor: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None,
+        **options: Any,
     ) -> AsyncIterator[BrowserContext]:
         """A fresh browser context for one job, closed afterwards whatever happens. A failure
-        caused by the browser dying becomes a retryable `browser_crashed`. `tailor(version,
-        options)`: the options for the browser's version (a stealth user agent)."""
+        caused by the browser dying becomes a retryable `browser_crashed`. With `upstream`,
+        the context's traffic goes out through that proxy, and a job that fails after it
+        failed raises its ProxyFailed (the runner benches it and tries the next).
+        `tailor(version, options)`: the options for the browser's version (a stealth user
+        agent)."""
         generation = await self._acquire()
+        door: Door | None = None
         try:
             if tailor is not None:
                 options = tailor(generation.browser.version, options)
             # The context's own door into the egress proxy (the browser-wide proxy refuses all).
-            async with self.proxy.door() as proxy_url:
+            async with self.proxy.door(upstream) as door:
                 async with asyncio.timeout(CONTEXT_OP_S):
                     context = await generation.browser.new_context(
-                        **options, proxy={"server": proxy_url}
+                        **options, proxy={"server": door.url}
                     )
                 self._contexts[context] = generation
                 try:
@@ -207,6 +215,8 @@ class BrowserPool:
                     "The browser crashed during the job.",
                     retryable=True,
                 ) from exc
+            if door is not None and door.failure is not None:
+                raise door.failure from exc
             raise
         finally:
             generation.active -= 1

@@ -14,16 +14,25 @@ are a 403 (502 for DNS and connect failures) carrying `X-Outrider-Egress: <token
 are also remembered per host:port, because Chromium hides a refused CONNECT's answer behind
 net::ERR_TUNNEL_CONNECTION_FAILED. Plain HTTP is one request per connection (`Connection:
 close`), so a kept-alive socket can never carry a request that was not checked.
+
+A context of a job whose agent has proxies gets a door chained to the job's upstream proxy:
+the door judges each target exactly as above (URL, then every resolved address), then,
+instead of connecting to it, opens a tunnel to it through the upstream proxy (CONNECT or
+SOCKS5, worker/proxy_tunnel.py; the proxy's own addresses judged too). A proxy that fails is
+a 502 `proxy_unavailable` to Chromium, and the door remembers the failure (`Door.failure`)
+so the job can bench the proxy and try the next.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
 import socket
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 from yarl import URL
 
@@ -31,6 +40,7 @@ from shared.egress import EgressPolicy, parse_ip_literal
 from shared.errors import EgressBlocked
 from shared.logging import get_logger
 from worker import counters
+from worker.proxy_tunnel import ProxyFailed, ProxyRoute, TunnelRefused, open_tunnel
 from worker.refusal import POLICY_CODES, Refusal
 
 log = get_logger(__name__)
@@ -129,6 +139,30 @@ async def _pipe(
     await asyncio.gather(_copy(a[0], b[1]), _copy(b[0], a[1]))
 
 
+@dataclass(eq=False)
+class Door:
+    """One browser context's way out: its proxy URL, the upstream proxy it chains to (None:
+    direct) and that proxy's first failure, if any."""
+
+    url: str = ""
+    upstream: ProxyRoute | None = None
+    failure: ProxyFailed | None = None
+
+
+def _streams(
+    transport: asyncio.Transport, early: bytes
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Streams over a tunnel's transport (its protocol replaced)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=MAX_HEAD_BYTES, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+    if early:
+        reader.feed_data(early)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
 class EgressProxy:
     """The local proxy of one browser worker (bound to 127.0.0.1 on a free port)."""
 
@@ -153,12 +187,17 @@ class EgressProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     @contextlib.asynccontextmanager
-    async def door(self) -> AsyncIterator[str]:
-        """A proxy URL for one browser context: what arrives there is judged by the policy.
-        Closed (to new connections) when the block ends."""
-        server = await asyncio.start_server(self._accept, "127.0.0.1", 0, limit=MAX_HEAD_BYTES)
+    async def door(self, upstream: ProxyRoute | None = None) -> AsyncIterator[Door]:
+        """A door for one browser context (its `url` the context's proxy): what arrives there
+        is judged by the policy, then connected directly or through `upstream`. Closed (to new
+        connections) when the block ends."""
+        door = Door(upstream=upstream)
+        server = await asyncio.start_server(
+            functools.partial(self._accept, door), "127.0.0.1", 0, limit=MAX_HEAD_BYTES
+        )
+        door.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
         try:
-            yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+            yield door
         finally:
             server.close()
 
@@ -214,21 +253,25 @@ class EgressProxy:
             self.refused.popitem(last=False)
         log.info("browser.egress_refused", host=host, port=port, code=refusal.code)
 
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.ensure_future(self._serve(reader, writer))
+    def _accept(
+        self, door: Door, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.ensure_future(self._serve(door, reader, writer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, door: Door, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             async with asyncio.timeout(HEAD_TIMEOUT_S):
                 head = await reader.readuntil(b"\r\n\r\n")
             request_line, headers = _split_head(head)
             method, target, _version = request_line.split(" ", 2)
             if method == "CONNECT":
-                await self._tunnel(target, reader, writer)
+                await self._tunnel(door, target, reader, writer)
             else:
-                await self._forward(method, target, headers, reader, writer)
+                await self._forward(door, method, target, headers, reader, writer)
         except Refusal as refusal:
             await self._refuse(writer, refusal)
         except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError):
@@ -238,22 +281,49 @@ class EgressProxy:
         finally:
             writer.close()
 
-    async def _checked(self, url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _checked(
+        self, door: Door, url: str
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         parsed = URL(url)
         try:
-            _, port, addresses = await resolve_checked(self.policy, url, self.resolver)
-            return await _open(addresses, port)
+            host, port, addresses = await resolve_checked(self.policy, url, self.resolver)
+            if door.upstream is None:
+                return await _open(addresses, port)
+            return await self._via(door, door.upstream, host, port, addresses)
         except Refusal as refusal:
-            self._remember(parsed.raw_host or "", parsed.port or 0, refusal)
+            # Remembered refusals explain any context's failures to the host: a proxy's (the
+            # job's own, kept in its door) must never show in another job.
+            if refusal.code != "proxy_unavailable":
+                self._remember(parsed.raw_host or "", parsed.port or 0, refusal)
             if refusal.code in POLICY_CODES:  # not DNS or connect failures
                 counters.egress_blocked("browser_proxy", refusal)
             raise
 
+    async def _via(
+        self, door: Door, route: ProxyRoute, host: str, port: int, addresses: list[str]
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A tunnel to the judged target through the upstream proxy (itself judged)."""
+        _, _, proxy_addresses = await resolve_checked(
+            self.policy, route.address.probe_url, self.resolver
+        )
+        try:
+            transport, early = await open_tunnel(
+                route, proxy_addresses, host, port, addresses, CONNECT_TIMEOUT_S
+            )
+        except ProxyFailed as failure:
+            if door.failure is None:
+                door.failure = failure
+            raise Refusal("proxy_unavailable", str(failure), 502) from None
+        except TunnelRefused as refused:  # no proxy URL in it: refusals are remembered
+            message = f"The upstream proxy refused the connection ({refused.status})."
+            raise Refusal("connection_error", message, 502) from None
+        return _streams(transport, early)
+
     async def _tunnel(
-        self, target: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, door: Door, target: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         # CONNECT carries host:port only; judge it as the https URL it stands for.
-        upstream = await self._checked(f"https://{target}/")
+        upstream = await self._checked(door, f"https://{target}/")
         try:
             writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             await writer.drain()
@@ -263,6 +333,7 @@ class EgressProxy:
 
     async def _forward(
         self,
+        door: Door,
         method: str,
         target: str,
         headers: list[tuple[str, str]],
@@ -271,7 +342,7 @@ class EgressProxy:
     ) -> None:
         if not target.lower().startswith("http://"):
             raise Refusal("invalid_url", "Only absolute http:// requests are proxied.", 400)
-        upstream = await self._checked(target)
+        upstream = await self._checked(door, target)
         up_reader, up_writer = upstream
         try:
             path = URL(target).raw_path_qs or "/"

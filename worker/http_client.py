@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import uuid
 from collections import OrderedDict
@@ -18,6 +19,7 @@ from aiohttp.tracing import Trace
 from shared.egress import EgressPolicy, parse_ip_literal
 from shared.errors import EgressBlocked
 from worker import counters
+from worker.proxy_tunnel import ProxyRoute, TunnelRefused, open_tunnel
 
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10, sock_connect=10, sock_read=30)
 DEFAULT_USER_AGENT = "Outrider/0.1"
@@ -92,6 +94,67 @@ class GuardedConnector(aiohttp.TCPConnector):
         return await super()._create_connection(req, traces, timeout)
 
 
+class ProxiedConnector(GuardedConnector):
+    """A GuardedConnector whose every connection is a tunnel through one upstream proxy.
+
+    The target's name is resolved and every address checked, as for a direct connection,
+    before the proxy is asked; the proxy's own addresses are checked too (operators allow an
+    internal proxy with OUTRIDER_EGRESS_ALLOW_CIDRS). Then CONNECT (or SOCKS5) to the target,
+    and TLS inside the tunnel for https targets (worker/proxy_tunnel.py). A proxy's failure
+    raises ProxyFailed out of `session.request(...)`, unwrapped.
+    """
+
+    def __init__(self, policy: EgressPolicy, route: ProxyRoute, **kwargs: Any) -> None:
+        super().__init__(policy, **kwargs)
+        self.route = route
+
+    async def _create_connection(
+        self,
+        req: aiohttp.ClientRequest,
+        traces: list[Trace],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp's signature
+    ) -> ResponseHandler:
+        if req.proxy is not None:  # one proxy per session, ours
+            blocked = EgressBlocked("requests through a proxy are not allowed")
+            counters.egress_blocked("connect", blocked)
+            raise blocked
+        host, port = req.url.raw_host or "", req.port or 0
+        targets = [r["host"] for r in await self._resolve_host(host, port, traces)]
+        address = self.route.address
+        proxies = [r["host"] for r in await self._resolve_host(address.host, address.port)]
+        connect_s = min(timeout.sock_connect or timeout.connect or timeout.total or 30.0, 10.0)
+        try:
+            transport, early = await open_tunnel(
+                self.route, proxies, host, port, targets, connect_s
+            )
+        except TunnelRefused as exc:
+            refused = ConnectionRefusedError(errno.ECONNREFUSED, str(exc))
+            raise aiohttp.ClientConnectorError(req.connection_key, refused) from None
+        proto = self._factory()
+        sslcontext = self._get_ssl_context(req)
+        if sslcontext is None:
+            transport.set_protocol(proto)
+            proto.connection_made(transport)
+        else:
+            try:
+                async with asyncio.timeout(connect_s):
+                    tls = await self._loop.start_tls(
+                        transport,
+                        proto,
+                        sslcontext,
+                        server_hostname=req.server_hostname or req.host,
+                    )
+            except BaseException:
+                transport.abort()
+                raise
+            if tls is None:  # pragma: no cover - the transport closed under the handshake
+                raise aiohttp.ClientConnectorError(req.connection_key, ConnectionResetError())
+            proto.connection_made(tls)
+        if early:  # pragma: no cover - a proxy that sent the target's bytes with its answer
+            proto.data_received(early)
+        return proto
+
+
 def egress_middleware(policy: EgressPolicy) -> aiohttp.ClientMiddlewareType:
     """A client middleware that runs `policy.check_url` on each request and redirect hop."""
 
@@ -116,6 +179,7 @@ def create_session(
     user_agent: str = DEFAULT_USER_AGENT,
     resolver: AbstractResolver | None = None,
     timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+    proxy: ProxyRoute | None = None,
 ) -> aiohttp.ClientSession:
     """A ClientSession whose every request obeys `policy`; call it inside a running loop.
 
@@ -128,9 +192,14 @@ def create_session(
     stored, so one job's cookies cannot leak into another's. Responses are decompressed:
     callers must cap how much they read. Redirects may be left to aiohttp (each hop is
     checked) or followed by hand (the engines do, to apply their own rules per hop).
+    With `proxy`, every connection is a tunnel through that upstream proxy (ProxiedConnector).
     """
-    connector = GuardedConnector(
-        policy, limit=limit, limit_per_host=limit_per_host, resolver=resolver
+    connector = (
+        GuardedConnector(policy, limit=limit, limit_per_host=limit_per_host, resolver=resolver)
+        if proxy is None
+        else ProxiedConnector(
+            policy, proxy, limit=limit, limit_per_host=limit_per_host, resolver=resolver
+        )
     )
     return aiohttp.ClientSession(
         connector=connector,
@@ -141,6 +210,9 @@ def create_session(
         cookie_jar=aiohttp.DummyCookieJar(),
         middlewares=(egress_middleware(policy),),
     )
+
+
+_PoolKey = tuple[uuid.UUID, tuple[str, str] | None]  # the owner, and the proxy if any
 
 
 @dataclass(eq=False)
@@ -156,15 +228,18 @@ class _Pooled:
 class _Lease:
     """`async with sessions.lease(owner)`: a class, not a generator, as it runs for every job."""
 
-    __slots__ = ("_owner_id", "_pooled", "_sessions")
+    __slots__ = ("_owner_id", "_pooled", "_proxy", "_sessions")
 
-    def __init__(self, sessions: OwnerSessions, owner_id: uuid.UUID) -> None:
+    def __init__(
+        self, sessions: OwnerSessions, owner_id: uuid.UUID, proxy: ProxyRoute | None
+    ) -> None:
         self._sessions = sessions
         self._owner_id = owner_id
+        self._proxy = proxy
         self._pooled: _Pooled | None = None
 
     async def __aenter__(self) -> aiohttp.ClientSession:
-        self._pooled = self._sessions._checkout(self._owner_id)
+        self._pooled = self._sessions._checkout(self._owner_id, self._proxy)
         return self._pooled.session
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -178,22 +253,28 @@ class OwnerSessions:
 
     No connection ever carries two owners' requests, so no framing bug (a smuggled request,
     a response left in a kept-alive socket) can hand one owner's answer, or the credentials
-    it echoes, to another. Sessions are made on demand by `factory` (each with its own
-    egress-guarded connector), kept for at most `max_owners` owners (least recently used
-    first out; one still in use closes when its last request ends) and closed once unused for
+    it echoes, to another. A proxied job gets a session of its own per owner AND proxy (and
+    credentials): its tunnels are never shared with direct requests or another proxy's.
+    Sessions are made on demand by `factory(proxy)` (each with its own egress-guarded
+    connector), kept for at most `max_owners` owners and proxies (least recently used first
+    out; one still in use closes when its last request ends) and closed once unused for
     `idle_s` (one timer sweeps them all, so a lease costs no timer). One owner, the common
     case, keeps one warm session.
     """
 
     def __init__(
-        self, factory: Callable[[], aiohttp.ClientSession], *, max_owners: int, idle_s: float
+        self,
+        factory: Callable[[ProxyRoute | None], aiohttp.ClientSession],
+        *,
+        max_owners: int,
+        idle_s: float,
     ) -> None:
         if max_owners < 1:
             raise ValueError("max_owners must be at least 1")
         self.factory = factory
         self.max_owners = max_owners
         self.idle_s = idle_s
-        self._pools: OrderedDict[uuid.UUID, _Pooled] = OrderedDict()
+        self._pools: OrderedDict[_PoolKey, _Pooled] = OrderedDict()
         self._closing: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
@@ -202,20 +283,22 @@ class OwnerSessions:
     def __len__(self) -> int:
         return len(self._pools)
 
-    def lease(self, owner_id: uuid.UUID) -> _Lease:
-        """`async with` it: the owner's session, kept open until the block ends."""
-        return _Lease(self, owner_id)
+    def lease(self, owner_id: uuid.UUID, proxy: ProxyRoute | None = None) -> _Lease:
+        """`async with` it: the owner's session (through `proxy`, if given), kept open until
+        the block ends."""
+        return _Lease(self, owner_id, proxy)
 
-    def _checkout(self, owner_id: uuid.UUID) -> _Pooled:
+    def _checkout(self, owner_id: uuid.UUID, proxy: ProxyRoute | None = None) -> _Pooled:
         if self._closed:
             raise RuntimeError("the worker's HTTP sessions are closed")
-        pooled = self._pools.get(owner_id)
+        key = (owner_id, None if proxy is None else proxy.pool_key)
+        pooled = self._pools.get(key)
         if pooled is None:
-            pooled = self._pools[owner_id] = _Pooled(self.factory())
+            pooled = self._pools[key] = _Pooled(self.factory(proxy))
             self.created += 1
             self._evict()
         else:
-            self._pools.move_to_end(owner_id)
+            self._pools.move_to_end(key)
         pooled.leases += 1
         return pooled
 

@@ -19,6 +19,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from shared.errors import EgressBlocked
 from shared.job_errors import JobErrorCode, http_status_code, is_known, is_retryable_status
+from worker.proxy_tunnel import ProxyFailed
 
 T = TypeVar("T")
 
@@ -117,6 +118,8 @@ def classify(exc: BaseException) -> JobError:
         return exc
     if isinstance(exc, EgressBlocked):
         return JobError(exc.code, str(exc), retryable=False)
+    if isinstance(exc, ProxyFailed):  # the runner moves on to the next proxy first
+        return JobError(JobErrorCode.PROXY_UNAVAILABLE, str(exc), retryable=True)
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return JobError(JobErrorCode.TIMEOUT, "The request timed out.", retryable=True)
     if isinstance(exc, aiohttp.TooManyRedirects):
@@ -139,8 +142,10 @@ def _quick_wait(state: RetryCallState) -> float:
 
 
 def _worth_quick_retry(exc: BaseException) -> bool:
-    if not isinstance(exc, Exception):
-        return False  # a cancel (user, shutdown, job timeout) must stop the call, not repeat it
+    if not isinstance(exc, Exception) or isinstance(exc, ProxyFailed):
+        # A cancel (user, shutdown, job timeout) must stop the call, not repeat it; a failed
+        # proxy is benched by the runner, which tries the next one.
+        return False
     error = classify(exc)
     # A 429/503 that says when to come back goes to the runner, which slows the whole host.
     return error.retryable and error.retry_after_s is None

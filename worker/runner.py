@@ -33,10 +33,18 @@ from worker.engines.map import run_map
 from worker.engines.scrape import run_scrape
 from worker.job_events import job_cancelled, job_ended, job_progress, job_started
 from worker.politeness import polite, user_agent
+from worker.proxies import ProxyPicker, agent_routes, target_host
+from worker.proxy_tunnel import ProxyFailed, ProxyRoute
 from worker.result_cache import from_cache, mark_fresh, remember
 from worker.retry import Deferred, JobError, backoff_s, classify
 from worker.robots import CachedRobots
-from worker.sessions import held_session, save_session, session_client, session_name
+from worker.sessions import (
+    JobSession,
+    held_session,
+    save_session,
+    session_client,
+    session_name,
+)
 from worker.state import Running, WorkerState
 
 log = get_logger(__name__)
@@ -137,16 +145,81 @@ def _failure_outcome(state: WorkerState, claim: Claim, error: JobError) -> Outco
 
 
 async def _execute(state: WorkerState, claim: Claim) -> dict[str, Any]:
-    # The owner's own connection pool, for robots.txt too: a tenant wall.
-    async with state.sessions.lease(claim.job.owner_id) as http:
-        return await _execute_with(state, claim, http)
+    secrets = state.box.open(claim.agent.secrets_ciphertext)
+    check_headers(claim.job, claim.agent, secrets)
+    deadline = asyncio.get_running_loop().time() + claim.job.timeout_s
+    if claim.job.kind not in ENGINES:
+        raise JobError(
+            JobErrorCode.KIND_NOT_SUPPORTED,
+            f"No engine for {claim.job.kind!r} jobs.",
+            retryable=False,
+        )
+    name = session_name(claim.job)
+    if name is None:
+        if (cached := await from_cache(state, claim.job)) is not None:
+            return cached  # no request at all: politeness and robots.txt are for requests
+        return await _execute_routed(state, claim, secrets, deadline, None)
+    # The job's session (worker/sessions.py): its lock held for the whole attempt, whatever
+    # proxy serves it; its state written back on success. Session jobs skip the result cache.
+    async with asyncio.timeout_at(deadline), held_session(state, claim, name) as session:
+        result = await _execute_routed(state, claim, secrets, deadline, session)
+        await save_session(state, claim, session)
+        return result
+
+
+async def _execute_routed(
+    state: WorkerState,
+    claim: Claim,
+    secrets: dict[str, str],
+    deadline: float,
+    session: JobSession | None,
+) -> dict[str, Any]:
+    if not claim.agent.proxies:
+        # The owner's own connection pool, for robots.txt too: a tenant wall.
+        async with state.sessions.lease(claim.job.owner_id) as http:
+            return await _execute_with(state, claim, http, secrets, deadline, None, session)
+    return await _execute_proxied(state, claim, secrets, deadline, session)
+
+
+async def _execute_proxied(
+    state: WorkerState,
+    claim: Claim,
+    secrets: dict[str, str],
+    deadline: float,
+    session: JobSession | None,
+) -> dict[str, Any]:
+    """Through the agent's proxies, in rotation order: a proxy that fails is benched and the
+    attempt goes on with the next (the same deadline); none left: `proxy_unavailable`."""
+    routes = agent_routes(claim.agent, secrets)
+    host = target_host(claim.job.input)
+    picker = ProxyPicker(state.redis, claim.agent, routes, host, state.settings.proxy_bench_s)
+    for route in await picker.order():
+        # The owner's pool for this proxy alone: never shared with direct requests or another
+        # proxy's tunnels.
+        async with state.sessions.lease(claim.job.owner_id, route) as http:
+            try:
+                result = await _execute_with(state, claim, http, secrets, deadline, route, session)
+            except ProxyFailed as failure:
+                await picker.bench(route, failure)
+                continue
+        await picker.worked(route)
+        if isinstance(result.get("metadata"), dict):
+            result["metadata"]["proxy"] = route.url
+        else:
+            result["metadata"] = {"proxy": route.url}
+        return result
+    raise await picker.unavailable()
 
 
 async def _execute_with(
-    state: WorkerState, claim: Claim, http: aiohttp.ClientSession
+    state: WorkerState,
+    claim: Claim,
+    http: aiohttp.ClientSession,
+    secrets: dict[str, str],
+    deadline: float,
+    proxy: ProxyRoute | None,
+    session: JobSession | None,
 ) -> dict[str, Any]:
-    secrets = state.box.open(claim.agent.secrets_ciphertext)
-    check_headers(claim.job, claim.agent, secrets)
     ctx = EngineContext(
         job=claim.job,
         agent=claim.agent,
@@ -155,38 +228,20 @@ async def _execute_with(
         policy=state.policy,
         http=http,
         report=lambda progress: job_progress(state, claim, progress),
-        deadline=asyncio.get_running_loop().time() + claim.job.timeout_s,
+        deadline=deadline,
         browser=state.render_runtime,
         frontier=state.frontier,
         redis=state.redis,
         claim_redirect=redirect_claim(state.frontier, claim.job),
+        proxy=proxy,
     )
-    engine = ENGINES.get(claim.job.kind)
-    if engine is None:
-        raise JobError(
-            JobErrorCode.KIND_NOT_SUPPORTED,
-            f"No engine for {claim.job.kind!r} jobs.",
-            retryable=False,
-        )
-    if (name := session_name(claim.job)) is not None:
-        return await _run_in_session(state, claim, ctx, engine, name)
-    if (cached := await from_cache(state, claim.job)) is not None:
-        return cached  # no request at all: politeness and robots.txt are for requests
-    return await _run_engine(state, claim, ctx, engine, http)
-
-
-async def _run_in_session(
-    state: WorkerState, claim: Claim, ctx: EngineContext, engine: Engine, name: str
-) -> dict[str, Any]:
-    """Run the engine holding the job's session (worker/sessions.py): its lock, its cookies
-    in a jar of the job's own on the owner's pool, its state written back on success."""
-    assert ctx.deadline is not None
-    async with asyncio.timeout_at(ctx.deadline), held_session(state, claim, name) as session:
-        async with session_client(ctx.http, state, session.jar) as http:
-            in_session = dataclasses.replace(ctx, http=http, session=session)
-            result = await _run_engine(state, claim, in_session, engine, ctx.http)
-        await save_session(state, claim, session)
-        return result
+    engine = ENGINES[claim.job.kind]
+    if session is None:
+        return await _run_engine(state, claim, ctx, engine, http)
+    # The session's cookies in a jar of the job's own, on the same pool (so the same proxy).
+    async with session_client(http, state, session.jar) as jarred:
+        in_session = dataclasses.replace(ctx, http=jarred, session=session)
+        return await _run_engine(state, claim, in_session, engine, http)
 
 
 async def _run_engine(

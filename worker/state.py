@@ -99,7 +99,7 @@ class WorkerState:
             # No per-host cap here: --concurrency bounds the requests, and per-host politeness
             # (Redis, shared by all workers) decides how many one host gets.
             sessions=OwnerSessions(
-                lambda: create_session(policy, limit=0, limit_per_host=0),
+                lambda proxy: create_session(policy, limit=0, limit_per_host=0, proxy=proxy),
                 max_owners=settings.worker_http_max_owners,
                 idle_s=settings.worker_http_idle_s,
             ),

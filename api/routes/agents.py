@@ -19,6 +19,7 @@ from api.schemas.agents import (
     SessionOut,
 )
 from shared.errors import NotFound, ValidationFailed
+from shared.proxies import check_proxies, normal_proxies
 from shared.repositories import agent as agents
 from shared.repositories import sessions
 from shared.services.job_rows import check_timeout, check_webhook_url
@@ -37,6 +38,9 @@ async def create_agent(body: AgentCreate, state: StateDep, principal: PrincipalD
         check_webhook_url(state.policy, body.webhook_url)
     check_timeout(state.settings, body.timeout_s)
     profile = body.model_dump(exclude={"name", "secrets", "webhook_secret"}, exclude_none=True)
+    if "proxies" in profile:
+        check_proxies(state.policy, profile["proxies"], body.secrets)
+        profile["proxies"] = normal_proxies(profile["proxies"])
     generated = None if body.webhook_secret else agents.new_webhook_secret()
     async with state.sessionmaker.begin() as session:
         agent = await agents.create_agent(
@@ -90,9 +94,17 @@ async def update_agent(
         changes["headers"] = {}
     if changes.get("name", "") is None:
         changes.pop("name")
+    if "proxies" in changes:
+        changes["proxies"] = changes["proxies"] or []
+        check_proxies(state.policy, changes["proxies"], None)  # its secrets: once updated
+        changes["proxies"] = normal_proxies(changes["proxies"])
+    if "proxy_rotation" in changes and changes["proxy_rotation"] is None:
+        changes["proxy_rotation"] = "round_robin"
     async with state.sessionmaker.begin() as session:
         agent = await agents.get_agent(session, principal.owner_id, agent_id)
         agent = await agents.update_agent(session, agent, state.box, changes, body.secrets)
+        if "proxies" in changes or body.secrets:  # a secret a proxy names may not go
+            check_proxies(state.policy, agent.proxies or [], agent.secret_names)
     return AgentOut.model_validate(agent)
 
 

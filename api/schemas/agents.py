@@ -9,10 +9,31 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.headers import HeaderMap, HeaderValue
+from shared.proxies import MAX_PROXIES, ProxyRotation
 from shared.specs import Locale, RequestModel, Timezone
 
 DomainList = list[Annotated[str, Field(min_length=1, max_length=253)]]
 SecretName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class ProxyConfig(RequestModel):
+    """One outbound proxy: where it is, and the secret holding its `user:password`."""
+
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="`http://host:port`, `https://host:port` or `socks5://host:port`, without "
+        "credentials.",
+    )
+    auth_secret: SecretName | None = Field(
+        default=None,
+        description="The name of one of the agent's secrets whose value is `user:password`.",
+    )
+
+
+class ProxyOut(BaseModel):
+    url: str
+    auth_secret: str | None = None
 
 
 class AgentProfile(RequestModel):
@@ -47,6 +68,17 @@ class AgentProfile(RequestModel):
     )
     timezone: Timezone | None = Field(
         default=None, description="The renders' default `timezone` (IANA, e.g. `Europe/Berlin`)."
+    )
+    # Outbound proxies (docs/agents.md, "Proxies").
+    proxies: list[ProxyConfig] | None = Field(
+        default=None,
+        max_length=MAX_PROXIES,
+        description="The jobs' traffic (webhooks aside) goes out through these proxies.",
+    )
+    proxy_rotation: ProxyRotation | None = Field(
+        default=None,
+        description="How a job's proxy is chosen: `round_robin` (the default), `random`, or "
+        "`sticky_host` (one proxy per target host, kept while it works).",
     )
 
 
@@ -99,6 +131,8 @@ class AgentOut(BaseModel):
     stealth: bool = False
     locale: str | None = None
     timezone: str | None = None
+    proxies: list[ProxyOut] = Field(default_factory=list)
+    proxy_rotation: str = "round_robin"
     has_webhook_secret: bool = Field(
         validation_alias="webhook_secret_ciphertext",
         description="Whether the agent has a webhook signing secret (it is never shown again).",

@@ -164,6 +164,8 @@ class Agent(Model):
     stealth: bool = False
     locale: str | None = None
     timezone: str | None = None
+    proxies: list[dict[str, Any]] = []  # [{"url", "auth_secret"}]: no credentials
+    proxy_rotation: str = "round_robin"
     has_webhook_secret: bool
     created_at: datetime
     updated_at: datetime

@@ -31,6 +31,8 @@ PROFILE_FIELDS = (
     "stealth",
     "locale",
     "timezone",
+    "proxies",
+    "proxy_rotation",
 )
 # The webhook secret's key in its sealed mapping (shared/crypto.py seals mappings).
 WEBHOOK_SECRET = "webhook_secret"  # noqa: S105 - a key name, not a secret

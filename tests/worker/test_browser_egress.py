@@ -51,7 +51,8 @@ async def proxy() -> AsyncIterator[EgressProxy]:
 async def exchange(proxy: EgressProxy, head: str, then: str = "") -> str:
     """Send a request head through a context's door of the proxy (and, after a CONNECT's
     answer, `then`)."""
-    async with proxy.door() as url:
+    async with proxy.door() as door:
+        url = door.url
         return await _exchange(int(url.rsplit(":", 1)[1]), head, then)
 
 

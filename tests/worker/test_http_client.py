@@ -221,7 +221,7 @@ async def test_session_settings() -> None:
 
 
 def _owner_sessions(max_owners: int = 8, idle_s: float = 60.0) -> OwnerSessions:
-    return OwnerSessions(lambda: create_session(OPEN), max_owners=max_owners, idle_s=idle_s)
+    return OwnerSessions(lambda _proxy: create_session(OPEN), max_owners=max_owners, idle_s=idle_s)
 
 
 async def test_each_owner_has_its_own_guarded_pool() -> None:
@@ -245,7 +245,7 @@ async def test_each_owner_has_its_own_guarded_pool() -> None:
 
 
 async def test_a_guarded_pool_per_owner_still_refuses_internal_addresses(canary: Canary) -> None:
-    sessions = OwnerSessions(lambda: create_session(DEFAULT), max_owners=4, idle_s=60)
+    sessions = OwnerSessions(lambda _proxy: create_session(DEFAULT), max_owners=4, idle_s=60)
     try:
         for _ in range(2):
             async with sessions.lease(uuid.uuid4()) as session:

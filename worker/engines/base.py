@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # Playwright loads on browser workers only
 
     from shared.repositories.frontier_store import FrontierStore
     from worker.browser import RenderRuntime
+    from worker.proxy_tunnel import ProxyRoute
     from worker.sessions import JobSession
 
 
@@ -46,6 +47,9 @@ class EngineContext:
     # The job's `session` (worker/sessions.py): `http` then carries its cookie jar, and a
     # render starts from (and hands back) its storage state.
     session: JobSession | None = None
+    # The upstream proxy this attempt goes through (`http` is its session; a render's browser
+    # context is chained to it), or None: direct.
+    proxy: ProxyRoute | None = None
 
     def render_runtime(self) -> RenderRuntime:
         """The browser of this worker; a job elsewhere fails `browser_unavailable`."""

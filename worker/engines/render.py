@@ -125,7 +125,7 @@ async def _render(
 
     stealth = ctx.agent.stealth
     async with runtime.pool.context(
-        tailor if stealth else None, accept_downloads=False, **options
+        ctx.proxy, tailor if stealth else None, accept_downloads=False, **options
     ) as context:
         if stealth:
             await apply_stealth(context, stealthy)
