@@ -18,7 +18,7 @@ from api.schemas.errors import ErrorBody
 from shared.errors import AppError, ServiceUnavailable
 from shared.headers import HEADER_ERROR_CODES
 from shared.logging import get_logger
-from shared.specs import FORMAT_ERROR_CODES, SPEC_ERROR_CODES
+from shared.specs import FORMAT_ERROR_CODES, JOB_KINDS, SPEC_ERROR_CODES
 
 log = get_logger(__name__)
 
@@ -90,15 +90,23 @@ def _validation_code(errors: list[dict[str, Any]]) -> str:
     types = {str(err.get("type")) for err in errors}
     if "json_invalid" in types:
         return "invalid_json"
-    if "union_tag_invalid" in types:
+    if "union_tag_invalid" in types or any(_is_kind_filter(err) for err in errors):
         return "unknown_kind"
     # shared/headers.py and shared/specs.py raise pydantic errors whose type is the code.
     return next((code for code in _CUSTOM_CODES if code in types), "validation_error")
 
 
+def _is_kind_filter(err: dict[str, Any]) -> bool:
+    """A `kind` filter (GET /v1/jobs, the events stream, bulk retry) naming no job kind."""
+    loc = err.get("loc") or []
+    return err.get("type") == "literal_error" and len(loc) >= 2 and loc[1] == "kind"
+
+
 def _validation_message(code: str, errors: list[dict[str, Any]]) -> str:
     if code == "invalid_json":
         return "The body is not valid JSON."
+    if code == "unknown_kind":
+        return f"Unknown kind; one of {', '.join(JOB_KINDS)}."
     if code in _CUSTOM_CODES:  # the first refused header, format or crawl value, named
         return next(str(err["msg"]) for err in errors if err.get("type") == code)
     return "The request is invalid."
