@@ -135,6 +135,8 @@ class Agent(Base):
     backoff_max_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     host_rate_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     host_concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Jobs of this agent running at once, across all workers (None: no limit).
+    max_concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)
     obey_robots: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     allowed_domains: Mapped[list[str]] = mapped_column(JsonType, default=list)
     blocked_domains: Mapped[list[str]] = mapped_column(JsonType, default=list)

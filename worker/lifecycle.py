@@ -22,7 +22,9 @@ from shared import __version__
 from shared.liveness import liveness_key, publish_liveness, remove_liveness
 from shared.logging import get_logger
 from shared.models import utcnow
+from shared.queue import replace_agent_limits
 from shared.repositories import frontier
+from shared.repositories.agent import agent_limits
 from shared.repositories.execution import Released
 from worker.crawl.settle import repair
 from worker.job_events import job_ended
@@ -124,7 +126,15 @@ class Reconciler:
         the parked crawls are repaired and refilled (a dead worker never leaves one stuck)."""
         counts = await self._orphans(), await self._unenqueued()
         await self._crawls()
+        await self._agent_limits()
         return counts
+
+    async def _agent_limits(self) -> None:
+        """Rewrite the agents' `max_concurrency` in Redis from the database (the API writes
+        each change at once; this repairs a change made while Redis was away, or lost)."""
+        async with self.state.sessionmaker() as session:
+            limits = await agent_limits(session)
+        await replace_agent_limits(self.state.redis, limits)
 
     async def _crawls(self) -> int:
         """Settle pages whose job ended unrecorded, refill every parked crawl."""

@@ -190,8 +190,9 @@ async def _claim(state: WorkerState, job_id: uuid.UUID) -> Claim | None:
         raise Retry(defer=DB_UNAVAILABLE_DEFER_S) from exc
 
 
-async def run_job(ctx: dict[str, Any], job_id: str) -> None:
-    """Run one attempt of a job.
+async def run_job(ctx: dict[str, Any], job_id: str, agent_id: str = "") -> None:
+    """Run one attempt of a job. (`agent_id`, in the job's arq payload, is for the take
+    script's per-agent limit, worker/queue_worker.py; the claim reads the row's.)
 
     Idempotency: the claim only succeeds for a `queued` row, so a duplicate delivery is a no-op;
     every later write is fenced on the claim. Retries: a transient failure puts the row back to

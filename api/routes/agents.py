@@ -6,14 +6,28 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from redis.exceptions import RedisError
 
-from api.deps import PrincipalDep, StateDep
+from api.deps import AppState, PrincipalDep, StateDep
 from api.errors import error_responses
 from api.schemas.agents import AgentCreate, AgentCreated, AgentList, AgentOut, AgentUpdate
+from shared.logging import get_logger
+from shared.models import Agent
+from shared.queue import set_agent_limit
 from shared.repositories import agent as agents
 from shared.services.job_rows import check_timeout, check_webhook_url
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
+log = get_logger(__name__)
+
+
+async def _publish_limit(state: AppState, agent: Agent) -> None:
+    """Hand the agent's `max_concurrency` to the workers' take script (shared/queue.py). If
+    Redis is down, the reconciler copies it from the database within seconds of its return."""
+    try:
+        await set_agent_limit(state.redis, agent.id, agent.max_concurrency)
+    except (RedisError, OSError) as exc:
+        log.warning("agent.limit_deferred", error=str(exc)[:200])
 
 
 @router.post(
@@ -37,6 +51,7 @@ async def create_agent(body: AgentCreate, state: StateDep, principal: PrincipalD
             body.secrets,
             webhook_secret=body.webhook_secret or generated,
         )
+    await _publish_limit(state, agent)
     out = AgentOut.model_validate(agent)
     return AgentCreated(**out.model_dump(), webhook_secret=generated)
 
@@ -82,6 +97,8 @@ async def update_agent(
     async with state.sessionmaker.begin() as session:
         agent = await agents.get_agent(session, principal.owner_id, agent_id)
         agent = await agents.update_agent(session, agent, state.box, changes, body.secrets)
+    if "max_concurrency" in changes:
+        await _publish_limit(state, agent)
     return AgentOut.model_validate(agent)
 
 

@@ -24,6 +24,13 @@ class AgentProfile(RequestModel):
     backoff_max_s: float | None = Field(default=None, gt=0, le=86400)
     host_rate_per_s: float | None = Field(default=None, gt=0, le=10000)
     host_concurrency: int | None = Field(default=None, ge=1, le=1000)
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=100000,
+        description="Jobs of this agent running at once, across all workers; more wait, "
+        "queued. Null: no limit.",
+    )
     obey_robots: bool = Field(
         default=True,
         description="Obey robots.txt (and its Crawl-delay) for fetch, render and scrape jobs.",
@@ -77,6 +84,7 @@ class AgentOut(BaseModel):
     backoff_max_s: float | None
     host_rate_per_s: float | None
     host_concurrency: int | None
+    max_concurrency: int | None = None
     obey_robots: bool
     allowed_domains: list[str]
     blocked_domains: list[str]

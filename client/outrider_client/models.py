@@ -156,6 +156,7 @@ class Agent(Model):
     backoff_max_s: float | None
     host_rate_per_s: float | None
     host_concurrency: int | None
+    max_concurrency: int | None = None
     obey_robots: bool
     allowed_domains: list[str]
     blocked_domains: list[str]
