@@ -15,7 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas.errors import ErrorBody
-from shared.errors import AppError, ServiceUnavailable
+from shared.errors import AppError, QuotaExceeded, ServiceUnavailable
 from shared.headers import HEADER_ERROR_CODES
 from shared.logging import get_logger
 from shared.specs import FORMAT_ERROR_CODES, JOB_KINDS, SPEC_ERROR_CODES
@@ -50,6 +50,8 @@ _DESCRIPTIONS = {
     413: "Request body too large.",
     415: "Body is not JSON.",
     422: "The request is well-formed JSON but invalid.",
+    429: "`quota_exceeded`: over the owner's queued or per-day job quota; retry after "
+    "`Retry-After` seconds.",
     503: "A backing service is unavailable; retry after the Retry-After delay.",
 }
 
@@ -76,7 +78,19 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     described = {s: _DESCRIPTIONS[s] for s in statuses}
     if 413 in described and 422 in described:
         described[422] = _BODY_422
-    return {s: {"model": ErrorBody, "description": text} for s, text in described.items()}
+    out: dict[int | str, dict[str, Any]] = {
+        s: {"model": ErrorBody, "description": text} for s, text in described.items()
+    }
+    for status in (429, 503):
+        if status in out:
+            out[status]["headers"] = {"Retry-After": _RETRY_AFTER}
+    return out
+
+
+_RETRY_AFTER = {
+    "description": "Seconds to wait before trying again.",
+    "schema": {"type": "integer", "minimum": 1},
+}
 
 
 def _render(exc: AppError, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -128,7 +142,7 @@ def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:
 async def _on_app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     headers = None
-    if isinstance(exc, ServiceUnavailable):
+    if isinstance(exc, ServiceUnavailable | QuotaExceeded):
         headers = {"Retry-After": str(exc.retry_after_s)}
     return _render(exc, headers)
 

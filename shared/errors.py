@@ -83,6 +83,17 @@ class InvalidUrl(ValidationFailed):
     code = "invalid_url"
 
 
+class QuotaExceeded(AppError):
+    """The owner is over a quota (api/services/quotas.py); answered with `Retry-After`."""
+
+    status_code = 429
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after_s = max(int(retry_after_s), 1)
+
+
 class ServiceUnavailable(AppError):
     status_code = 503
     code = "service_unavailable"

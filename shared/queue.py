@@ -124,7 +124,7 @@ def agent_running_key(agent_id: str) -> str:
     return f"outrider:agent:{agent_id}:running"
 
 
-# Replace the whole limits hash (the reconciler's rewrite from the database). ARGV: pairs.
+# Replace a whole hash (the reconciler's rewrites from the database). ARGV: field, value pairs.
 _REPLACE_LIMITS_LUA = """
 redis.call('DEL', KEYS[1])
 if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
@@ -150,6 +150,18 @@ async def replace_agent_limits(redis: Redis, limits: dict[uuid.UUID, int]) -> No
     args = [str(part) for pair in limits.items() for part in pair]
     script = redis.register_script(_REPLACE_LIMITS_LUA)
     await script(keys=[AGENT_LIMITS_KEY], args=args)
+
+
+OWNER_QUEUED_KEY = "outrider:owner:queued"
+"""A hash: owner id -> jobs queued (crawl pages aside), for OUTRIDER_OWNER_MAX_QUEUED: the
+API's quota check adds submissions (api/services/quotas.py); the reconciler rewrites it."""
+
+
+async def replace_owner_queued(redis: Redis, counts: dict[uuid.UUID, int]) -> None:
+    """Make the owners' queued counts exactly `counts`, atomically."""
+    args = [str(part) for pair in counts.items() for part in pair]
+    script = redis.register_script(_REPLACE_LIMITS_LUA)
+    await script(keys=[OWNER_QUEUED_KEY], args=args)
 
 
 def paused_key(queue: str) -> str:

@@ -22,10 +22,11 @@ from shared import __version__
 from shared.liveness import liveness_key, publish_liveness, remove_liveness
 from shared.logging import get_logger
 from shared.models import utcnow
-from shared.queue import replace_agent_limits
+from shared.queue import replace_agent_limits, replace_owner_queued
 from shared.repositories import frontier
 from shared.repositories.agent import agent_limits
 from shared.repositories.execution import Released
+from shared.repositories.job import queued_by_owner
 from worker.crawl.settle import repair
 from worker.job_events import job_ended
 from worker.state import WorkerState
@@ -127,7 +128,16 @@ class Reconciler:
         counts = await self._orphans(), await self._unenqueued()
         await self._crawls()
         await self._agent_limits()
+        if self.state.settings.owner_max_queued is not None:
+            await self._owner_queued()
         return counts
+
+    async def _owner_queued(self) -> None:
+        """Rewrite the owners' queued counts in Redis (OUTRIDER_OWNER_MAX_QUEUED's) from the
+        database: the API adds submissions to them; this sees the jobs that left `queued`."""
+        async with self.state.sessionmaker() as session:
+            counts = await queued_by_owner(session)
+        await replace_owner_queued(self.state.redis, counts)
 
     async def _agent_limits(self) -> None:
         """Rewrite the agents' `max_concurrency` in Redis from the database (the API writes

@@ -70,7 +70,7 @@ _BATCH_ENDED: dict[int | str, dict[str, Any]] = {
     "",
     status_code=202,
     response_model=JobOut,
-    responses={**_ENDED, **error_responses(400, 409, 413, 422)},
+    responses={**_ENDED, **error_responses(400, 409, 413, 422, 429)},
     openapi_extra=SUBMIT_DOCS,
 )
 async def submit_job(request: Request) -> Response:
@@ -104,7 +104,7 @@ async def submit_job(request: Request) -> Response:
     "/batch",
     status_code=202,
     response_model=BatchOut,
-    responses={**_BATCH_ENDED, **error_responses(400, 413, 422)},
+    responses={**_BATCH_ENDED, **error_responses(400, 413, 422, 429)},
 )
 async def submit_jobs(
     body: BatchIn,
