@@ -207,6 +207,8 @@ class Job(Base):
     worker_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(TZDateTime(), nullable=True)
     run_after: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+    # The bytes its attempts read (page bodies, rendered HTML, API answers): GET /v1/usage.
+    bytes_fetched: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # 0-9, higher first among a queue's due jobs (its arq score: shared/queue.py).
     priority: Mapped[int] = mapped_column(SmallInteger, default=5, server_default="5")
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -24,7 +25,7 @@ from worker import counters
 from worker.crawl.redirects import redirect_claim
 from worker.crawl.refill import refill
 from worker.crawl.settle import settle_page
-from worker.engines.base import Engine, EngineContext, Parked, check_headers
+from worker.engines.base import Engine, EngineContext, Meter, Parked, check_headers
 from worker.engines.crawl import run_crawl
 from worker.engines.fetch import run_fetch
 from worker.engines.http import run_http
@@ -69,7 +70,11 @@ DB_UNAVAILABLE_DEFER_S = 3.0
 OUTCOME_WRITE_PATIENCE_S = 90.0
 
 
-async def _write_outcome(state: WorkerState, claim: Claim, outcome: Outcome) -> bool:
+async def _write_outcome(
+    state: WorkerState, claim: Claim, outcome: Outcome, meter: Meter | None = None
+) -> bool:
+    if meter is not None:  # what the attempt read counts, however it ended
+        outcome = replace(outcome, bytes_fetched=meter.bytes_fetched)
     # PostgreSQL may be restarting: keep trying for a while rather than lose the result.
     written = False
     async for attempt in AsyncRetrying(
@@ -134,14 +139,14 @@ def _failure_outcome(state: WorkerState, claim: Claim, error: JobError) -> Outco
     )
 
 
-async def _execute(state: WorkerState, claim: Claim) -> dict[str, Any]:
+async def _execute(state: WorkerState, claim: Claim, meter: Meter) -> dict[str, Any]:
     # The owner's own connection pool, for robots.txt too: a tenant wall.
     async with state.sessions.lease(claim.job.owner_id) as http:
-        return await _execute_with(state, claim, http)
+        return await _execute_with(state, claim, http, meter)
 
 
 async def _execute_with(
-    state: WorkerState, claim: Claim, http: aiohttp.ClientSession
+    state: WorkerState, claim: Claim, http: aiohttp.ClientSession, meter: Meter
 ) -> dict[str, Any]:
     secrets = state.box.open(claim.agent.secrets_ciphertext)
     check_headers(claim.job, claim.agent, secrets)
@@ -158,6 +163,7 @@ async def _execute_with(
         frontier=state.frontier,
         redis=state.redis,
         claim_redirect=redirect_claim(state.frontier, claim.job),
+        meter=meter,
     )
     engine = ENGINES.get(claim.job.kind)
     if engine is None:
@@ -214,7 +220,8 @@ async def run_job(ctx: dict[str, Any], job_id: str, agent_id: str = "") -> None:
 
 async def _run_claimed(state: WorkerState, claim: Claim) -> None:
     log.info("job.claimed", kind=claim.job.kind)
-    task: asyncio.Task[Any] = asyncio.create_task(_execute(state, claim))
+    meter = Meter()
+    task: asyncio.Task[Any] = asyncio.create_task(_execute(state, claim, meter))
     running = Running(fence=claim.fence, task=task)
     state.running[claim.job.id] = running
     try:
@@ -235,7 +242,7 @@ async def _run_claimed(state: WorkerState, claim: Claim) -> None:
             run_after=utcnow(),
             refund_attempt=True,
         )
-        await asyncio.shield(_write_outcome(state, claim, outcome))
+        await asyncio.shield(_write_outcome(state, claim, outcome, meter))
         log.info("job.interrupted")
         raise
     except Parked as parked:
@@ -248,7 +255,7 @@ async def _run_claimed(state: WorkerState, claim: Claim) -> None:
             run_after=utcnow() + timedelta(seconds=deferral.delay_s),
             refund_attempt=True,
         )
-        if await _write_outcome(state, claim, outcome):
+        if await _write_outcome(state, claim, outcome, meter):
             log.info("job.deferred", reason=deferral.reason, defer_s=round(deferral.delay_s, 2))
             raise Retry(defer=deferral.delay_s) from deferral
         return
@@ -258,7 +265,10 @@ async def _run_claimed(state: WorkerState, claim: Claim) -> None:
         if error.code == "internal_error":
             log.exception("job.crashed")
         outcome = _failure_outcome(state, claim, error)
-        if await _write_outcome(state, claim, outcome) and outcome.status == JobStatus.QUEUED:
+        if (
+            await _write_outcome(state, claim, outcome, meter)
+            and outcome.status == JobStatus.QUEUED
+        ):
             assert outcome.run_after is not None
             delay = max((outcome.run_after - utcnow()).total_seconds(), 0.0)
             log.info("job.retrying", code=error.code, defer_s=round(delay, 2))
@@ -270,8 +280,11 @@ async def _run_claimed(state: WorkerState, claim: Claim) -> None:
         state,
         claim,
         Outcome(
-            status=JobStatus.SUCCEEDED, attempt_outcome=AttemptOutcome.SUCCEEDED, result=result
+            status=JobStatus.SUCCEEDED,
+            attempt_outcome=AttemptOutcome.SUCCEEDED,
+            result=result,
         ),
+        meter,
     )
     log.info("job.succeeded" if written else "job.result_discarded")
     if written:

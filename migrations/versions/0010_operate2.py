@@ -1,4 +1,5 @@
-"""Per-agent `max_concurrency`: jobs of the agent running at once (worker/queue_worker.py).
+"""Per-agent `max_concurrency`: jobs of the agent running at once (worker/queue_worker.py);
+a job's `bytes_fetched`: the bytes its attempts read (GET /v1/usage).
 
 Revision ID: 0010_operate2
 Revises: 0008
@@ -19,8 +20,12 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("agent", schema=None) as batch_op:
         batch_op.add_column(sa.Column("max_concurrency", sa.Integer(), nullable=True))
+    with op.batch_alter_table("job", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("bytes_fetched", sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("job", schema=None) as batch_op:
+        batch_op.drop_column("bytes_fetched")
     with op.batch_alter_table("agent", schema=None) as batch_op:
         batch_op.drop_column("max_concurrency")

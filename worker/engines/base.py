@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -22,6 +22,17 @@ if TYPE_CHECKING:  # Playwright loads on browser workers only
 
     from shared.repositories.frontier_store import FrontierStore
     from worker.browser import RenderRuntime
+
+
+@dataclass
+class Meter:
+    """What an attempt used, for GET /v1/usage: the bytes of the bodies it read (a page's, a
+    rendered page's HTML, an API call's), written to the job row with the attempt's end."""
+
+    bytes_fetched: int = 0
+
+    def fetched(self, size: int) -> None:
+        self.bytes_fetched += size
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,7 @@ class EngineContext:
     # A crawl's page: asked before each redirect is followed; False: another page has the
     # URL (this one is its duplicate, see worker/crawl/redirects.py).
     claim_redirect: Callable[[str], Awaitable[bool]] | None = None
+    meter: Meter = field(default_factory=Meter)
 
     def render_runtime(self) -> RenderRuntime:
         """The browser of this worker; a job elsewhere fails `browser_unavailable`."""
