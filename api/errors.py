@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.methods import allow_header, declared
 from api.schemas.errors import ErrorBody
 from shared.errors import AppError, QuotaExceeded, ServiceUnavailable
 from shared.headers import HEADER_ERROR_CODES
@@ -45,7 +46,8 @@ _DESCRIPTIONS = {
     400: "Malformed request (invalid JSON, bad cursor).",
     401: "Missing or invalid API key.",
     403: "The key's owner may not do this (an operator action).",
-    404: "No such object (or it belongs to another owner).",
+    404: "No such object (or it belongs to another owner); for a job spec whose `agent_id` "
+    "names no agent of yours, `agent_not_found`.",
     409: "Conflict with the object's state.",
     413: "Request body too large.",
     415: "Body is not JSON.",
@@ -147,8 +149,25 @@ async def _on_app_error(request: Request, exc: Exception) -> JSONResponse:
     return _render(exc, headers)
 
 
+def _not_allowed(request: Request) -> JSONResponse | None:
+    """A 405 (with `Allow`) if the method is not one the path declares, though routing found
+    a route for it (`GET /v1/jobs/batch` reaches `GET /v1/jobs/{job_id}`)."""
+    found = declared(request.app, request.url.path)
+    route = request.scope.get("route")
+    if found is None or route is None or getattr(route, "path", None) in found[0]:
+        return None
+    if request.method in found[1]:
+        return None
+    body = {
+        "error": {"code": "method_not_allowed", "message": "Method Not Allowed", "details": None}
+    }
+    return JSONResponse(body, status_code=405, headers={"Allow": allow_header(found[1])})
+
+
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if (refused := _not_allowed(request)) is not None:
+        return refused
     errors = _jsonable_errors(exc.errors())
     code = _validation_code(errors)
     status = 400 if code == "invalid_json" else 422
@@ -167,7 +186,10 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     }
     code = codes.get(exc.status_code, f"http_{exc.status_code}")
     body = {"error": {"code": code, "message": str(exc.detail), "details": None}}
-    return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405 and (found := declared(request.app, request.url.path)):
+        headers["Allow"] = allow_header(found[1])  # every route of the path, not the first's
+    return JSONResponse(body, status_code=exc.status_code, headers=headers or None)
 
 
 async def _on_outage(request: Request, exc: Exception) -> JSONResponse:

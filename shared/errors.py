@@ -51,6 +51,12 @@ class NotFound(AppError):
         super().__init__(message)
 
 
+class AgentNotFound(NotFound):
+    """A job spec names an agent the caller does not have."""
+
+    code = "agent_not_found"
+
+
 class Conflict(AppError):
     status_code = 409
     code = "conflict"

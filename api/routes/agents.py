@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from api.deps import AppState, PrincipalDep, StateDep
 from api.errors import error_responses
 from api.schemas.agents import AgentCreate, AgentCreated, AgentList, AgentOut, AgentUpdate
+from api.schemas.pagination import Cursor
 from shared.logging import get_logger
 from shared.models import Agent
 from shared.queue import set_agent_limit
@@ -60,7 +61,7 @@ async def create_agent(body: AgentCreate, state: StateDep, principal: PrincipalD
 async def list_agents(
     state: StateDep,
     principal: PrincipalDep,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AgentList:
     """The caller's agents, newest first."""

@@ -27,6 +27,7 @@ from api.schemas.jobs import (
     JobStatusName,
     JobWarning,
 )
+from api.schemas.pagination import Cursor
 from api.services.retry import retry_failed
 from api.services.submit import enqueue_jobs, submit_batch, submit_one
 from api.services.waiting import WAIT, WAIT_DESCRIPTION, settle, start_point
@@ -70,7 +71,7 @@ _BATCH_ENDED: dict[int | str, dict[str, Any]] = {
     "",
     status_code=202,
     response_model=JobOut,
-    responses={**_ENDED, **error_responses(400, 409, 413, 422, 429)},
+    responses={**_ENDED, **error_responses(400, 404, 409, 413, 422, 429)},
     openapi_extra=SUBMIT_DOCS,
 )
 async def submit_job(request: Request) -> Response:
@@ -104,7 +105,7 @@ async def submit_job(request: Request) -> Response:
     "/batch",
     status_code=202,
     response_model=BatchOut,
-    responses={**_BATCH_ENDED, **error_responses(400, 413, 422, 429)},
+    responses={**_BATCH_ENDED, **error_responses(400, 404, 413, 422, 429)},
 )
 async def submit_jobs(
     body: BatchIn,
@@ -198,7 +199,7 @@ async def list_jobs(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     q: Search = None,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JobList:
     """The caller's jobs, newest first; follow `next_cursor` for the next page."""

@@ -7,12 +7,18 @@ from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 from shared.headers import HeaderMap, HeaderValue
-from shared.specs import RequestModel
+from shared.specs import URL_SCHEMA, RequestModel
 
 DomainList = list[Annotated[str, Field(min_length=1, max_length=253)]]
 SecretName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
+# A dict's key pattern is stated as `patternProperties`: no other key is allowed.
+SECRET_NAMES: JsonDict = {
+    "additionalProperties": False,
+    "propertyNames": {"pattern": r"^[A-Za-z0-9_.-]{1,100}$"},
+}
 
 
 class AgentProfile(RequestModel):
@@ -42,6 +48,7 @@ class AgentProfile(RequestModel):
         min_length=1,
         max_length=2048,
         description="Every job of this agent that ends is POSTed here, signed.",
+        json_schema_extra=URL_SCHEMA,
     )
 
 
@@ -50,7 +57,7 @@ class AgentCreate(AgentProfile):
 
     name: str = Field(min_length=1, max_length=200)
     secrets: dict[SecretName, Annotated[str, Field(max_length=10000)]] = Field(
-        default_factory=dict, max_length=100
+        default_factory=dict, max_length=100, json_schema_extra=SECRET_NAMES
     )
     webhook_secret: str | None = Field(
         default=None,
@@ -66,7 +73,7 @@ class AgentUpdate(AgentProfile):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     secrets: dict[SecretName, Annotated[str, Field(max_length=10000)] | None] | None = Field(
-        default=None, max_length=100
+        default=None, max_length=100, json_schema_extra=SECRET_NAMES
     )
 
 
