@@ -26,6 +26,7 @@ from api.routes import (
     queues,
     schedules,
     status,
+    usage,
     webhooks,
 )
 from api.services.live_queues import LiveQueues
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         status,
         queues,
         webhooks,
+        usage,
         metrics,
     )
     for module in (*routes, dashboard):

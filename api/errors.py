@@ -14,11 +14,12 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.methods import allow_header, declared
 from api.schemas.errors import ErrorBody
-from shared.errors import AppError, ServiceUnavailable
+from shared.errors import AppError, QuotaExceeded, ServiceUnavailable
 from shared.headers import HEADER_ERROR_CODES
 from shared.logging import get_logger
-from shared.specs import FORMAT_ERROR_CODES, REACH_ERROR_CODES, SPEC_ERROR_CODES
+from shared.specs import FORMAT_ERROR_CODES, JOB_KINDS, REACH_ERROR_CODES, SPEC_ERROR_CODES
 
 log = get_logger(__name__)
 
@@ -45,11 +46,14 @@ _DESCRIPTIONS = {
     400: "Malformed request (invalid JSON, bad cursor).",
     401: "Missing or invalid API key.",
     403: "The key's owner may not do this (an operator action).",
-    404: "No such object (or it belongs to another owner).",
+    404: "No such object (or it belongs to another owner); for a job spec whose `agent_id` "
+    "names no agent of yours, `agent_not_found`.",
     409: "Conflict with the object's state.",
     413: "Request body too large.",
     415: "Body is not JSON.",
     422: "The request is well-formed JSON but invalid.",
+    429: "`quota_exceeded`: over the owner's queued or per-day job quota; retry after "
+    "`Retry-After` seconds.",
     503: "A backing service is unavailable; retry after the Retry-After delay.",
 }
 
@@ -76,7 +80,19 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     described = {s: _DESCRIPTIONS[s] for s in statuses}
     if 413 in described and 422 in described:
         described[422] = _BODY_422
-    return {s: {"model": ErrorBody, "description": text} for s, text in described.items()}
+    out: dict[int | str, dict[str, Any]] = {
+        s: {"model": ErrorBody, "description": text} for s, text in described.items()
+    }
+    for status in (429, 503):
+        if status in out:
+            out[status]["headers"] = {"Retry-After": _RETRY_AFTER}
+    return out
+
+
+_RETRY_AFTER = {
+    "description": "Seconds to wait before trying again.",
+    "schema": {"type": "integer", "minimum": 1},
+}
 
 
 def _render(exc: AppError, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -90,15 +106,23 @@ def _validation_code(errors: list[dict[str, Any]]) -> str:
     types = {str(err.get("type")) for err in errors}
     if "json_invalid" in types:
         return "invalid_json"
-    if "union_tag_invalid" in types:
+    if "union_tag_invalid" in types or any(_is_kind_filter(err) for err in errors):
         return "unknown_kind"
     # shared/headers.py and shared/specs.py raise pydantic errors whose type is the code.
     return next((code for code in _CUSTOM_CODES if code in types), "validation_error")
 
 
+def _is_kind_filter(err: dict[str, Any]) -> bool:
+    """A `kind` filter (GET /v1/jobs, the events stream, bulk retry) naming no job kind."""
+    loc = err.get("loc") or []
+    return err.get("type") == "literal_error" and len(loc) >= 2 and loc[1] == "kind"
+
+
 def _validation_message(code: str, errors: list[dict[str, Any]]) -> str:
     if code == "invalid_json":
         return "The body is not valid JSON."
+    if code == "unknown_kind":
+        return f"Unknown kind; one of {', '.join(JOB_KINDS)}."
     if code in _CUSTOM_CODES:  # the first refused header, format or crawl value, named
         return next(str(err["msg"]) for err in errors if err.get("type") == code)
     return "The request is invalid."
@@ -120,13 +144,30 @@ def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:
 async def _on_app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     headers = None
-    if isinstance(exc, ServiceUnavailable):
+    if isinstance(exc, ServiceUnavailable | QuotaExceeded):
         headers = {"Retry-After": str(exc.retry_after_s)}
     return _render(exc, headers)
 
 
+def _not_allowed(request: Request) -> JSONResponse | None:
+    """A 405 (with `Allow`) if the method is not one the path declares, though routing found
+    a route for it (`GET /v1/jobs/batch` reaches `GET /v1/jobs/{job_id}`)."""
+    found = declared(request.app, request.url.path)
+    route = request.scope.get("route")
+    if found is None or route is None or getattr(route, "path", None) in found[0]:
+        return None
+    if request.method in found[1]:
+        return None
+    body = {
+        "error": {"code": "method_not_allowed", "message": "Method Not Allowed", "details": None}
+    }
+    return JSONResponse(body, status_code=405, headers={"Allow": allow_header(found[1])})
+
+
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if (refused := _not_allowed(request)) is not None:
+        return refused
     errors = _jsonable_errors(exc.errors())
     code = _validation_code(errors)
     status = 400 if code == "invalid_json" else 422
@@ -145,7 +186,10 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     }
     code = codes.get(exc.status_code, f"http_{exc.status_code}")
     body = {"error": {"code": code, "message": str(exc.detail), "details": None}}
-    return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405 and (found := declared(request.app, request.url.path)):
+        headers["Allow"] = allow_header(found[1])  # every route of the path, not the first's
+    return JSONResponse(body, status_code=exc.status_code, headers=headers or None)
 
 
 async def _on_outage(request: Request, exc: Exception) -> JSONResponse:

@@ -20,8 +20,26 @@ JOB_TIMEOUT_SCHEMAS = ("JobSpec", "AgentCreate", "AgentUpdate")
 
 def _cap(node: dict[str, Any], maximum: float) -> None:
     for option in node.get("anyOf", [node]):
-        if option.get("type") == "number":
+        if option.get("type") in ("number", "integer"):
             option["maximum"] = min(option.get("maximum", maximum), maximum)
+
+
+# Strings in a request may hold neither NUL nor a lone surrogate (shared/jsonsafe.py: values
+# PostgreSQL or JSON clients cannot hold); the document says so of every string it does not
+# constrain otherwise.
+STORABLE_TEXT = "^[^\\x00\\ud800-\\udfff]*$"
+_OWN_FORMS = ("pattern", "enum", "const", "format")
+
+
+def _storable(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("type") == "string" and not any(key in node for key in _OWN_FORMS):
+            node["pattern"] = STORABLE_TEXT
+        for value in node.values():
+            _storable(value)
+    elif isinstance(node, list):
+        for value in node:
+            _storable(value)
 
 
 def tailor(document: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -29,6 +47,12 @@ def tailor(document: dict[str, Any], settings: Settings) -> dict[str, Any]:
     for name, schema in document.get("components", {}).get("schemas", {}).items():
         if name.endswith(JOB_TIMEOUT_SCHEMAS) and "timeout_s" in schema.get("properties", {}):
             _cap(schema["properties"]["timeout_s"], settings.job_max_timeout_s)
+        if name == "CrawlInput" and "limit" in schema.get("properties", {}):
+            limit = schema["properties"]["limit"]
+            limit["maximum"] = min(
+                limit.get("maximum", settings.crawl_max_pages), settings.crawl_max_pages
+            )
+        _storable(schema)
     return document
 
 

@@ -1,4 +1,4 @@
-"""CLI commands that talk to a running API through the client: scrape, submit, watch.
+"""CLI commands that talk to a running API through the client: scrape, submit, watch, usage.
 
 They take `--url` and `--key` (or OUTRIDER_URL and OUTRIDER_API_KEY). Exit codes: 0 the job
 succeeded, 1 it failed or was cancelled (or the API refused the request), 2 it had not ended
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -128,8 +129,58 @@ def watch(
         raise typer.Exit(1)
 
 
+def _day(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter("a day is YYYY-MM-DD", param_hint=option) from exc
+
+
+def usage(
+    start: Annotated[
+        str | None,
+        typer.Option(help="The first UTC day, YYYY-MM-DD [default: 29 days before --end]."),
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="The last UTC day, YYYY-MM-DD [default: today].")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The API's answer, as JSON.")] = False,
+    api_url: UrlOption = None,
+    key: KeyOption = None,
+) -> None:
+    """Your jobs, pages, bytes fetched and browser seconds by UTC day and kind (GET /v1/usage)."""
+    first, last = _day(start, "--start"), _day(end, "--end")
+    try:
+        with Outrider(api_url, key) as client:
+            answer = client.usage(start=first, end=last)
+    except OutriderError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        typer.echo(answer.model_dump_json(indent=2))
+        return
+    header = ("day", "kind", "jobs", "succeeded", "failed", "pages", "bytes", "browser_s")
+    rows = [
+        (str(d.day), d.kind, d.jobs, d.succeeded, d.failed, d.pages, d.bytes_fetched,
+         f"{d.browser_seconds:.1f}")
+        for d in answer.days
+    ]  # fmt: skip
+    t = answer.totals
+    rows.append(
+        ("total", "", t.jobs, t.succeeded, t.failed, t.pages, t.bytes_fetched,
+         f"{t.browser_seconds:.1f}")
+    )  # fmt: skip
+    cells = [header, *[tuple(str(cell) for cell in row) for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    typer.echo(f"{answer.start} to {answer.end} (UTC)")
+    for row in cells:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
 def register(app: typer.Typer) -> None:
     """Add the commands to the `outrider` CLI."""
     app.command()(scrape)
     app.command()(submit)
     app.command()(watch)
+    app.command()(usage)

@@ -51,6 +51,12 @@ class NotFound(AppError):
         super().__init__(message)
 
 
+class AgentNotFound(NotFound):
+    """A job spec names an agent the caller does not have."""
+
+    code = "agent_not_found"
+
+
 class Conflict(AppError):
     status_code = 409
     code = "conflict"
@@ -81,6 +87,17 @@ class ValidationFailed(AppError):
 
 class InvalidUrl(ValidationFailed):
     code = "invalid_url"
+
+
+class QuotaExceeded(AppError):
+    """The owner is over a quota (api/services/quotas.py); answered with `Retry-After`."""
+
+    status_code = 429
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after_s = max(int(retry_after_s), 1)
 
 
 class ServiceUnavailable(AppError):

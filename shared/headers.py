@@ -116,7 +116,23 @@ def check_value(value: str) -> str:
     return value
 
 
-HeaderName = Annotated[str, AfterValidator(check_name)]
-HeaderValue = Annotated[str, AfterValidator(check_value)]
-HeaderMap = Annotated[dict[HeaderName, HeaderValue], Field(max_length=MAX_HEADERS)]
+# What the schema states (the validators also refuse the framing headers, in any spelling).
+NAME_PATTERN = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,100}$"
+VALUE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+HeaderName = Annotated[
+    str, AfterValidator(check_name), Field(json_schema_extra={"pattern": NAME_PATTERN})
+]
+HeaderValue = Annotated[
+    str, AfterValidator(check_value), Field(json_schema_extra={"pattern": VALUE_PATTERN})
+]
+HeaderMap = Annotated[
+    dict[HeaderName, HeaderValue],
+    Field(
+        max_length=MAX_HEADERS,
+        json_schema_extra={
+            "additionalProperties": False,
+            "propertyNames": {"pattern": NAME_PATTERN},
+        },
+    ),
+]
 """Headers as a caller gives them (job inputs, agents): each name and value checked."""

@@ -200,8 +200,43 @@ def markdown() -> str:
         "| `http_4xx`, `http_3xx` | no | Any other status the job did not expect (an `http` "
         "job's `expected_status`, else 2xx). |",
         "",
+        "## The API's own codes",
+        "",
+        'A refused request answers `{"error": {code, message, details}}`; the codes that are',
+        "not a job's (see docs/api.md for each route's):",
+        "",
+        "| status | code | meaning |",
+        "|---|---|---|",
+        *(f"| {status} | `{code}` | {meaning} |" for status, code, meaning in API_CODES),
+        "",
     ]
     return "\n".join(lines)
+
+
+API_CODES = (
+    (400, "invalid_json", "The body is not JSON."),
+    (400, "invalid_cursor", "A `cursor` that no list gave out."),
+    (401, "unauthorized", "No API key, or one that is unknown or revoked."),
+    (
+        403,
+        "forbidden",
+        "An operator's action (queue pause) by an owner not in OUTRIDER_ADMIN_OWNERS.",
+    ),
+    (404, "not_found", "No such object, or another owner's: the same answer."),
+    (404, "agent_not_found", "A job spec's `agent_id` names no agent of the caller's."),
+    (405, "method_not_allowed", "A method the path does not declare; `Allow` lists those it does."),
+    (409, "idempotency_conflict", "An `Idempotency-Key` used before with another body."),
+    (413, "payload_too_large", "The body is over OUTRIDER_MAX_REQUEST_BYTES."),
+    (422, "validation_error", "The request does not fit the schema (`details` say where)."),
+    (422, "unknown_kind", "No such job kind: in a spec, or a `kind` filter."),
+    (
+        429,
+        "quota_exceeded",
+        "Over the owner's OUTRIDER_OWNER_MAX_QUEUED or OUTRIDER_OWNER_MAX_JOBS_PER_DAY; "
+        "`Retry-After` says when to try again.",
+    ),
+    (503, "service_unavailable", "PostgreSQL or Redis is away; `Retry-After` says when to retry."),
+)
 
 
 if __name__ == "__main__":

@@ -136,6 +136,8 @@ class Agent(Base):
     backoff_max_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     host_rate_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     host_concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Jobs of this agent running at once, across all workers (None: no limit).
+    max_concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)
     obey_robots: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     allowed_domains: Mapped[list[str]] = mapped_column(JsonType, default=list)
     blocked_domains: Mapped[list[str]] = mapped_column(JsonType, default=list)
@@ -221,6 +223,8 @@ class Job(Base):
     worker_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(TZDateTime(), nullable=True)
     run_after: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+    # The bytes its attempts read (page bodies, rendered HTML, API answers): GET /v1/usage.
+    bytes_fetched: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # 0-9, higher first among a queue's due jobs (its arq score: shared/queue.py).
     priority: Mapped[int] = mapped_column(SmallInteger, default=5, server_default="5")
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)

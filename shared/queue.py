@@ -6,12 +6,19 @@ while something else is awaited) puts committed jobs on their queues and announc
 that enters (a `queued` event in its owner's stream, shared/events.py) in the same atomic step;
 `requeue_now` makes orphaned jobs runnable at once. Enqueueing is idempotent: a job id already
 queued or running in arq is left alone.
+
+A job's arq payload names its agent (`agent_id`), so a worker's take script can hold an agent
+to its `max_concurrency` (worker/queue_worker.py): the limits live in one Redis hash
+(`AGENT_LIMITS_KEY`, agent id -> limit), written by the API when an agent changes and
+rewritten from the database by the reconciler; each capped agent's running jobs are leases in
+a sorted set (`agent_running_key`: token -> expiry in ms of Redis' clock).
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 from typing import Any
@@ -45,20 +52,20 @@ ENQUEUE_CHUNK = 500  # jobs per script call: a call blocks Redis while it runs
 # backlog): it is left alone. Our workers' marks hold the Redis time they were set at
 # (worker/queue_worker.py); stock arq's hold 1, so they count as old.
 # Keys are built from prefixes (standalone Redis, as arq itself requires).
-# ARGV: the fields of EnqueueArgs, in order; then per job its id, its event ('' for none) and
-# when it is due in epoch ms ('' for the common score: now); a delayed job waits in arq's
-# sorted set until then, as a retry's backoff does.
+# ARGV: the fields of EnqueueArgs, in order; then per job its id, its event ('' for none),
+# when it is due in epoch ms ('' for the common score: now; a delayed job waits in arq's
+# sorted set until then, as a retry's backoff does) and its agent's id (in its payload).
 _ENQUEUE_LUA = """
 local job_prefix, mark_prefix, score, job_ttl, keep_after, stream_ttl, take_over_ms,
-      payload_head, payload_tail, queue, stream = unpack(ARGV, 1, 11)
+      payload_head, payload_mid, payload_tail, queue, stream = unpack(ARGV, 1, 12)
 local added, announced = 0, false
 local now, take_over = 0, tonumber(take_over_ms)
 if take_over then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-for i = 12, #ARGV, 3 do
-  local id, event = ARGV[i], ARGV[i + 1]
+for i = 13, #ARGV, 4 do
+  local id, event, agent = ARGV[i], ARGV[i + 1], ARGV[i + 3]
   local due = ARGV[i + 2] ~= '' and ARGV[i + 2] or score
   local job_key, mark = job_prefix .. id, mark_prefix .. id
   local stale = false
@@ -74,7 +81,8 @@ for i = 12, #ARGV, 3 do
     redis.call('ZADD', queue, due, id)
     added = added + 1
   elseif redis.call('EXISTS', job_key) == 0 then
-    redis.call('SET', job_key, payload_head .. id .. payload_tail, 'PX', job_ttl)
+    redis.call('SET', job_key, payload_head .. id .. payload_mid .. agent .. payload_tail,
+               'PX', job_ttl)
     if event ~= '' then
       redis.call('XADD', stream, 'MINID', '~', keep_after, '*', 'e', event)
       announced = true
@@ -105,6 +113,55 @@ return 1
 def queue_key(queue: str) -> str:
     """The arq queue (a sorted set) for one of our queue names."""
     return f"{default_queue_name}:{queue}"
+
+
+AGENT_LIMITS_KEY = "outrider:agent:max_concurrency"
+"""A hash: agent id -> its `max_concurrency` (agents without one are absent)."""
+
+
+def agent_running_key(agent_id: str) -> str:
+    """A capped agent's running jobs: a sorted set of lease tokens -> expiry (ms)."""
+    return f"outrider:agent:{agent_id}:running"
+
+
+# Replace a whole hash (the reconciler's rewrites from the database). ARGV: field, value pairs.
+_REPLACE_LIMITS_LUA = """
+redis.call('DEL', KEYS[1])
+if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
+return #ARGV / 2
+"""
+
+
+# One agent's limit; '' removes it. ARGV: agent id, limit.
+_SET_LIMIT_LUA = """
+if ARGV[2] == '' then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+"""
+
+
+async def set_agent_limit(redis: Redis, agent_id: uuid.UUID, limit: int | None) -> None:
+    """Record (or, with None, remove) an agent's `max_concurrency` for the take script."""
+    args = [str(agent_id), "" if limit is None else str(limit)]
+    await redis.register_script(_SET_LIMIT_LUA)(keys=[AGENT_LIMITS_KEY], args=args)
+
+
+async def replace_agent_limits(redis: Redis, limits: dict[uuid.UUID, int]) -> None:
+    """Make the limits hash exactly `limits`, atomically (the database is the truth)."""
+    args = [str(part) for pair in limits.items() for part in pair]
+    script = redis.register_script(_REPLACE_LIMITS_LUA)
+    await script(keys=[AGENT_LIMITS_KEY], args=args)
+
+
+OWNER_QUEUED_KEY = "outrider:owner:queued"
+"""A hash: owner id -> jobs queued (crawl pages aside), for OUTRIDER_OWNER_MAX_QUEUED: the
+API's quota check adds submissions (api/services/quotas.py); the reconciler rewrites it."""
+
+
+async def replace_owner_queued(redis: Redis, counts: dict[uuid.UUID, int]) -> None:
+    """Make the owners' queued counts exactly `counts`, atomically."""
+    args = [str(part) for pair in counts.items() for part in pair]
+    script = redis.register_script(_REPLACE_LIMITS_LUA)
+    await script(keys=[OWNER_QUEUED_KEY], args=args)
 
 
 def paused_key(queue: str) -> str:
@@ -163,9 +220,15 @@ def create_redis(
     )
 
 
-def _payload(job_id: str) -> str:
+def _payload(job_id: str, agent_id: str) -> str:
     now_ms = int(time.time() * 1000)
-    return serialize({"t": 1, "f": JOB_FUNCTION, "a": [job_id], "k": {}, "et": now_ms}).decode()
+    kwargs = {"agent_id": agent_id}  # read by the take script (worker/queue_worker.py)
+    return serialize({"t": 1, "f": JOB_FUNCTION, "a": [job_id], "k": kwargs, "et": now_ms}).decode()
+
+
+def _agent(job: JobLike) -> str:
+    agent_id = getattr(job, "agent_id", None)
+    return "" if agent_id is None else str(agent_id)
 
 
 def _score_ms(job: JobLike, now: float, aging_s: float) -> str:
@@ -192,7 +255,8 @@ class EnqueueArgs:
     keep_after_id: str  # stream entries older than this go
     stream_ttl_ms: str  # an idle stream expires after this
     take_over_ms: str  # '' for none: see the script
-    payload_head: str  # the arq payload of any job id is head + id + tail
+    payload_head: str  # the arq payload of a job is head + id + mid + agent id + tail
+    payload_mid: str
     payload_tail: str
     queue: str
     stream: str  # '' when nothing is announced
@@ -233,7 +297,8 @@ class JobQueue:
         them for a while, so an arq in-progress mark older than this is a dead worker's and is
         cleared (the reconciler's repair); a younger one is left to the live worker."""
         now = time.time()
-        head, _, tail = _payload("JOB-ID").partition("JOB-ID")
+        head, _, rest = _payload("JOB-ID", "AGENT-ID").partition("JOB-ID")
+        mid, _, tail = rest.partition("AGENT-ID")
         retention = self.events_retention_s
         take_over = "" if take_over_after_s is None else str(int(take_over_after_s * 1000))
         groups: dict[tuple[str, str], list[str]] = {}
@@ -241,16 +306,17 @@ class JobQueue:
             event = JobEvent.of(job, "queued", "queued", reason=reason, at=now).encode()
             stream = stream_key(job.owner_id) if announce else ""
             group = groups.setdefault((queue_key(job.queue), stream), [])
-            group += (str(job.id), event if announce else "", _score_ms(job, now, self.aging_s))
+            score = _score_ms(job, now, self.aging_s)
+            group += (str(job.id), event if announce else "", score, _agent(job))
         calls = []
         for (queue, stream), group in groups.items():
             args = EnqueueArgs(
                 job_key_prefix, in_progress_key_prefix, str(int(now * 1000)),
                 str(JOB_EXPIRES_MS), min_id(retention), retention_ms(retention), take_over,
-                head, tail, queue, stream,
+                head, mid, tail, queue, stream,
             )  # fmt: skip
-            for start in range(0, len(group), 3 * ENQUEUE_CHUNK):
-                calls.append((*astuple(args), *group[start : start + 3 * ENQUEUE_CHUNK]))
+            for start in range(0, len(group), 4 * ENQUEUE_CHUNK):
+                calls.append((*astuple(args), *group[start : start + 4 * ENQUEUE_CHUNK]))
         return PreparedEnqueue(tuple(calls), len(jobs))
 
     async def send(self, prepared: PreparedEnqueue) -> None:
@@ -280,6 +346,6 @@ class JobQueue:
             for job in jobs:
                 job_id = str(job.id)
                 keys = [job_key_prefix + job_id, in_progress_key_prefix + job_id]
-                args = [job_id, _payload(job_id), score, str(JOB_EXPIRES_MS)]
+                args = [job_id, _payload(job_id, _agent(job)), score, str(JOB_EXPIRES_MS)]
                 await self._requeue(keys=[*keys, queue_key(job.queue)], args=args, client=pipe)
             await pipe.execute()

@@ -271,6 +271,19 @@ class Settings(BaseSettings):
     webhook_backoff_max_s: float = Field(
         3600.0, gt=0, description="The longest wait between webhook delivery retries."
     )
+    owner_max_queued: int | None = Field(
+        None,
+        ge=1,
+        description="Jobs an owner may have queued at once; a submission past it is refused "
+        "429 `quota_exceeded` with `Retry-After` (a crawl's pages are not counted). Unset: "
+        "no limit.",
+    )
+    owner_max_jobs_per_day: int | None = Field(
+        None,
+        ge=1,
+        description="Jobs an owner may submit per UTC day (each job of a batch counts); past "
+        "it, 429 `quota_exceeded` with `Retry-After` until midnight UTC. Unset: no limit.",
+    )
     job_retention_s: float | None = Field(
         None,
         ge=3600,
@@ -341,7 +354,14 @@ class Settings(BaseSettings):
         10 * 1024 * 1024, ge=1024, description="The largest stored artifact (a screenshot)."
     )
 
-    @field_validator("worker_metrics_port", "metrics_token", "job_retention_s", mode="before")
+    @field_validator(
+        "worker_metrics_port",
+        "metrics_token",
+        "job_retention_s",
+        "owner_max_queued",
+        "owner_max_jobs_per_day",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.config import JsonDict
+from pydantic.config import JsonDict, JsonValue
 from pydantic_core import PydanticCustomError
 
 from shared.headers import HeaderMap, HeaderName
@@ -36,6 +36,23 @@ class StrictModel(BaseModel):
     """Unknown fields are an error, not silently dropped."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _both(first: str, second: str) -> JsonDict:
+    """A JSON Schema of an object that has both fields set (not null): what `not` refuses."""
+    set_: JsonDict = {"not": {"type": "null"}}
+    properties: JsonDict = {first: set_, second: set_}
+    return {"required": [first, second], "properties": properties}
+
+
+# What the schema states of a URL: http(s) and a host name (the egress policy checks the rest,
+# and also accepts the IP literals it allows; shared/egress.py).
+URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.[A-Za-z]{2,63}"
+    r"([/?#][A-Za-z0-9._~!$&'()*+,;=:@/?#-]*)?$"
+)
+URL_SCHEMA: JsonDict = {"pattern": URL_PATTERN}
 
 
 class RequestModel(StrictModel):
@@ -157,8 +174,10 @@ class Geolocation(StrictModel):
 class HttpInput(StrictModel):
     """Input of an `http` job: one call to an external HTTP API."""
 
+    model_config = ConfigDict(json_schema_extra={"not": _both("json", "text")})
+
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
-    url: str = Field(min_length=1, max_length=2048)
+    url: str = Field(min_length=1, max_length=2048, json_schema_extra=URL_SCHEMA)
     headers: HeaderMap = Field(default_factory=dict)
     params: dict[str, JsonScalar | list[JsonScalar]] = Field(default_factory=dict, max_length=100)
     json_body: Any = Field(default=None, alias="json")
@@ -261,7 +280,7 @@ class ExtractRule(StrictModel):
 class FetchInput(StrictModel):
     """Input of a `fetch` job: GET a page with aiohttp and turn it into LLM-ready output."""
 
-    url: str = Field(min_length=1, max_length=2048)
+    url: str = Field(min_length=1, max_length=2048, json_schema_extra=URL_SCHEMA)
     formats: list[AnyFormat] = Field(default_factory=_default_formats, min_length=1, max_length=8)
     extract: dict[Annotated[str, Field(max_length=100)], str | ExtractRule] | None = Field(
         default=None, max_length=100
@@ -301,6 +320,16 @@ class FetchInput(StrictModel):
 class WaitFor(StrictModel):
     """What a render waits for after load: exactly one of the three."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["selector"], "properties": {"selector": {"type": "string"}}},
+                {"required": ["ms"], "properties": {"ms": {"type": "integer"}}},
+                {"required": ["network_idle"], "properties": {"network_idle": {"const": True}}},
+            ]
+        }
+    )
+
     selector: str | None = Field(default=None, min_length=1, max_length=500)
     ms: int | None = Field(default=None, ge=0, le=60_000)
     network_idle: bool | None = None
@@ -313,8 +342,32 @@ class WaitFor(StrictModel):
         return self
 
 
+ACTION_NEEDS = {
+    "click": ["selector"],
+    "fill": ["selector", "value"],
+    "press": ["key"],
+    "wait": ["ms"],
+}
+_ACTION_TYPES = {"selector": "string", "value": "string", "key": "string", "ms": "integer"}
+
+
 class Action(StrictModel):
     """One bounded browser action."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                {
+                    "if": {"properties": {"type": {"const": kind}}, "required": ["type"]},
+                    "then": {
+                        "required": list[JsonValue](needs),
+                        "properties": {name: {"type": _ACTION_TYPES[name]} for name in needs},
+                    },
+                }
+                for kind, needs in ACTION_NEEDS.items()
+            ]
+        }
+    )
 
     type: Literal["click", "fill", "press", "scroll", "wait"]
     selector: str | None = Field(default=None, min_length=1, max_length=500)
@@ -325,9 +378,7 @@ class Action(StrictModel):
 
     @model_validator(mode="after")
     def _needs(self) -> Action:
-        required = {"click": ["selector"], "fill": ["selector", "value"], "press": ["key"]}
-        required["wait"] = ["ms"]
-        missing = [f for f in required.get(self.type, []) if getattr(self, f) is None]
+        missing = [f for f in ACTION_NEEDS.get(self.type, []) if getattr(self, f) is None]
         if missing:
             raise ValueError(f"`{self.type}` needs {', '.join(missing)}")
         return self
@@ -420,7 +471,13 @@ class CrawlPageSpec(StrictModel):
 
 
 SitemapMode = Literal["include", "skip", "only"]
-Patterns = list[Annotated[str, Field(max_length=500)]]
+# What the schema states of a pattern (shared/urls.py checks more: balanced brackets, a glob).
+Patterns = list[
+    Annotated[
+        str,
+        Field(max_length=500, json_schema_extra={"pattern": r"^[/*][^\x00-\x20\x7f-\x9f\[\]]*$"}),
+    ]
+]
 
 
 def _check_patterns(patterns: list[str]) -> list[str]:
@@ -446,7 +503,7 @@ DEPTH_SCHEMA: JsonDict = {"minimum": 0, "maximum": MAX_DEPTH}
 class _DiscoveryInput(StrictModel):
     """What `crawl` and `map` share: where to start and which URLs are in scope."""
 
-    url: str = Field(min_length=1, max_length=2048)
+    url: str = Field(min_length=1, max_length=2048, json_schema_extra=URL_SCHEMA)
     include_paths: Patterns = Field(default_factory=list, max_length=100)
     exclude_paths: Patterns = Field(default_factory=list, max_length=100)
     allow_subdomains: bool = False
@@ -497,6 +554,8 @@ class MapInput(_DiscoveryInput):
 
 
 class JobSpecBase(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"not": _both("run_at", "delay_s")})
+
     agent_id: uuid.UUID | None = None
     max_attempts: int | None = Field(default=None, ge=1, le=100)
     timeout_s: float | None = Field(default=None, gt=0, le=86400)
@@ -505,6 +564,7 @@ class JobSpecBase(RequestModel):
         min_length=1,
         max_length=2048,
         description="POSTed (signed with the agent's webhook secret) when the job ends.",
+        json_schema_extra=URL_SCHEMA,
     )
     run_at: AwareDatetime | None = Field(
         default=None,

@@ -22,8 +22,11 @@ from shared import __version__
 from shared.liveness import liveness_key, publish_liveness, remove_liveness
 from shared.logging import get_logger
 from shared.models import utcnow
+from shared.queue import replace_agent_limits, replace_owner_queued
 from shared.repositories import frontier
+from shared.repositories.agent import agent_limits
 from shared.repositories.execution import Released
+from shared.repositories.job import queued_by_owner
 from shared.repositories.job_counts import fold_job_counts
 from worker.crawl.settle import repair
 from worker.job_events import job_ended
@@ -128,7 +131,24 @@ class Reconciler:
         await self._crawls()
         async with self.state.sessionmaker.begin() as session:
             await fold_job_counts(session)
+        await self._agent_limits()
+        if self.state.settings.owner_max_queued is not None:
+            await self._owner_queued()
         return counts
+
+    async def _owner_queued(self) -> None:
+        """Rewrite the owners' queued counts in Redis (OUTRIDER_OWNER_MAX_QUEUED's) from the
+        database: the API adds submissions to them; this sees the jobs that left `queued`."""
+        async with self.state.sessionmaker() as session:
+            counts = await queued_by_owner(session)
+        await replace_owner_queued(self.state.redis, counts)
+
+    async def _agent_limits(self) -> None:
+        """Rewrite the agents' `max_concurrency` in Redis from the database (the API writes
+        each change at once; this repairs a change made while Redis was away, or lost)."""
+        async with self.state.sessionmaker() as session:
+            limits = await agent_limits(session)
+        await replace_agent_limits(self.state.redis, limits)
 
     async def _crawls(self) -> int:
         """Settle pages whose job ended unrecorded, refill every parked crawl."""

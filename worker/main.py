@@ -53,6 +53,7 @@ def build_worker(state: WorkerState, concurrency: int) -> QueueWorker:
         functions=FUNCTIONS,
         queue_name=queue_key(state.queue),
         paused_key=paused_key(state.queue),
+        lease_s=settings.worker_lease_s,
         redis_pool=state.redis,
         ctx={"state": state},
         max_jobs=concurrency,

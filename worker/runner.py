@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -25,7 +26,7 @@ from worker import counters
 from worker.crawl.redirects import redirect_claim
 from worker.crawl.refill import refill
 from worker.crawl.settle import settle_page
-from worker.engines.base import Engine, EngineContext, Parked, check_headers
+from worker.engines.base import Engine, EngineContext, Meter, Parked, check_headers
 from worker.engines.crawl import run_crawl
 from worker.engines.fetch import run_fetch
 from worker.engines.http import run_http
@@ -79,7 +80,11 @@ DB_UNAVAILABLE_DEFER_S = 3.0
 OUTCOME_WRITE_PATIENCE_S = 90.0
 
 
-async def _write_outcome(state: WorkerState, claim: Claim, outcome: Outcome) -> bool:
+async def _write_outcome(
+    state: WorkerState, claim: Claim, outcome: Outcome, meter: Meter | None = None
+) -> bool:
+    if meter is not None:  # what the attempt read counts, however it ended
+        outcome = replace(outcome, bytes_fetched=meter.bytes_fetched)
     # PostgreSQL may be restarting: keep trying for a while rather than lose the result.
     written = False
     async for attempt in AsyncRetrying(
@@ -144,7 +149,7 @@ def _failure_outcome(state: WorkerState, claim: Claim, error: JobError) -> Outco
     )
 
 
-async def _execute(state: WorkerState, claim: Claim) -> dict[str, Any]:
+async def _execute(state: WorkerState, claim: Claim, meter: Meter) -> dict[str, Any]:
     secrets = state.box.open(claim.agent.secrets_ciphertext)
     check_headers(claim.job, claim.agent, secrets)
     deadline = asyncio.get_running_loop().time() + claim.job.timeout_s
@@ -158,11 +163,11 @@ async def _execute(state: WorkerState, claim: Claim) -> dict[str, Any]:
     if name is None:
         if (cached := await from_cache(state, claim.job)) is not None:
             return cached  # no request at all: politeness and robots.txt are for requests
-        return await _execute_routed(state, claim, secrets, deadline, None)
+        return await _execute_routed(state, claim, secrets, deadline, None, meter)
     # The job's session (worker/sessions.py): its lock held for the whole attempt, whatever
     # proxy serves it; its state written back on success. Session jobs skip the result cache.
     async with asyncio.timeout_at(deadline), held_session(state, claim, name) as session:
-        result = await _execute_routed(state, claim, secrets, deadline, session)
+        result = await _execute_routed(state, claim, secrets, deadline, session, meter)
         await save_session(state, claim, session)
         return result
 
@@ -173,12 +178,13 @@ async def _execute_routed(
     secrets: dict[str, str],
     deadline: float,
     session: JobSession | None,
+    meter: Meter,
 ) -> dict[str, Any]:
     if not claim.agent.proxies:
         # The owner's own connection pool, for robots.txt too: a tenant wall.
         async with state.sessions.lease(claim.job.owner_id) as http:
-            return await _execute_with(state, claim, http, secrets, deadline, None, session)
-    return await _execute_proxied(state, claim, secrets, deadline, session)
+            return await _execute_with(state, claim, http, secrets, deadline, None, session, meter)
+    return await _execute_proxied(state, claim, secrets, deadline, session, meter)
 
 
 async def _execute_proxied(
@@ -187,6 +193,7 @@ async def _execute_proxied(
     secrets: dict[str, str],
     deadline: float,
     session: JobSession | None,
+    meter: Meter,
 ) -> dict[str, Any]:
     """Through the agent's proxies, in rotation order: a proxy that fails is benched and the
     attempt goes on with the next (the same deadline); none left: `proxy_unavailable`."""
@@ -198,7 +205,9 @@ async def _execute_proxied(
         # proxy's tunnels.
         async with state.sessions.lease(claim.job.owner_id, route) as http:
             try:
-                result = await _execute_with(state, claim, http, secrets, deadline, route, session)
+                result = await _execute_with(
+                    state, claim, http, secrets, deadline, route, session, meter
+                )
             except ProxyFailed as failure:
                 await picker.bench(route, failure)
                 continue
@@ -219,6 +228,7 @@ async def _execute_with(
     deadline: float,
     proxy: ProxyRoute | None,
     session: JobSession | None,
+    meter: Meter,
 ) -> dict[str, Any]:
     ctx = EngineContext(
         job=claim.job,
@@ -234,6 +244,7 @@ async def _execute_with(
         redis=state.redis,
         claim_redirect=redirect_claim(state.frontier, claim.job),
         proxy=proxy,
+        meter=meter,
     )
     engine = ENGINES[claim.job.kind]
     if session is None:
@@ -275,8 +286,9 @@ async def _claim(state: WorkerState, job_id: uuid.UUID) -> Claim | None:
         raise Retry(defer=DB_UNAVAILABLE_DEFER_S) from exc
 
 
-async def run_job(ctx: dict[str, Any], job_id: str) -> None:
-    """Run one attempt of a job.
+async def run_job(ctx: dict[str, Any], job_id: str, agent_id: str = "") -> None:
+    """Run one attempt of a job. (`agent_id`, in the job's arq payload, is for the take
+    script's per-agent limit, worker/queue_worker.py; the claim reads the row's.)
 
     Idempotency: the claim only succeeds for a `queued` row, so a duplicate delivery is a no-op;
     every later write is fenced on the claim. Retries: a transient failure puts the row back to
@@ -298,7 +310,8 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
 
 async def _run_claimed(state: WorkerState, claim: Claim) -> None:
     log.info("job.claimed", kind=claim.job.kind)
-    task: asyncio.Task[Any] = asyncio.create_task(_execute(state, claim))
+    meter = Meter()
+    task: asyncio.Task[Any] = asyncio.create_task(_execute(state, claim, meter))
     running = Running(fence=claim.fence, task=task)
     state.running[claim.job.id] = running
     try:
@@ -319,7 +332,7 @@ async def _run_claimed(state: WorkerState, claim: Claim) -> None:
             run_after=utcnow(),
             refund_attempt=True,
         )
-        await asyncio.shield(_write_outcome(state, claim, outcome))
+        await asyncio.shield(_write_outcome(state, claim, outcome, meter))
         log.info("job.interrupted")
         raise
     except Parked as parked:
@@ -332,7 +345,7 @@ async def _run_claimed(state: WorkerState, claim: Claim) -> None:
             run_after=utcnow() + timedelta(seconds=deferral.delay_s),
             refund_attempt=True,
         )
-        if await _write_outcome(state, claim, outcome):
+        if await _write_outcome(state, claim, outcome, meter):
             log.info("job.deferred", reason=deferral.reason, defer_s=round(deferral.delay_s, 2))
             raise Retry(defer=deferral.delay_s) from deferral
         return
@@ -342,7 +355,10 @@ async def _run_claimed(state: WorkerState, claim: Claim) -> None:
         if error.code == "internal_error":
             log.exception("job.crashed")
         outcome = _failure_outcome(state, claim, error)
-        if await _write_outcome(state, claim, outcome) and outcome.status == JobStatus.QUEUED:
+        if (
+            await _write_outcome(state, claim, outcome, meter)
+            and outcome.status == JobStatus.QUEUED
+        ):
             assert outcome.run_after is not None
             delay = max((outcome.run_after - utcnow()).total_seconds(), 0.0)
             log.info("job.retrying", code=error.code, defer_s=round(delay, 2))
@@ -354,8 +370,11 @@ async def _run_claimed(state: WorkerState, claim: Claim) -> None:
         state,
         claim,
         Outcome(
-            status=JobStatus.SUCCEEDED, attempt_outcome=AttemptOutcome.SUCCEEDED, result=result
+            status=JobStatus.SUCCEEDED,
+            attempt_outcome=AttemptOutcome.SUCCEEDED,
+            result=result,
         ),
+        meter,
     )
     log.info("job.succeeded" if written else "job.result_discarded")
     if written:

@@ -65,8 +65,9 @@ export class QueuesPanel {
   row(queue) {
     return el(
       "tr",
-      { data: { queue: queue.name } },
+      { data: { queue: queue.name, paused: String(Boolean(queue.paused)) } },
       cell("name", el("code", { text: queue.name })),
+      cell("paused", queue.paused ? "paused" : "active"),
       numCell("ready", queue.ready),
       numCell("deferred", queue.deferred),
       numCell("running", queue.running),

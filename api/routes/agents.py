@@ -6,8 +6,9 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
+from redis.exceptions import RedisError
 
-from api.deps import PrincipalDep, StateDep
+from api.deps import AppState, PrincipalDep, StateDep
 from api.errors import error_responses
 from api.schemas.agents import (
     AgentCreate,
@@ -18,14 +19,28 @@ from api.schemas.agents import (
     SessionList,
     SessionOut,
 )
+from api.schemas.pagination import Cursor
 from shared.errors import NotFound, ValidationFailed
+from shared.logging import get_logger
+from shared.models import Agent
 from shared.proxies import check_proxies, normal_proxies
+from shared.queue import set_agent_limit
 from shared.repositories import agent as agents
 from shared.repositories import sessions
 from shared.services.job_rows import check_timeout, check_webhook_url
 from shared.specs import INVALID_SESSION_NAME, SESSION_NAME_MAX, check_session_name
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
+log = get_logger(__name__)
+
+
+async def _publish_limit(state: AppState, agent: Agent) -> None:
+    """Hand the agent's `max_concurrency` to the workers' take script (shared/queue.py). If
+    Redis is down, the reconciler copies it from the database within seconds of its return."""
+    try:
+        await set_agent_limit(state.redis, agent.id, agent.max_concurrency)
+    except (RedisError, OSError) as exc:
+        log.warning("agent.limit_deferred", error=str(exc)[:200])
 
 
 @router.post(
@@ -52,6 +67,7 @@ async def create_agent(body: AgentCreate, state: StateDep, principal: PrincipalD
             body.secrets,
             webhook_secret=body.webhook_secret or generated,
         )
+    await _publish_limit(state, agent)
     out = AgentOut.model_validate(agent)
     return AgentCreated(**out.model_dump(), webhook_secret=generated)
 
@@ -60,7 +76,7 @@ async def create_agent(body: AgentCreate, state: StateDep, principal: PrincipalD
 async def list_agents(
     state: StateDep,
     principal: PrincipalDep,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AgentList:
     """The caller's agents, newest first."""
@@ -105,6 +121,8 @@ async def update_agent(
         agent = await agents.update_agent(session, agent, state.box, changes, body.secrets)
         if "proxies" in changes or body.secrets:  # a secret a proxy names may not go
             check_proxies(state.policy, agent.proxies or [], agent.secret_names)
+    if "max_concurrency" in changes:
+        await _publish_limit(state, agent)
     return AgentOut.model_validate(agent)
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from api.deps import PrincipalDep, StateDep
 from api.errors import error_responses
 from api.schemas.crawl import PageList, PageOut, PageStatusName
+from api.schemas.pagination import PageCursor
 from shared.errors import InvalidState
 from shared.repositories import frontier
 from shared.repositories import job as jobs
@@ -24,7 +25,7 @@ async def list_pages(
     principal: PrincipalDep,
     status: PageStatusName | None = None,
     include: Literal["result"] | None = None,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: PageCursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> PageList:
     """The URLs of a crawl's frontier in discovery order: each with its depth, status, page

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from api.deps import AppState, PrincipalDep, SessionDep, StateDep
 from api.errors import error_responses
+from api.schemas.jobs import JobKindName
 from shared.errors import ServiceUnavailable, ValidationFailed
 from shared.events import TERMINAL_EVENTS, id_at, last_id, parse_event_id, read_after
 from shared.logging import get_logger
@@ -31,7 +32,7 @@ log = get_logger(__name__)
 router = APIRouter(prefix="/v1", tags=["events"])
 
 EventType = Literal["queued", "started", "progress", "retrying", "succeeded", "failed", "cancelled"]
-JobKind = Literal["http", "fetch", "render", "scrape", "crawl", "map"]
+JobKind = JobKindName
 assert set(JobKind.__args__) == set(JOB_KINDS)  # type: ignore[attr-defined]
 
 REPLAY_MARGIN_S = 60.0  # clocks of the API, the workers and Redis differ a little

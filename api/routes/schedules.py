@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response
 from api.deps import PrincipalDep, StateDep
 from api.errors import error_responses
 from api.schemas.jobs import JobOut
+from api.schemas.pagination import Cursor
 from api.schemas.schedules import (
     ScheduleCreate,
     ScheduleList,
@@ -25,11 +26,12 @@ from shared.repositories import schedule as schedules
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
 
-Cursor = Annotated[str | None, Query(max_length=500)]
-
 
 @router.post(
-    "", status_code=201, response_model=ScheduleOut, responses=error_responses(400, 413, 422)
+    "",
+    status_code=201,
+    response_model=ScheduleOut,
+    responses=error_responses(400, 404, 413, 422),
 )
 async def create_schedule(
     body: ScheduleCreate, state: StateDep, principal: PrincipalDep

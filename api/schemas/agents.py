@@ -7,13 +7,19 @@ from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 from shared.headers import HeaderMap, HeaderValue
 from shared.proxies import MAX_PROXIES, ProxyRotation
-from shared.specs import Locale, RequestModel, Timezone
+from shared.specs import URL_SCHEMA, Locale, RequestModel, Timezone
 
 DomainList = list[Annotated[str, Field(min_length=1, max_length=253)]]
 SecretName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
+# A dict's key pattern is stated as `patternProperties`: no other key is allowed.
+SECRET_NAMES: JsonDict = {
+    "additionalProperties": False,
+    "propertyNames": {"pattern": r"^[A-Za-z0-9_.-]{1,100}$"},
+}
 
 
 class ProxyConfig(RequestModel):
@@ -45,6 +51,13 @@ class AgentProfile(RequestModel):
     backoff_max_s: float | None = Field(default=None, gt=0, le=86400)
     host_rate_per_s: float | None = Field(default=None, gt=0, le=10000)
     host_concurrency: int | None = Field(default=None, ge=1, le=1000)
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=100000,
+        description="Jobs of this agent running at once, across all workers; more wait, "
+        "queued. Null: no limit.",
+    )
     obey_robots: bool = Field(
         default=True,
         description="Obey robots.txt (and its Crawl-delay) for fetch, render and scrape jobs.",
@@ -56,6 +69,7 @@ class AgentProfile(RequestModel):
         min_length=1,
         max_length=2048,
         description="Every job of this agent that ends is POSTed here, signed.",
+        json_schema_extra=URL_SCHEMA,
     )
     # Who the agent's jobs say they are (worker/identity.py).
     stealth: bool = Field(
@@ -87,7 +101,7 @@ class AgentCreate(AgentProfile):
 
     name: str = Field(min_length=1, max_length=200)
     secrets: dict[SecretName, Annotated[str, Field(max_length=10000)]] = Field(
-        default_factory=dict, max_length=100
+        default_factory=dict, max_length=100, json_schema_extra=SECRET_NAMES
     )
     webhook_secret: str | None = Field(
         default=None,
@@ -103,7 +117,7 @@ class AgentUpdate(AgentProfile):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     secrets: dict[SecretName, Annotated[str, Field(max_length=10000)] | None] | None = Field(
-        default=None, max_length=100
+        default=None, max_length=100, json_schema_extra=SECRET_NAMES
     )
 
 
@@ -121,6 +135,7 @@ class AgentOut(BaseModel):
     backoff_max_s: float | None
     host_rate_per_s: float | None
     host_concurrency: int | None
+    max_concurrency: int | None = None
     obey_robots: bool
     allowed_domains: list[str]
     blocked_domains: list[str]

@@ -19,6 +19,8 @@ class JobErrorOut(BaseModel):
 
 
 JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JobKindName = Literal["http", "fetch", "render", "scrape", "crawl", "map"]
+"""A job kind, as a filter: any other value is a 422 `unknown_kind` (api/errors.py)."""
 
 
 class JobWarning(BaseModel):
@@ -86,8 +88,8 @@ class BatchOut(BaseModel):
 class BulkRetryIn(StrictModel):
     """Which failed jobs to retry: the filters of GET /v1/jobs (status is `failed`)."""
 
-    kind: str | None = Field(
-        default=None, max_length=32, description="A job kind (422 `unknown_kind` if none)."
+    kind: JobKindName | None = Field(
+        default=None, description="A job kind (422 `unknown_kind` if none)."
     )
     agent_id: uuid.UUID | None = None
     q: str | None = Field(

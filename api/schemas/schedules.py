@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Any, Literal
+from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,12 +28,40 @@ MISFIRE_HELP = (
 )
 
 
+# What the schema states of `cron`: five fields of numbers, ranges, lists and steps in their
+# ranges, or a macro (shared/cron.py also takes month and day names, and refuses an expression
+# that never fires).
+_MINUTE, _HOUR = r"[1-5]?[0-9]", r"(?:1?[0-9]|2[0-3])"
+_DOM, _MONTH, _DOW = r"(?:[1-9]|[12][0-9]|3[01])", r"(?:[1-9]|1[0-2])", r"[0-7]"
+
+
+def _cron_field(value: str) -> str:
+    element = rf"(?:\*|{value}(?:-{value})?)(?:/[1-9][0-9]?)?"
+    return rf"{element}(?:,{element})*"
+
+
+CRON_PATTERN = (
+    r"^(?:@(?:yearly|annually|monthly|weekly|daily|midnight|hourly)|"
+    + " ".join(_cron_field(v) for v in (_MINUTE, _HOUR, _DOM, _MONTH, _DOW))
+    + ")$"
+)
+CRON_SCHEMA: dict[str, Any] = {"pattern": CRON_PATTERN}
+# The names this system's time zone database knows (shared/cron.py reads the same one).
+TIMEZONE_SCHEMA: dict[str, Any] = {"enum": sorted(available_timezones() | {"UTC"})}
+
+
 class ScheduleCreate(RequestModel):
     """A new schedule: fire `job` at every instant of `cron` in `timezone`."""
 
-    cron: str = Field(min_length=1, max_length=200, description=CRON_HELP)
+    cron: str = Field(
+        min_length=1, max_length=200, description=CRON_HELP, json_schema_extra=CRON_SCHEMA
+    )
     timezone: str = Field(
-        default="UTC", min_length=1, max_length=64, description="An IANA timezone name."
+        default="UTC",
+        min_length=1,
+        max_length=64,
+        description="An IANA timezone name.",
+        json_schema_extra=TIMEZONE_SCHEMA,
     )
     job: JobSpec = Field(description="The job to fire: a job spec, as for POST /v1/jobs.")
     enabled: bool = True
@@ -44,8 +73,16 @@ class ScheduleUpdate(RequestModel):
     """A partial update; fields left out (or null) keep their value. Changing `cron` or
     `timezone`, or enabling a paused schedule, starts from the next instant after now."""
 
-    cron: str | None = Field(default=None, min_length=1, max_length=200, description=CRON_HELP)
-    timezone: str | None = Field(default=None, min_length=1, max_length=64)
+    cron: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description=CRON_HELP,
+        json_schema_extra=CRON_SCHEMA,
+    )
+    timezone: str | None = Field(
+        default=None, min_length=1, max_length=64, json_schema_extra=TIMEZONE_SCHEMA
+    )
     job: JobSpec | None = None
     enabled: bool | None = None
     overlap: Overlap | None = Field(default=None, description=OVERLAP_HELP)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import metrics
 from api.deps import AppState, Principal, request_session
+from api.services import quotas
 from shared.errors import IdempotencyConflict
 from shared.events import JobLike
 from shared.logging import get_logger
@@ -71,7 +72,12 @@ async def submit_one(
         async with request_session(state) as session:
             agent = await resolve_agent(session, principal.owner_id, spec.agent_id)
     row = job_row(state.settings, state.policy, principal.owner_id, spec, agent)
-    return await state.submitter.submit(row), True
+    reservation = await quotas.reserve(state, principal.owner_id, 1)
+    try:
+        return await state.submitter.submit(row), True
+    except Exception:  # not a cancellation: the shielded flush goes on without the caller
+        await quotas.release(state, reservation)
+        raise
 
 
 async def _submit_in_session(
@@ -89,10 +95,14 @@ async def _submit_in_session(
     agent = await resolve_agent(session, principal.owner_id, spec.agent_id, _agents(principal))
     row = job_row(state.settings, state.policy, principal.owner_id, spec, agent)
     row.update(idempotency_key=idempotency_key, request_hash=fingerprint)
+    reservation = await quotas.reserve(state, principal.owner_id, 1)
     try:
         (job,) = await insert_jobs(session, [row])
         await session.commit()
-    except IntegrityError:
+    except Exception as exc:
+        await quotas.release(state, reservation)
+        if not isinstance(exc, IntegrityError):
+            raise
         # A concurrent request with the same key won the race.
         await session.rollback()
         existing = await find_by_idempotency_key(session, principal.owner_id, idempotency_key or "")
@@ -140,6 +150,7 @@ async def submit_batch(
     # The job store's insert (one asyncpg statement on PostgreSQL). The agent lookups' read
     # ends first: on SQLite no reader may stay open while another connection writes.
     await session.commit()
+    reservation = await quotas.reserve(state, principal.owner_id, len(rows))
     values = new_job_values(rows)  # the ids and times the INSERT writes
     jobs = [NewJob(**value) for value in values]
     insert = asyncio.ensure_future(state.store.insert(values))
@@ -151,6 +162,7 @@ async def submit_batch(
     except BaseException:
         insert.cancel()  # a dropped request, or a failure here: nothing is answered
         insert.add_done_callback(lambda task: task.cancelled() or task.exception())
+        await quotas.release(state, reservation)
         raise
     metrics.jobs_submitted(jobs)
     await _send(state.job_queue, prepared)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -313,6 +313,11 @@ class AsyncOutrider:
 
     async def ready(self) -> models.Health:
         return await self._call(Routes.ready())
+
+    async def usage(self, *, start: date | None = None, end: date | None = None) -> models.Usage:
+        """Your jobs, pages, bytes fetched and browser seconds by UTC day and kind, from
+        `start` to `end` (both included; default the last 30 days)."""
+        return await self._call(Routes.usage(start, end))
 
     async def queue_status(self) -> models.QueueStatus:
         return await self._call(Routes.queue_status())

@@ -8,7 +8,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
@@ -246,6 +246,12 @@ class Routes:
     @staticmethod
     def get_json(path: str, params: Mapping[str, Any] | None) -> Call[Any]:
         return Call("GET", path, _json, dict(params or {}))
+
+    @staticmethod
+    def usage(start: date | None = None, end: date | None = None) -> Call[models.Usage]:
+        params = {"start": start, "end": end}
+        query = {name: value.isoformat() for name, value in params.items() if value is not None}
+        return Call("GET", "/v1/usage", _model(models.Usage), params=query)
 
     @staticmethod
     def queue_status() -> Call[models.QueueStatus]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -303,6 +303,11 @@ class Outrider:
 
     def ready(self) -> models.Health:
         return self._call(Routes.ready())
+
+    def usage(self, *, start: date | None = None, end: date | None = None) -> models.Usage:
+        """Your jobs, pages, bytes fetched and browser seconds by UTC day and kind, from
+        `start` to `end` (both included; default the last 30 days)."""
+        return self._call(Routes.usage(start, end))
 
     def queue_status(self) -> models.QueueStatus:
         return self._call(Routes.queue_status())

@@ -8,6 +8,7 @@ OutriderError
 │   ├── ConflictError            409 (idempotency_conflict, a job's state)
 │   ├── PayloadTooLargeError     413
 │   ├── ValidationError          422 (validation_error, unknown_kind, forbidden_header, ...)
+│   ├── QuotaExceededError       429 quota_exceeded (`retry_after`: seconds to wait)
 │   ├── UnavailableError         503 after the client's retries (Retry-After honoured)
 │   └── ServerError              any other 5xx
 ├── ConnectionFailed         the API could not be reached (code "connection_error")
@@ -75,6 +76,13 @@ class ValidationError(APIError):
     code = "validation_error"
 
 
+class QuotaExceededError(APIError):
+    """The owner is over a quota (jobs queued at once, or per day); not retried by the client:
+    `retry_after` says when to try again."""
+
+    code = "quota_exceeded"
+
+
 class UnavailableError(APIError):
     code = "service_unavailable"
 
@@ -104,5 +112,6 @@ BY_STATUS: dict[int, type[APIError]] = {
     409: ConflictError,
     413: PayloadTooLargeError,
     422: ValidationError,
+    429: QuotaExceededError,
     503: UnavailableError,
 }

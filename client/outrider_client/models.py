@@ -7,7 +7,7 @@ for the same reason. Each model names the OpenAPI schema it mirrors in `openapi_
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -156,6 +156,7 @@ class Agent(Model):
     backoff_max_s: float | None
     host_rate_per_s: float | None
     host_concurrency: int | None
+    max_concurrency: int | None = None
     obey_robots: bool
     allowed_domains: list[str]
     blocked_domains: list[str]
@@ -280,6 +281,40 @@ class QueueControl(Model):
     paused: bool
 
 
+class UsageDay(Model):
+    """One UTC day's usage of one job kind (GET /v1/usage)."""
+
+    openapi_name: ClassVar[str] = "UsageDay"
+    day: date
+    kind: str
+    jobs: int
+    succeeded: int
+    failed: int
+    pages: int
+    bytes_fetched: int
+    browser_seconds: float
+
+
+class UsageTotals(Model):
+    openapi_name: ClassVar[str] = "UsageTotals"
+    jobs: int
+    succeeded: int
+    failed: int
+    pages: int
+    bytes_fetched: int
+    browser_seconds: float
+
+
+class Usage(Model):
+    """Your usage from `start` to `end` (UTC days, both included), by day then kind."""
+
+    openapi_name: ClassVar[str] = "UsageOut"
+    start: date
+    end: date
+    days: list[UsageDay]
+    totals: UsageTotals
+
+
 class QueueStatus(Model):
     openapi_name: ClassVar[str] = "QueueStatus"
     queues: list[Queue]
@@ -367,4 +402,7 @@ ANSWER_MODELS: tuple[type[Model], ...] = (
     QueueStatus,
     Worker,
     WorkerList,
+    UsageDay,
+    UsageTotals,
+    Usage,
 )

@@ -24,6 +24,7 @@ PROFILE_FIELDS = (
     "backoff_max_s",
     "host_rate_per_s",
     "host_concurrency",
+    "max_concurrency",
     "allowed_domains",
     "blocked_domains",
     "obey_robots",
@@ -169,3 +170,12 @@ async def delete_agent(session: AsyncSession, agent: Agent) -> None:
         raise Conflict("The default agent cannot be deleted.", code="default_agent")
     agent.deleted_at = utcnow()
     await session.flush()
+
+
+async def agent_limits(session: AsyncSession) -> dict[uuid.UUID, int]:
+    """Every agent's `max_concurrency`, where set (the take script's limits); a deleted
+    agent's too, since its queued jobs still run."""
+    rows = await session.execute(
+        select(Agent.id, Agent.max_concurrency).where(Agent.max_concurrency.is_not(None))
+    )
+    return {agent_id: limit for agent_id, limit in rows.all() if limit is not None}

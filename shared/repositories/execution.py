@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, select, tuple_, update
+from sqlalchemy import case, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.models import Agent, AttemptOutcome, Job, JobAttempt, JobStatus, utcnow
@@ -38,6 +38,7 @@ class Outcome:
     error: dict[str, Any] | None = None
     run_after: datetime | None = None
     refund_attempt: bool = False
+    bytes_fetched: int = 0  # the attempt's (worker/engines/base.py Meter): added to the job's
 
 
 async def claim_job(
@@ -86,6 +87,8 @@ def outcome_values(outcome: Outcome, now: datetime) -> dict[str, Any]:
         values["run_after"] = outcome.run_after
     if outcome.refund_attempt:
         values["attempts"] = Job.attempts - 1
+    if outcome.bytes_fetched:
+        values["bytes_fetched"] = func.coalesce(Job.bytes_fetched, 0) + outcome.bytes_fetched
     return values
 
 

@@ -389,12 +389,18 @@ async def crawl_progress(session: AsyncSession, job: Job) -> dict[str, Any] | No
 PAGE_STATUSES = ("pending", "queued", "running", "succeeded", "failed", "skipped")
 
 
+PAGE_CURSOR_PATTERN = r"^[0-9]{1,18}$"
+"""A crawl's page cursor: the last page's number (any such number is a position)."""
+
+
 def encode_page_cursor(page_id: int) -> str:
-    return base64.urlsafe_b64encode(f"p{page_id}".encode()).decode().rstrip("=")
+    return str(page_id)
 
 
 def decode_page_cursor(cursor: str) -> int:
-    try:
+    if cursor.isascii() and cursor.isdigit() and len(cursor) <= 18:
+        return int(cursor)
+    try:  # the older shape: base64 of "p<number>"
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         if not raw.startswith("p"):
             raise ValueError(raw)

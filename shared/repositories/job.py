@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.errors import InvalidState, NotFound
@@ -204,3 +204,14 @@ async def retry_failed_jobs(
         execution_options={"synchronize_session": False},
     )
     return sorted(rows.all(), key=lambda job: (job.created_at, job.id), reverse=True)
+
+
+async def queued_by_owner(session: AsyncSession) -> dict[uuid.UUID, int]:
+    """Each owner's queued jobs, a crawl's pages aside (OUTRIDER_OWNER_MAX_QUEUED's count):
+    one pass over the queued rows (the status index)."""
+    rows = await session.execute(
+        select(Job.owner_id, func.count())
+        .where(Job.status == JobStatus.QUEUED, Job.parent_id.is_(None))
+        .group_by(Job.owner_id)
+    )
+    return {owner_id: int(count) for owner_id, count in rows.all()}

@@ -70,7 +70,9 @@ OUTCOME = f"""
 WITH updated AS (
     UPDATE {JOB.name} SET status = $3, result = $4, error = $5, worker_id = NULL,
         lease_expires_at = NULL, finished_at = $6, run_after = COALESCE($7, run_after),
-        attempts = attempts - $12
+        attempts = attempts - $12,
+        bytes_fetched = CASE WHEN $13::bigint > 0 THEN COALESCE(bytes_fetched, 0) + $13::bigint
+                             ELSE bytes_fetched END
     WHERE id = $1 AND fence = $2 AND status = '{JobStatus.RUNNING}'
     RETURNING id
 ), closed AS (
@@ -186,6 +188,7 @@ class PgJobStore(SqlJobStore):
             attempt["error_code"],
             attempt["error_message"],
             1 if outcome.refund_attempt else 0,
+            outcome.bytes_fetched,
         )
         return bool(written)
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.domains import domain_allowed
 from shared.egress import EgressPolicy
-from shared.errors import EgressBlocked, InvalidUrl, NotFound, ValidationFailed
+from shared.errors import AgentNotFound, EgressBlocked, InvalidUrl, NotFound, ValidationFailed
 from shared.jsonsafe import json_text
 from shared.models import Agent, utcnow
 from shared.repositories.agent import get_agent, get_default_agent
@@ -38,7 +38,7 @@ async def resolve_agent(
     agent_id: uuid.UUID | None,
     cache: dict[Any, Agent] | None = None,
 ) -> Agent:
-    """The named agent of this owner, or its default; 422 `agent_not_found` for a missing or
+    """The named agent of this owner, or its default; 404 `agent_not_found` for a missing or
     foreign one. `cache` spares repeated look-ups across a batch."""
     cache = {} if cache is None else cache
     if agent_id not in cache:
@@ -48,7 +48,7 @@ async def resolve_agent(
             try:
                 cache[agent_id] = await get_agent(session, owner_id, agent_id)
             except NotFound as exc:
-                raise ValidationFailed("No such agent.", code="agent_not_found") from exc
+                raise AgentNotFound("No such agent.") from exc
     return cache[agent_id]
 
 

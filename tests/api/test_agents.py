@@ -214,7 +214,7 @@ async def test_deleted_agent_is_gone(client: httpx.AsyncClient, auth: dict[str, 
     listed = (await client.get("/v1/agents", headers=auth)).json()["items"]
     assert agent["id"] not in {a["id"] for a in listed}
     spec = {**http_job(closed_port_url()), "agent_id": agent["id"]}
-    assert_error(await client.post("/v1/jobs", json=spec, headers=auth), 422, "agent_not_found")
+    assert_error(await client.post("/v1/jobs", json=spec, headers=auth), 404, "agent_not_found")
     # Its name is free again.
     again = await client.post("/v1/agents", json={"name": "temp"}, headers=auth)
     assert again.status_code == 201, again.text

@@ -452,3 +452,17 @@ async def test_unknown_route_and_method(client: httpx.AsyncClient, auth: dict[st
     assert_error(
         await client.delete(f"/v1/jobs/{uuid.uuid4()}", headers=auth), 405, "method_not_allowed"
     )
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["-999999999999999999." + "0" * 32, "999999999999999999." + "f" * 32, "0." + "a" * 32],
+)
+async def test_any_cursor_of_the_stated_shape_is_a_position(
+    client: httpx.AsyncClient, auth: dict[str, str], cursor: str
+) -> None:
+    """The schema states the cursor's shape: every string of it is accepted (at worst a
+    position before the first row or after the last)."""
+    for path in ("/v1/jobs", "/v1/agents", "/v1/schedules"):
+        response = await client.get(path, params={"cursor": cursor}, headers=auth)
+        assert response.status_code == 200, (path, response.text)

@@ -58,6 +58,12 @@ async def test_statuses_combine_and_search_finds_by_id_or_url(
     bad = await client.get("/v1/jobs", params={"status": ["failed", "bogus"]}, headers=auth)
     assert_error(bad, 422, "validation_error")
     assert_error(await client.get("/v1/jobs?q=", headers=auth), 422, "validation_error")
+    # An unknown kind is refused, never answered with an empty list.
+    for kind in ("teleport", "HTTP", ""):
+        unknown = await client.get("/v1/jobs", params={"kind": kind}, headers=auth)
+        assert_error(unknown, 422, "unknown_kind")
+        assert "crawl" in unknown.json()["error"]["message"]
+    assert _ids(await list_all(client, auth, 50, kind="http", q=tag)) == _ids(found)
 
 
 async def test_a_url_search_reads_a_bounded_window_per_page(

@@ -226,7 +226,10 @@ async def test_list_filters(client: httpx.AsyncClient, auth: dict[str, str]) -> 
     assert ids(await list_all(client, auth, 50, status="queued")) == ids(everything[1:])
     assert await list_all(client, auth, 50, status="succeeded") == []
     assert ids(await list_all(client, auth, 50, kind="http")) == ids(everything)
-    assert await list_all(client, auth, 50, kind="browser") == []
+    assert await list_all(client, auth, 50, kind="fetch") == []
+    unknown = await client.get("/v1/jobs", params={"kind": "browser"}, headers=auth)
+    assert unknown.status_code == 422, unknown.text
+    assert unknown.json()["error"]["code"] == "unknown_kind"
     assert ids(await list_all(client, auth, 50, agent_id=agent["id"])) == ids(with_agent)
     assert await list_all(client, auth, 50, agent_id=str(uuid.uuid4())) == []
 

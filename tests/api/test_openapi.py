@@ -17,12 +17,21 @@ from hypothesis import HealthCheck, Phase
 from schemathesis.checks import not_a_server_error
 from schemathesis.core import NOT_SET
 from schemathesis.core.result import Ok
+from schemathesis.generation.drivers import CoverageGenerator
+from schemathesis.generation.feedback import FeedbackSources
+from schemathesis.generation.meta import CoverageScenario
+from schemathesis.generation.overrides import Override
 from schemathesis.python.asgi import shutdown_lifespans
 from schemathesis.specs.openapi.checks import (
+    allow_header_conformance,
     content_type_conformance,
+    ignored_auth,
+    missing_required_header,
+    positive_data_acceptance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
 )
 
 from shared.settings import Settings
@@ -31,14 +40,28 @@ from tests.helpers import http_job
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
 # Not `negative_data_rejection`: the API is lenient where pydantic is (a query datetime may
 # be a Unix timestamp, `created_after=12`), which that check counts as accepting bad data.
+# The stateful checks (`use_after_free`, `ensure_resource_availability`) need a stateful run.
+# `positive_data_acceptance` runs on the coverage phase's cases (every field's boundaries, each
+# constraint the schema states); random fuzzing still finds what JSON Schema cannot state:
+# NUL inside free-form JSON (a `json` format's schema, an `http` job's `json`), more than one
+# `json` format in `formats`.
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
+    missing_required_header,
+    unsupported_method,
+    allow_header_conformance,
+    ignored_auth,
 ]
+COVERAGE_CHECKS = [*CHECKS, positive_data_acceptance]
 MAX_EXAMPLES = 25
+# Schemathesis' coverage phase (boundary values of every parameter and body field, each
+# required part left out, undeclared methods): its cases of an operation, up to this many per
+# operation besides the undeclared methods, which all run.
+COVERAGE_CASES = 25
 
 
 async def openapi(client: httpx.AsyncClient) -> dict[str, Any]:
@@ -145,10 +168,42 @@ def fuzz(
         print_blob=False,
     )
     def run(case: Any) -> None:
+        if isinstance(case.query, dict) and isinstance(case.query.get("wait"), int | float):
+            case.query["wait"] = min(case.query["wait"], 0.2)  # a valid wait, kept short
         response = case.call_and_validate(headers=headers, checks=CHECKS)
         statuses[operation.label, response.status_code] += 1
 
     run()
+
+
+def cover(operation: Any, headers: dict[str, str], failures: list[str]) -> int:
+    """Run the coverage phase's cases of one operation through the checks; returns how many."""
+    generator = CoverageGenerator(
+        operation=operation,
+        generation_modes=[
+            schemathesis.GenerationMode.POSITIVE,
+            schemathesis.GenerationMode.NEGATIVE,
+        ],
+        generation_config=operation.schema.config.generation_for(
+            operation=operation, phase="coverage"
+        ),
+        auth_storage=None,
+        override=Override(query={}, headers={}, cookies={}, path_parameters={}, body={}),
+        feedback=FeedbackSources(),
+    )
+    ran = others = 0
+    for case in generator:
+        data = case.meta.phase.data if case.meta else None
+        if getattr(data, "scenario", None) != CoverageScenario.UNSPECIFIED_HTTP_METHOD:
+            others += 1
+            if others > COVERAGE_CASES:
+                continue
+        ran += 1
+        try:
+            case.call_and_validate(headers=headers, checks=COVERAGE_CHECKS)
+        except (Exception, BaseExceptionGroup) as exc:
+            failures.append(f"{operation.label} [coverage]: {str(exc)[:1500]}")
+    return ran
 
 
 class Caller:
@@ -238,7 +293,10 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(
         assert all(isinstance(result, Ok) for result in results), results
         operations = [result.ok() for result in results if isinstance(result, Ok)]
         assert len(operations) >= 14
+        covered = 0
         for operation in operations:
+            if operation.label not in ENDLESS:
+                covered += cover(operation, auth, failures)
             for mode in modes(operation.label):
                 try:
                     fuzz(operation, mode, auth, statuses)
@@ -280,3 +338,27 @@ async def test_the_document_states_the_timeout_the_api_enforces(
     for refused in (over, agent):
         assert refused.status_code == 422, refused.text
         assert refused.json()["error"]["code"] == "timeout_too_long"
+
+
+async def test_a_405_allows_what_the_path_declares(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    spec = await openapi(client)
+    some_id = "0b6f7c52-3c3a-4b8e-9d8e-0f5f7a1c2d3e"
+    cases = {
+        ("PUT", "/v1/jobs"): "/v1/jobs",
+        ("OPTIONS", f"/v1/agents/{some_id}"): "/v1/agents/{agent_id}",
+        ("GET", "/v1/jobs/batch"): "/v1/jobs/batch",  # not a job id
+        ("GET", "/v1/jobs/retry"): "/v1/jobs/retry",
+        ("DELETE", "/v1/jobs/retry"): "/v1/jobs/retry",
+        ("POST", f"/v1/jobs/{some_id}"): "/v1/jobs/{job_id}",
+    }
+    for (method, path), template in cases.items():
+        response = await client.request(method, path, headers=auth)
+        declared = sorted(m.upper() for m in spec["paths"][template] if m in HTTP_METHODS)
+        assert response.status_code == 405, (method, path, response.text)
+        assert response.json()["error"]["code"] == "method_not_allowed"
+        assert response.headers["Allow"] == ", ".join(declared), (method, path)
+    # A path parameter that is not valid is still the parameter's 422.
+    bad_id = await client.get("/v1/jobs/not-a-job", headers=auth)
+    assert bad_id.status_code == 422

@@ -98,7 +98,7 @@ async def test_the_job_template_is_checked_like_a_job(
     their_agent = (await client.post("/v1/agents", json={"name": "theirs"}, headers=other)).json()
     foreign = schedule_body(job={**http_job(closed_port_url()), "agent_id": their_agent["id"]})
     response = await client.post("/v1/schedules", json=foreign, headers=auth)
-    assert_error(response, 422, "agent_not_found")
+    assert_error(response, 404, "agent_not_found")
 
 
 async def test_shortest_interval_limit(settings: Settings, auth: dict[str, str]) -> None:

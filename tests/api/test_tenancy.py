@@ -134,12 +134,12 @@ async def test_job_may_not_use_another_owners_agent(
     alice_agent = (await client.post("/v1/agents", json={"name": "mine"}, headers=alice)).json()
     spec = {**http_job(closed_port_url()), "agent_id": alice_agent["id"]}
 
-    assert_error(await client.post("/v1/jobs", json=spec, headers=bob), 422, "agent_not_found")
+    assert_error(await client.post("/v1/jobs", json=spec, headers=bob), 404, "agent_not_found")
     batch = await client.post("/v1/jobs/batch", json={"jobs": [spec]}, headers=bob)
-    assert_error(batch, 422, "agent_not_found")
+    assert_error(batch, 404, "agent_not_found")
     # A random agent id is refused the same way, and nothing was created for Bob.
     missing = {**spec, "agent_id": str(uuid.uuid4())}
-    assert_error(await client.post("/v1/jobs", json=missing, headers=bob), 422, "agent_not_found")
+    assert_error(await client.post("/v1/jobs", json=missing, headers=bob), 404, "agent_not_found")
     assert (await client.get("/v1/jobs", headers=bob)).json()["items"] == []
     # The owner herself may use it.
     accepted = await client.post("/v1/jobs", json=spec, headers=alice)

@@ -14,7 +14,7 @@ import pytest
 
 import outrider_client
 from api.app import create_app
-from outrider_client import ConflictError, Outrider, UnavailableError
+from outrider_client import ConflictError, Outrider, QuotaExceededError, UnavailableError
 from outrider_client.models import ANSWER_MODELS
 from shared import __version__
 from shared.settings import Settings
@@ -128,6 +128,20 @@ def test_503_after_the_retries_raises_with_its_code() -> None:
         503,
         3,
     )
+
+
+def test_a_quota_refusal_is_not_retried_and_says_when_to_come_back() -> None:
+    calls = []
+    body = {"error": {"code": "quota_exceeded", "message": "m", "details": {"quota": "queued"}}}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(429, json=body, headers={"Retry-After": "5"})
+
+    client = Outrider("http://api", "key", transport=httpx.MockTransport(answer))
+    with pytest.raises(QuotaExceededError) as caught:
+        client.submit({"kind": "http", "input": {"url": "http://example.com/"}})
+    assert (caught.value.code, caught.value.retry_after, len(calls)) == ("quota_exceeded", 5, 1)
 
 
 def test_an_error_keeps_the_apis_code_and_details() -> None:

@@ -23,6 +23,9 @@ from playwright.async_api import (
     expect,
 )
 
+from shared.queue import create_redis, set_paused
+from shared.settings import Settings
+from shared.specs import JOB_KINDS
 from tests.e2e.cluster import Cluster, bearer
 from tests.e2e.conftest import StartCluster
 from tests.e2e.dashboard_support import Watch, confirm, sign_in
@@ -266,6 +269,48 @@ async def test_the_dashboard_shows_jobs_live_and_retries_them(
     assert any(h.get("authorization") == f"Bearer {key}" for h in api_calls)
     assert watch.errors == []
     assert watch.unexpected_console() == []  # no CSP violation, no script error
+    await context.close()
+
+
+async def test_the_queue_panel_shows_a_paused_queue_and_the_kind_filter_has_every_kind(
+    start_cluster: StartCluster, browser: Browser, settings: Settings
+) -> None:
+    cluster = await start_cluster(workers=1, concurrency=1)
+    key = await cluster.create_key(f"dash-{uuid.uuid4().hex[:8]}")
+    context = await browser.new_context()
+    page = await context.new_page()
+    watch = Watch()
+    watch.attach(page)
+    await page.goto(f"{cluster.api_url}/dashboard")
+    await sign_in(page, key)
+    await expect(page.locator("#app")).to_be_visible()
+
+    # The kind filter offers every kind the server knows, and filters by it.
+    options = await page.locator("#job-kind option").evaluate_all("os => os.map(o => o.value)")
+    assert options == ["", *JOB_KINDS]
+    await page.locator("#job-kind").select_option("crawl")
+    await expect(page.locator("#jobs-empty")).to_be_visible()
+    assert any("kind=crawl" in url for url, _ in watch.requests)
+
+    state = page.locator('#queues tr[data-queue="browser"] [data-field="paused"]')
+    await expect(state).to_have_text("active", timeout=WAIT_MS)
+    redis = create_redis(settings.resolved_redis_url, patient=False)
+    try:
+        await set_paused(redis, "browser", True)
+        await expect(state).to_have_text("paused", timeout=WAIT_MS)  # the next 5 s sample
+        await expect(page.locator('#queues tr[data-queue="browser"]')).to_have_attribute(
+            "data-paused", "true"
+        )
+        await expect(
+            page.locator('#queues tr[data-queue="default"] [data-field="paused"]')
+        ).to_have_text("active")
+        await set_paused(redis, "browser", False)
+        await expect(state).to_have_text("active", timeout=WAIT_MS)
+    finally:
+        await set_paused(redis, "browser", False)
+        await redis.aclose()
+    assert watch.errors == []
+    assert watch.unexpected_console() == []
     await context.close()
 
 

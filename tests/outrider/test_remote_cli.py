@@ -1,4 +1,4 @@
-"""`outrider scrape`, `submit` and `watch` against a running API (uvicorn on loopback)."""
+"""`outrider scrape`, `submit`, `watch` and `usage` against a running API (uvicorn on loopback)."""
 
 from __future__ import annotations
 
@@ -74,3 +74,35 @@ async def test_a_refused_key_exits_1_with_the_code(live_api: str, tmp_path: Path
     result = await run("submit", str(spec), key="wrong", url=live_api)
     assert result.exit_code == 1
     assert "unauthorized" in result.output
+
+
+async def test_usage_prints_the_days_and_kinds(
+    live_api: str,
+    auth: dict[str, str],
+    target: TargetServer,
+    run_worker: RunWorker,
+    tmp_path: Path,
+) -> None:
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps({"kind": "http", "input": {"url": target.url("/json")}}))
+    async with run_worker():
+        submitted = await run("submit", str(spec), "--wait", "--url", live_api, key=key_of(auth))
+    assert submitted.exit_code == 0, submitted.output
+    table = await run("usage", key=key_of(auth), url=live_api)
+    as_json = await run("usage", "--json", "--start", "2020-01-01", key=key_of(auth), url=live_api)
+    bad = await run("usage", "--end", "tomorrow", key=key_of(auth), url=live_api)
+
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert lines[1].split() == [
+        "day", "kind", "jobs", "succeeded", "failed", "pages", "bytes", "browser_s",
+    ]  # fmt: skip
+    day, kind, jobs, succeeded = lines[2].split()[:4]
+    assert (kind, jobs, succeeded) == ("http", "1", "1")
+    assert lines[-1].split()[:3] == ["total", "1", "1"]
+    answer = json.loads(as_json.stdout)
+    assert answer["start"] == "2020-01-01"
+    assert answer["days"][0]["day"] == day
+    assert answer["totals"]["bytes_fetched"] > 0
+    assert bad.exit_code == 2
+    assert "YYYY-MM-DD" in bad.output

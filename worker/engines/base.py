@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -24,6 +24,17 @@ if TYPE_CHECKING:  # Playwright loads on browser workers only
     from worker.browser import RenderRuntime
     from worker.proxy_tunnel import ProxyRoute
     from worker.sessions import JobSession
+
+
+@dataclass
+class Meter:
+    """What an attempt used, for GET /v1/usage: the bytes of the bodies it read (a page's, a
+    rendered page's HTML, an API call's), written to the job row with the attempt's end."""
+
+    bytes_fetched: int = 0
+
+    def fetched(self, size: int) -> None:
+        self.bytes_fetched += size
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,7 @@ class EngineContext:
     # The upstream proxy this attempt goes through (`http` is its session; a render's browser
     # context is chained to it), or None: direct.
     proxy: ProxyRoute | None = None
+    meter: Meter = field(default_factory=Meter)
 
     def render_runtime(self) -> RenderRuntime:
         """The browser of this worker; a job elsewhere fails `browser_unavailable`."""

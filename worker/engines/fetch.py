@@ -233,6 +233,7 @@ async def fetch_spec(ctx: EngineContext, spec: FetchInput) -> dict[str, Any]:
         # A crawl's page whose redirect lands on a page the crawl has: nothing more to fetch.
         metadata = {"final_url": duplicate.url, "status_code": duplicate.status}
         return {"duplicate_of": duplicate.url, "metadata": metadata}
+    ctx.meter.fetched(len(page.body))
     metadata = {
         "final_url": page.url,
         "status_code": page.status,

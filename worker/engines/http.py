@@ -168,4 +168,6 @@ async def run_http(ctx: EngineContext) -> dict[str, Any]:
                 JobErrorCode.TIMEOUT, f"The call took longer than {call_s:.1f} s.", retryable=True
             ) from exc
 
-    return await with_quick_retries(call)
+    result = await with_quick_retries(call)
+    ctx.meter.fetched(int(result.get("body_bytes") or 0))
+    return result

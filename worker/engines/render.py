@@ -186,7 +186,9 @@ async def render_spec(ctx: EngineContext, spec: RenderInput) -> dict[str, Any]:
         raise JobError(JobErrorCode.BROWSER_ERROR, first_line(exc), retryable=True) from exc
     html, url = rendered.html, rendered.final_url
     meta: dict[str, Any] = {"final_url": url, "status_code": rendered.status}
-    meta |= {"content_type": "text/html", "bytes": len(html.encode())}
+    size = len(html.encode())
+    ctx.meter.fetched(size)
+    meta |= {"content_type": "text/html", "bytes": size}
     render_ms = (time.monotonic() - started) * 1000
     meta["timings_ms"] = {"render": round(render_ms, 1), "settle": round(rendered.settle_ms, 1)}
     cap = ctx.settings.result_max_bytes
