@@ -50,7 +50,8 @@ _DESCRIPTIONS = {
     413: "Request body too large.",
     415: "Body is not JSON.",
     422: "The request is well-formed JSON but invalid.",
-    503: "A backing service is unavailable; retry after the Retry-After delay.",
+    503: "A backing service is unavailable (`service_unavailable`), or Redis is out of memory "
+    "and takes no new jobs (`queue_full`); retry after the Retry-After delay.",
 }
 
 
