@@ -235,7 +235,7 @@ class JobQueue:
         self.aging_s = priority_aging_s
         self._enqueue = redis.register_script(_ENQUEUE_LUA)
         self._requeue = redis.register_script(_REQUEUE_LUA)
-        self._full = False  # an enqueue was refused for want of memory, and no probe since
+        self.full = False  # an enqueue was refused for want of memory, and no probe since
         self._next_probe = 0.0
 
     async def has_room(self) -> bool:
@@ -243,7 +243,7 @@ class JobQueue:
         refused and the last probe too. Free while Redis has room (nothing is asked); while
         it is full, one small write a second tells when it has room again. A Redis that cannot
         be reached counts as having room: jobs are accepted and the reconciler enqueues them."""
-        if not self._full:
+        if not self.full:
             return True
         now = time.monotonic()
         if now < self._next_probe:
@@ -254,12 +254,12 @@ class JobQueue:
         except (RedisError, OSError) as exc:
             if is_out_of_memory(exc):
                 return False
-        self._full = False
+        self.full = False
         return True
 
     def _refused(self) -> None:
-        if not self._full:
-            self._full = True
+        if not self.full:
+            self.full = True
             self._next_probe = time.monotonic() + ROOM_PROBE_S
 
     def prepare(

@@ -59,7 +59,7 @@ async def check_room(job_queue: JobQueue) -> None:
     """Refuse new jobs while Redis is full (503 `queue_full`): a job is accepted only while it
     can be queued. (Jobs whose rows committed before the queue was found full are not lost:
     the reconciler enqueues them once Redis has room.)"""
-    if not await job_queue.has_room():
+    if job_queue.full and not await job_queue.has_room():  # no await while Redis has room
         raise QueueFull(
             "The queue (Redis) is out of memory: no new jobs until it has room. Retry later."
         )
