@@ -111,6 +111,9 @@ async def test_api_and_worker_through_pgbouncer_in_transaction_mode(
         "database_pgbouncer": True,
         "db_pool_size": 8,  # more client connections than PgBouncer's 3 server connections
         "db_max_overflow": 4,
+        # Every job calls one loopback host: no per-host pacing (tests/worker covers it).
+        "host_rate_per_s": 0,
+        "host_concurrency": 0,
     }
     pooled_settings = settings.model_copy(update=pooled)
     auth = await _new_key(pooled_settings)
