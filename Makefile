@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install chromium debian-docs office-tools proxy-tools run test test-fast lint format typecheck check bench lock clean
+.PHONY: install chromium debian-docs office-tools proxy-tools pgbouncer run test test-fast lint format typecheck check bench lock clean
 
 $(STAMP): pyproject.toml client/pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml client/pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e ./client -e .
 	@touch $(STAMP)
 
-install: $(STAMP) chromium debian-docs office-tools proxy-tools  ## Create .venv and install Outrider with its dev tools.
+install: $(STAMP) chromium debian-docs office-tools proxy-tools pgbouncer  ## Create .venv and install Outrider with its dev tools.
 
 # Browser workers (`render` jobs) drive Debian's Chromium through Playwright; Playwright's own
 # browser download is not used. Installed here when missing and we are root with apt.
@@ -82,6 +82,21 @@ proxy-tools:
 	else \
 		echo "NOTE: the proxy tests need tinyproxy and microsocks:"; \
 		echo "run 'sudo apt-get install $(PROXY_TOOLS)' (they skip without them)."; \
+	fi
+
+# The PgBouncer test (tests/e2e/test_pgbouncer.py) runs the API and a worker through a real
+# PgBouncer in transaction pooling mode. Installed here when missing and we are root with apt.
+PGBOUNCER_FOUND := { command -v pgbouncer >/dev/null 2>&1 || test -x /usr/sbin/pgbouncer; }
+pgbouncer:
+	@if $(PGBOUNCER_FOUND); then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing PgBouncer for its test (apt-get install pgbouncer)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends pgbouncer >/dev/null && $(PGBOUNCER_FOUND) || \
+			{ echo "Installing pgbouncer failed."; exit 1; }; \
+	else \
+		echo "NOTE: the PgBouncer test needs PgBouncer: run 'sudo apt-get install pgbouncer'"; \
+		echo "(it skips without it)."; \
 	fi
 
 # Loopback is allowed as an egress destination in dev, so jobs can call local servers;

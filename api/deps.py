@@ -72,6 +72,9 @@ class PrincipalCache:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._entries: dict[str, tuple[float, Principal]] = {}
+        # Bumped by every clear: a look-up that started before a revocation was announced
+        # must not put back what it read (the key may have been revoked since).
+        self.generation = 0
 
     def get(self, key_hash: str) -> Principal | None:
         entry = self._entries.get(key_hash)
@@ -84,6 +87,7 @@ class PrincipalCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        self.generation += 1
 
     async def watch_revocations(self, redis: Redis) -> None:
         """Forget every remembered key whenever one is revoked (shared/auth.py), for as long
@@ -100,8 +104,9 @@ class PrincipalCache:
                 log.warning("auth.revocation_watch_failed", error=str(exc)[:200])
                 await asyncio.sleep(1.0)
 
-    def put(self, key_hash: str, principal: Principal) -> None:
-        if self.ttl_s <= 0:
+    def put(self, key_hash: str, principal: Principal, generation: int) -> None:
+        """Remember a key read from the database when the cache was at `generation`."""
+        if self.ttl_s <= 0 or generation != self.generation:
             return
         if len(self._entries) >= self.max_entries:
             self._entries.clear()  # rare (10,000 live keys in 5 s): start over
@@ -167,13 +172,14 @@ async def principal_for(
     principal = state.principals.get(key_hash)
     if principal is not None:
         return principal
+    generation = state.principals.generation
     async with request_session(state) as session:
         found = await find_owner_by_key(session, key)
     if found is None:
         raise Unauthorized("Invalid API key.")
     owner, default_agent = found
     principal = Principal(owner_id=owner.id, owner_name=owner.name, default_agent=default_agent)
-    state.principals.put(key_hash, principal)
+    state.principals.put(key_hash, principal, generation)
     return principal
 
 

@@ -54,7 +54,8 @@ _DESCRIPTIONS = {
     422: "The request is well-formed JSON but invalid.",
     429: "`quota_exceeded`: over the owner's queued or per-day job quota; retry after "
     "`Retry-After` seconds.",
-    503: "A backing service is unavailable; retry after the Retry-After delay.",
+    503: "A backing service is unavailable (`service_unavailable`), or Redis is out of memory "
+    "and takes no new jobs (`queue_full`); retry after the Retry-After delay.",
 }
 
 

@@ -36,6 +36,12 @@ BODY = json.dumps({"kind": "http", "input": {"url": "http://127.0.0.1:9/ok"}}).e
 WARM_UP, SHORT, LONG = 200, 100, 600
 
 
+class Roomy:
+    """The queue seam's room check: Redis has room."""
+
+    full = False
+
+
 def _apps() -> dict[str, tuple[Any, list[tuple[bytes, bytes]]]]:
     """Each side's ASGI app, with its collaborators outside the HTTP layer stubbed."""
     from api.app import create_app
@@ -69,7 +75,7 @@ def _apps() -> dict[str, tuple[Any, list[tuple[bytes, bytes]]]]:
         sessionmaker=None,  # type: ignore[arg-type]
         redis=None,  # type: ignore[arg-type]
         store=None,  # type: ignore[arg-type]
-        job_queue=None,  # type: ignore[arg-type]
+        job_queue=Roomy(),  # type: ignore[arg-type]
         submitter=Committed(),  # type: ignore[arg-type]
         policy=EgressPolicy.from_settings(settings),
         live_queues=Served(),  # type: ignore[arg-type]
@@ -79,7 +85,7 @@ def _apps() -> dict[str, tuple[Any, list[tuple[bytes, bytes]]]]:
         principals=PrincipalCache(3600),
     )
     principal = Principal(owner_id=agent.owner_id, owner_name="bench", default_agent=agent)
-    state.principals.put(hash_key(KEY), principal)
+    state.principals.put(hash_key(KEY), principal, state.principals.generation)
     app.state.outrider = state
     bare_submit_app.pool = Enqueued()  # type: ignore[assignment]
     return {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import uuid
+from typing import Any
 
 import asyncpg
 from sqlalchemy import event, make_url
@@ -53,6 +55,9 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
+    connect_args: dict[str, Any] = {"timeout": 5, "command_timeout": 30}
+    if settings.database_pgbouncer:
+        connect_args.update(PGBOUNCER_CONNECT_ARGS)
     return create_async_engine(
         url,
         json_serializer=json_text,
@@ -62,8 +67,27 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         # No pre-ping (a round trip per checkout): a connection broken by a server restart
         # fails once, which invalidates the whole pool; callers answer 503 or retry.
         pool_recycle=1800,
-        connect_args={"timeout": 5, "command_timeout": 30},
+        connect_args=connect_args,
     )
+
+
+def _statement_name() -> str:
+    return f"__outrider_{uuid.uuid4().hex}__"
+
+
+# PgBouncer in transaction pooling mode hands each transaction whichever server connection is
+# free, so a statement prepared in one transaction is not there in the next (and asyncpg's
+# numbered names, __asyncpg_stmt_1__, collide between the clients sharing a server connection).
+# SQLAlchemy runs every statement in a transaction (its asyncpg dialect prepares and executes
+# it there): with no caches and unique names, nothing prepared outlives its transaction's
+# server connection or is mistaken for another client's. The job store's plain asyncpg pool
+# sends single statements outside a transaction: with no statement cache asyncpg uses the
+# unnamed statement, parsed, bound and run in one exchange.
+PGBOUNCER_CONNECT_ARGS: dict[str, Any] = {
+    "statement_cache_size": 0,  # asyncpg's own cache
+    "prepared_statement_cache_size": 0,  # SQLAlchemy's asyncpg dialect's
+    "prepared_statement_name_func": _statement_name,
+}
 
 
 def pg_dsn(url: str) -> str:
@@ -94,6 +118,9 @@ def create_pg_pool(settings: Settings, max_size: int) -> asyncpg.Pool:
         timeout=5,
         command_timeout=30,
         max_inactive_connection_lifetime=1800,
+        # Behind PgBouncer (transaction pooling) a statement prepared on one server
+        # connection is unknown on the next: no cache, so the unnamed statement is used.
+        statement_cache_size=0 if settings.database_pgbouncer else 100,
     )
 
 

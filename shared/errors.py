@@ -106,6 +106,13 @@ class ServiceUnavailable(AppError):
     retry_after_s = 5
 
 
+class QueueFull(ServiceUnavailable):
+    """Redis is at `maxmemory` and refuses writes (`noeviction`): no job is accepted until it
+    has room again (shared/queue.py `JobQueue.has_room`)."""
+
+    code = "queue_full"
+
+
 class EgressBlocked(Exception):
     """A destination the egress policy refuses; `code` is the job error code."""
 

@@ -12,6 +12,12 @@ to its `max_concurrency` (worker/queue_worker.py): the limits live in one Redis 
 (`AGENT_LIMITS_KEY`, agent id -> limit), written by the API when an agent changes and
 rewritten from the database by the reconciler; each capped agent's running jobs are leases in
 a sorted set (`agent_running_key`: token -> expiry in ms of Redis' clock).
+
+Redis full (`maxmemory` reached with `noeviction`) refuses every write that needs memory with an
+OOM error. A refused enqueue marks the queue full; `has_room` then answers False (the API
+refuses new jobs with 503 `queue_full`) until a small probe write, at most one a second per
+process, succeeds again. Rows committed before that are not lost: the reconciler enqueues them
+once Redis has room.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.events import JobEvent, JobLike, min_id, retention_ms, stream_key
@@ -40,6 +47,8 @@ JOB_FUNCTION = "run_job"
 """The single arq function every job runs through (worker/runner.py)."""
 
 JOB_EXPIRES_MS = 7 * 24 * 3600 * 1000
+ROOM_PROBE_KEY = "outrider:queue:room-probe"
+ROOM_PROBE_S = 1.0  # while Redis is full, how often a process asks whether it has room again
 ENQUEUE_CHUNK = 500  # jobs per script call: a call blocks Redis while it runs
 
 # Enqueue jobs unless arq already holds them, and announce each one that enters the queue in the
@@ -108,6 +117,14 @@ end
 redis.call('ZADD', queue, score, id)
 return 1
 """
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether Redis refused a write for want of memory (`maxmemory` with `noeviction`). A
+    refusal inside a script may come as a script error that quotes the OOM reply."""
+    return isinstance(exc, OutOfMemoryError) or (
+        isinstance(exc, ResponseError) and "OOM command not allowed" in str(exc)
+    )
 
 
 def queue_key(queue: str) -> str:
@@ -282,6 +299,32 @@ class JobQueue:
         self.aging_s = priority_aging_s
         self._enqueue = redis.register_script(_ENQUEUE_LUA)
         self._requeue = redis.register_script(_REQUEUE_LUA)
+        self.full = False  # an enqueue was refused for want of memory, and no probe since
+        self._next_probe = 0.0
+
+    async def has_room(self) -> bool:
+        """False while Redis is out of memory (`maxmemory` with `noeviction`): an enqueue was
+        refused and the last probe too. Free while Redis has room (nothing is asked); while
+        it is full, one small write a second tells when it has room again. A Redis that cannot
+        be reached counts as having room: jobs are accepted and the reconciler enqueues them."""
+        if not self.full:
+            return True
+        now = time.monotonic()
+        if now < self._next_probe:
+            return False
+        self._next_probe = now + ROOM_PROBE_S
+        try:
+            await self.redis.set(ROOM_PROBE_KEY, b"1", px=int(ROOM_PROBE_S * 1000))
+        except (RedisError, OSError) as exc:
+            if is_out_of_memory(exc):
+                return False
+        self.full = False
+        return True
+
+    def _refused(self) -> None:
+        if not self.full:
+            self.full = True
+            self._next_probe = time.monotonic() + ROOM_PROBE_S
 
     def prepare(
         self,
@@ -323,13 +366,18 @@ class JobQueue:
         """Run prepared script calls: one round trip for one call (the usual case), one
         pipeline for several. Redis errors propagate: the rows are committed, so the caller
         may leave the jobs to the reconciler."""
-        if len(prepared.calls) == 1:
-            await self._enqueue(keys=[], args=list(prepared.calls[0]))
-        elif prepared.calls:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for args in prepared.calls:
-                    await self._enqueue(keys=[], args=list(args), client=pipe)
-                await pipe.execute()
+        try:
+            if len(prepared.calls) == 1:
+                await self._enqueue(keys=[], args=list(prepared.calls[0]))
+            elif prepared.calls:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for args in prepared.calls:
+                        await self._enqueue(keys=[], args=list(args), client=pipe)
+                    await pipe.execute()
+        except ResponseError as exc:
+            if is_out_of_memory(exc):
+                self._refused()  # Redis is full: new jobs are refused until it has room
+            raise
 
     async def enqueue(
         self, jobs: Sequence[JobLike], reason: str, *, take_over_after_s: float | None = None

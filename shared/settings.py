@@ -42,6 +42,12 @@ class Settings(BaseSettings):
         description="e.g. `postgresql+asyncpg://user:pw@host/db`; unset: a SQLite file in the "
         "data dir.",
     )
+    database_pgbouncer: bool = Field(
+        False,
+        description="Set when `DATABASE_URL` leads to PgBouncer in transaction pooling mode: "
+        "asyncpg then keeps no prepared statements across transactions (see "
+        "docs/operations.md, PgBouncer). Migrations may run through it too.",
+    )
     redis_url: str | None = Field(
         None,
         description="e.g. `redis://host:6379/0`; unset: the one `outrider dev` started "

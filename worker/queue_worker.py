@@ -16,6 +16,11 @@ agent's running set, or, when the agent's slots are all leased, is not taken and
 token is the job id and the mark's time, so a late release never frees a newer lease. Leases
 expire after `lease_s` unless this worker's poll loop renews them (every poll, at most every
 third of that): a dead or stalled worker's slot frees itself.
+
+Redis full (`maxmemory` with `noeviction`: every write that needs memory is refused with an OOM
+error): the worker takes no jobs (a mark is a write) and keeps polling until Redis has room,
+without restarting its poll loop; a job whose end arq cannot record (a retry's new score) is
+left to the reconciler, which re-enqueues it from its row; arq's health key waits too.
 """
 
 from __future__ import annotations
@@ -26,14 +31,16 @@ import time
 from typing import Any
 
 from arq import Worker
-from arq.constants import in_progress_key_prefix, job_key_prefix
+from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.utils import timestamp_ms
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from shared.logging import get_logger
-from shared.queue import AGENT_LIMITS_KEY, agent_running_key
+from shared.queue import AGENT_LIMITS_KEY, agent_running_key, is_out_of_memory
 
 log = get_logger(__name__)
+
+FULL_LOG_EVERY_S = 10.0
 
 AGENT_RETRY_MS = 250  # an over-limit job's step down the queue
 _HEAD, _, _TAIL = agent_running_key("AGENT").partition("AGENT")
@@ -120,6 +127,7 @@ class QueueWorker(Worker):
         self.lease_s = lease_s
         self.agent_leases: dict[str, tuple[str, str]] = {}  # job id -> (running key, token)
         self._renewed_at = 0.0
+        self._full_logged = 0.0
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Mark as many of `job_ids` as there are free slots for, and run them."""
@@ -128,13 +136,19 @@ class QueueWorker(Worker):
             return
         mark_ms = int(self.in_progress_timeout_s * 1000)
         lease_ms = int(self.lease_s * 1000)
-        taken = await self._take(
-            keys=[self.queue_name, self._paused_key, AGENT_LIMITS_KEY],
-            args=[
-                in_progress_key_prefix, mark_ms, timestamp_ms(), free, job_key_prefix,
-                *AGENT_PREFIX, lease_ms, AGENT_RETRY_MS, *job_ids,
-            ],
-        )  # fmt: skip
+        try:
+            taken = await self._take(
+                keys=[self.queue_name, self._paused_key, AGENT_LIMITS_KEY],
+                args=[
+                    in_progress_key_prefix, mark_ms, timestamp_ms(), free, job_key_prefix,
+                    *AGENT_PREFIX, lease_ms, AGENT_RETRY_MS, *job_ids,
+                ],
+            )  # fmt: skip
+        except ResponseError as exc:
+            if not is_out_of_memory(exc):
+                raise
+            self._redis_full("take", exc)  # nothing marked: the next poll tries again
+            return
         for index in range(0, len(taken), 4):
             raw_id, raw_score, token, running = taken[index : index + 4]
             # Never waits: the semaphore has a permit more than max_jobs, and only this loop
@@ -178,3 +192,57 @@ class QueueWorker(Worker):
         if self.agent_leases and time.monotonic() - self._renewed_at > self.lease_s / 3:
             with contextlib.suppress(RedisError, OSError):
                 await self.renew_agent_leases()
+
+    async def finish_job(
+        self,
+        job_id: str,
+        finish: bool,
+        result_data: bytes | None,
+        result_timeout_s: float | None,
+        keep_result_forever: bool,
+        incr_score: int | None,
+        keep_in_progress: float | None,
+    ) -> None:
+        """arq's, but Redis full does not fail the job's task (which arq would re-raise from
+        its poll loop). A finished job's keys are still removed (deletes need no memory); a
+        job sent round again keeps its mark and is re-enqueued by the reconciler from its row
+        once it is due (the mark is old by then)."""
+        try:
+            await super().finish_job(
+                job_id,
+                finish,
+                result_data,
+                result_timeout_s,
+                keep_result_forever,
+                incr_score,
+                keep_in_progress,
+            )
+        except ResponseError as exc:
+            if not is_out_of_memory(exc):
+                raise
+            self._redis_full("finish", exc)
+            if finish:
+                async with self.pool.pipeline(transaction=False) as pipe:
+                    pipe.delete(
+                        retry_key_prefix + job_id,
+                        job_key_prefix + job_id,
+                        in_progress_key_prefix + job_id,
+                    )
+                    pipe.zrem(abort_jobs_ss, job_id)
+                    pipe.zrem(self.queue_name, job_id)
+                    await pipe.execute()
+
+    async def record_health(self) -> None:
+        """arq's health key; skipped while Redis is full."""
+        try:
+            await super().record_health()
+        except ResponseError as exc:
+            if not is_out_of_memory(exc):
+                raise
+            self._redis_full("health", exc)
+
+    def _redis_full(self, step: str, exc: ResponseError) -> None:
+        now = time.monotonic()
+        if now - self._full_logged >= FULL_LOG_EVERY_S:
+            self._full_logged = now
+            log.warning("worker.redis_full", step=step, error=str(exc)[:200])

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api import metrics
 from api.deps import AppState, Principal, request_session
 from api.services import quotas
-from shared.errors import IdempotencyConflict
+from shared.errors import IdempotencyConflict, QueueFull
 from shared.events import JobLike
 from shared.logging import get_logger
 from shared.models import Agent, Job
@@ -56,10 +56,21 @@ async def _send(job_queue: JobQueue, prepared: PreparedEnqueue) -> None:
         log.warning("jobs.enqueue_deferred", count=prepared.count, error=str(exc)[:200])
 
 
+async def check_room(job_queue: JobQueue) -> None:
+    """Refuse new jobs while Redis is full (503 `queue_full`): a job is accepted only while it
+    can be queued. (Jobs whose rows committed before the queue was found full are not lost:
+    the reconciler enqueues them once Redis has room.)"""
+    if job_queue.full and not await job_queue.has_room():  # no await while Redis has room
+        raise QueueFull(
+            "The queue (Redis) is out of memory: no new jobs until it has room. Retry later."
+        )
+
+
 async def submit_one(
     state: AppState, principal: Principal, spec: AnySpec, idempotency_key: str | None
 ) -> tuple[Job | NewJob, bool]:
     """Create one job (or find the one this Idempotency-Key made); True if created now."""
+    await check_room(state.job_queue)
     if idempotency_key:
         async with request_session(state) as session:
             return await _submit_in_session(state, session, principal, spec, idempotency_key)
@@ -142,6 +153,7 @@ async def submit_batch(
     """Create many jobs in one transaction and enqueue them in one pipelined round trip;
     returns `answer(jobs)`, which (like the queue's entries) is built while the database
     writes the rows, and stands only once they have committed."""
+    await check_room(state.job_queue)
     agents = _agents(principal)
     rows = []
     for index, spec in enumerate(specs):

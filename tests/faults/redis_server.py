@@ -16,8 +16,10 @@ class RedisServer:
     """redis-server on a loopback port with no persistence (--save "" --appendonly no): a
     restart loses every key, the worst case for the queue."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *extra_args: str) -> None:
+        """`extra_args`: more redis-server options, e.g. "--maxmemory", "4mb"."""
         self.workdir = workdir
+        self.extra_args = list(extra_args)
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -48,6 +50,7 @@ class RedisServer:
             "no",
             "--daemonize",
             "no",
+            *self.extra_args,
         ]
         self.proc = spawn(args, {}, self.workdir / "redis.log", self.workdir)
         deadline = time.monotonic() + timeout_s
