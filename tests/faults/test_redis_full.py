@@ -74,14 +74,29 @@ class LogRecorder:
         return call
 
 
-async def fill(redis: Redis) -> int:
-    """Write filler keys until Redis refuses one; returns how many it took."""
-    count = 0
-    with contextlib.suppress(OutOfMemoryError):
+class Filler:
+    """Filler keys: `fill` writes them until Redis refuses one; `keep_full` tops Redis up
+    whenever what the worker deletes (finished jobs' keys) makes room again, so Redis stays
+    full until `empty`."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self.count = 0
+
+    async def fill(self) -> int:
+        with contextlib.suppress(OutOfMemoryError):
+            while True:
+                await self.redis.set(f"filler:{self.count}", FILLER)
+                self.count += 1
+        return self.count
+
+    async def keep_full(self) -> None:
         while True:
-            await redis.set(f"filler:{count}", FILLER)
-            count += 1
-    return count
+            await self.fill()
+            await asyncio.sleep(0.01)
+
+    async def empty(self) -> None:
+        await self.redis.delete(*[f"filler:{i}" for i in range(self.count)])
 
 
 async def submit(client: httpx.AsyncClient, auth: dict[str, str], spec: Any) -> httpx.Response:
@@ -121,8 +136,9 @@ async def test_redis_full_refuses_new_jobs_and_loses_none(
         for job_id in accepted:
             await wait_for_job(client, auth, job_id, {"running"})
 
-        filled = await fill(redis)
-        assert filled > 0
+        filler = Filler(redis)
+        assert await filler.fill() > 0
+        topping_up = asyncio.create_task(filler.keep_full())
 
         # The first job to meet the full Redis committed before the queue was found full:
         # accepted (202), enqueued later. Every later one is refused, nothing written.
@@ -152,7 +168,9 @@ async def test_redis_full_refuses_new_jobs_and_loses_none(
             await redis.set("still-full", FILLER)
 
         # Memory frees: everything accepted runs, and new jobs are taken again.
-        await redis.delete(*[f"filler:{i}" for i in range(filled)])
+        topping_up.cancel()
+        await asyncio.gather(topping_up, return_exceptions=True)
+        await filler.empty()
         later = await _submit_when_room(client, auth, http_job(target.url("/ok?later")))
         accepted.append(later)
         jobs = {
