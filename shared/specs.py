@@ -115,6 +115,9 @@ def _check_locale(value: str) -> str:
     return value
 
 
+NOT_ZONES = frozenset({"localtime", "Factory"})
+
+
 @lru_cache(maxsize=1)
 def _timezones() -> frozenset[str]:
     import zoneinfo
@@ -123,7 +126,7 @@ def _timezones() -> frozenset[str]:
 
 
 def _check_timezone(value: str) -> str:
-    if value not in _timezones() or value in ("localtime", "Factory"):
+    if value not in _timezones() or value in NOT_ZONES:
         raise PydanticCustomError(
             INVALID_TIMEZONE, "`timezone` is an IANA time zone name such as `Europe/Berlin`."
         )
@@ -149,7 +152,11 @@ Locale = Annotated[
     Field(
         description="A BCP 47 language tag (`de-DE`): sets `Accept-Language`, and the "
         "browser's locale for a render.",
-        json_schema_extra={"minLength": 2, "maxLength": LOCALE_MAX},
+        json_schema_extra={
+            "minLength": 2,
+            "maxLength": LOCALE_MAX,
+            "pattern": f"^{_LOCALE.pattern}$",
+        },
     ),
     AfterValidator(_check_locale),
 ]
@@ -157,7 +164,7 @@ Timezone = Annotated[
     str,
     Field(
         description="An IANA time zone (`Europe/Berlin`).",
-        json_schema_extra={"minLength": 1, "maxLength": 64},
+        json_schema_extra=lambda schema: schema.update(enum=sorted(_timezones() - NOT_ZONES)),
     ),
     AfterValidator(_check_timezone),
 ]
