@@ -4,7 +4,9 @@ the jobs this process created, it caches, and OUTRIDER_METRICS_TOKEN closes it."
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -113,6 +115,10 @@ async def test_scrapes_within_the_ttl_share_one_snapshot(
 ) -> None:
     monkeypatch.setattr(api.metrics, "SNAPSHOT_TTL_S", 1.0)
     monkeypatch.setattr(api.metrics, "SLOW_QUERY_FACTOR", 0.0)
+    # The snapshot's clock is the test's to move: on a loaded machine the scrapes below could
+    # otherwise straddle the TTL.
+    now = [time.monotonic() + 100]  # past any snapshot an earlier test left
+    monkeypatch.setattr(api.metrics, "time", SimpleNamespace(monotonic=lambda: now[0]))
 
     def queued(samples: Samples) -> float:
         return sum(v for k, v in values(samples, "outrider_jobs").items() if k[2] == "queued")
@@ -122,7 +128,9 @@ async def test_scrapes_within_the_ttl_share_one_snapshot(
     assert response.status_code == 202
     many = await asyncio.gather(*(scrape(client) for _ in range(5)))
     assert {queued(s) for s in many} == {queued(first)}  # cached: the new row is not seen yet
-    await asyncio.sleep(1.1)
+    now[0] += 0.9
+    assert queued(await scrape(client)) == queued(first)  # still within the TTL
+    now[0] += 0.2
     assert queued(await scrape(client)) == queued(first) + 1
 
 
