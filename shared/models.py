@@ -33,6 +33,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.ids import new_id
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -95,7 +97,7 @@ class AttemptOutcome(StrEnum):
 class Owner(Base):
     __tablename__ = "owner"
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
 
@@ -103,7 +105,7 @@ class Owner(Base):
 class ApiKey(Base):
     __tablename__ = "api_key"
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(32))
@@ -124,7 +126,7 @@ class Agent(Base):
         ),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -169,6 +171,9 @@ def _only_set(column: str) -> dict[str, Any]:
     return {"postgresql_where": where, "sqlite_where": where}
 
 
+JOB_FILLFACTOR = 70
+
+
 class Job(Base):
     __tablename__ = "job"
     __table_args__ = (
@@ -204,9 +209,13 @@ class Job(Base):
         ),
         # A crawl's pages (`GET /v1/jobs?parent_id=`, cancelling a crawl).
         Index("ix_job_parent_created", "parent_id", "created_at", "id", **_only_set("parent_id")),
+        # Room on each page for the row's next versions (claimed, then its outcome and result):
+        # a job's life then stays on the page it was inserted on, instead of each update
+        # moving the row to another page (cold, in a big ledger; migration 0014).
+        {"postgresql_with": {"fillfactor": JOB_FILLFACTOR}},
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"))
     agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agent.id"))
     kind: Mapped[str] = mapped_column(String(32))
@@ -283,7 +292,7 @@ class Artifact(Base):
 
     __tablename__ = "artifact"
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"))
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -310,11 +319,11 @@ class WebhookDelivery(Base):
         Index("ix_webhook_delivery_job_id_created_at", "job_id", "created_at"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"))
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"))
     agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agent.id"))
-    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, default=uuid.uuid4)
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, default=new_id)
     event: Mapped[str] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(16))  # "job" or "agent": whose webhook_url
     url: Mapped[str] = mapped_column(String(2048))
@@ -359,7 +368,7 @@ class Schedule(Base):
         Index("ix_schedule_enabled_next_fire_at", "enabled", "next_fire_at"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"))
     cron: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64))
@@ -382,7 +391,7 @@ class ScheduleRun(Base):
     __tablename__ = "schedule_run"
     __table_args__ = (UniqueConstraint("schedule_id", "instant"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     schedule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("schedule.id", ondelete="CASCADE"))
     instant: Mapped[datetime] = mapped_column(TZDateTime())
     trigger: Mapped[str] = mapped_column(String(16), default=ScheduleTrigger.SCHEDULE)
@@ -464,7 +473,7 @@ class ResultCache(Base):
     __tablename__ = "result_cache"
     __table_args__ = (Index("ix_result_cache_owner_id_cache_key", "owner_id", "cache_key"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"))
     cache_key: Mapped[str] = mapped_column(String(64))
     url: Mapped[str] = mapped_column(Text)
@@ -481,7 +490,7 @@ class AgentSession(Base):
     __tablename__ = "agent_session"
     __table_args__ = (UniqueConstraint("agent_id", "name"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"))
     agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agent.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(100))

@@ -19,6 +19,7 @@ from shared.clock import database_now
 from shared.cron import CronSchedule
 from shared.db import is_postgres
 from shared.errors import ValidationFailed
+from shared.ids import new_id
 from shared.models import Schedule, ScheduleTrigger, utcnow
 from shared.repositories.job import NewJob
 from shared.repositories.schedule import count_live, get_schedule
@@ -93,7 +94,7 @@ async def create_schedule(
             )
         template = await _check_template(state, session, principal.owner_id, body.job)
         schedule = Schedule(
-            id=uuid.uuid4(),
+            id=new_id(),
             owner_id=principal.owner_id,
             cron=cron_text,
             timezone=body.timezone,

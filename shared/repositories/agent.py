@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.crypto import SecretBox
 from shared.errors import Conflict, NotFound
+from shared.ids import new_id
 from shared.models import Agent, utcnow
 from shared.repositories.pagination import after_cursor, encode_cursor
 
@@ -134,7 +135,7 @@ async def create_agent(
     webhook_secret: str | None = None,
 ) -> Agent:
     """A new agent; its name is unique among the owner's live agents."""
-    agent = Agent(id=uuid.uuid4(), owner_id=owner_id, name=name, secret_names=[])
+    agent = Agent(id=new_id(), owner_id=owner_id, name=name, secret_names=[])
     if webhook_secret is not None:
         agent.webhook_secret_ciphertext = seal_webhook_secret(box, webhook_secret)
     for field in PROFILE_FIELDS:

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.errors import NotFound
+from shared.ids import new_id
 from shared.models import Artifact, utcnow
 
 
@@ -22,7 +23,7 @@ async def insert_artifact(
 ) -> Artifact:
     """Store a job's file; the caller has already capped its size."""
     artifact = Artifact(
-        id=uuid.uuid4(),
+        id=new_id(),
         owner_id=owner_id,
         job_id=job_id,
         kind=kind,

@@ -12,6 +12,7 @@ from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.errors import InvalidState, NotFound
+from shared.ids import new_id
 from shared.models import Job, JobAttempt, JobStatus, utcnow
 from shared.repositories.frontier import lock_crawl
 from shared.repositories.webhooks import add_deliveries, webhook_urls
@@ -56,7 +57,7 @@ def new_job_values(
     now = now or utcnow()
     return [
         {
-            "id": row["id"] if "id" in row else uuid.uuid4(),
+            "id": row["id"] if "id" in row else new_id(),
             "status": JobStatus.QUEUED,
             "attempts": 0,
             "fence": 0,

@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import class_mapper
 
+from shared.ids import new_id
 from shared.models import Agent, AttemptOutcome, Job, JobAttempt, JobStatus, ResultCache, utcnow
 from shared.repositories.execution import Claim, Outcome, attempt_values, outcome_values
 from shared.repositories.job import NewJob, new_job_values
@@ -207,7 +208,7 @@ class PgJobStore(SqlJobStore):
         job_id: uuid.UUID | None,
     ) -> datetime:
         now = utcnow()
-        await self.pool.execute(CACHE_PUT, uuid.uuid4(), owner_id, key, url, result, job_id, now)
+        await self.pool.execute(CACHE_PUT, new_id(), owner_id, key, url, result, job_id, now)
         return now
 
     async def close(self) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import display_prefix, generate_key, hash_key
+from shared.ids import new_id
 from shared.models import Agent, ApiKey, Owner, utcnow
 
 DEFAULT_AGENT_NAME = "default"
@@ -19,7 +20,7 @@ async def get_or_create_owner(session: AsyncSession, name: str) -> Owner:
     owner = await session.scalar(select(Owner).where(Owner.name == name))
     if owner is not None:
         return owner
-    owner = Owner(id=uuid.uuid4(), name=name)
+    owner = Owner(id=new_id(), name=name)
     session.add(owner)
     await session.flush()
     session.add(Agent(owner_id=owner.id, name=DEFAULT_AGENT_NAME, is_default=True))

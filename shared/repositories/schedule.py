@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import is_postgres
 from shared.errors import NotFound
+from shared.ids import new_id
 from shared.models import Job, Owner, Schedule, ScheduleRun, utcnow
 from shared.repositories.pagination import after_cursor, decode_cursor, encode_cursor
 
@@ -129,7 +130,7 @@ async def insert_run(
     stmt = (
         insert(ScheduleRun)
         .values(
-            id=uuid.uuid4(),
+            id=new_id(),
             schedule_id=schedule_id,
             instant=instant,
             trigger=trigger,

@@ -20,6 +20,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from shared.crypto import SecretBox
 from shared.db import is_postgres
+from shared.ids import new_id
 from shared.models import Agent, DeliveryStatus, Job, JobStatus, WebhookDelivery, utcnow
 from shared.repositories.agent import new_webhook_secret, seal_webhook_secret
 
@@ -94,11 +95,11 @@ async def add_deliveries(
         targets = [(url, source) for url, source in targets if source == "job"]
         if not targets:
             return 0
-    now, event_id, event = utcnow(), uuid.uuid4(), EVENTS[status]
+    now, event_id, event = utcnow(), new_id(), EVENTS[status]
     payload = render_payload(job, event, event_id, now)
     rows = [
         {
-            "id": uuid.uuid4(),
+            "id": new_id(),
             "owner_id": job.owner_id,
             "job_id": job.id,
             "agent_id": job.agent_id,
