@@ -33,8 +33,9 @@ from shared.logging import get_logger
 from shared.models import Agent
 from shared.repositories.execution import Claim
 from shared.settings import Settings
+from shared.urls import host_key
 from worker import counters
-from worker.host_gate import Admission, HostGate, HostLimits, host_key
+from worker.host_gate import Admission, HostGate, HostLimits
 from worker.http_client import DEFAULT_USER_AGENT
 from worker.retry import Deferred, JobError
 from worker.robots import RobotsCache, check_robots
