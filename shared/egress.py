@@ -168,6 +168,9 @@ def canonical_host(host: str) -> str:
     if not name.isascii():
         with contextlib.suppress(ValueError):  # not a valid IDNA name: compared as written
             name = URL.build(scheme="http", host=name).raw_host or name  # IDNA as aiohttp does
+        addr = canonical_address(name)  # full-width digits, now ASCII
+        if addr is not None:
+            return str(addr)
     return name
 
 

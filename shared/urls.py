@@ -1,10 +1,18 @@
 """URLs as a crawl sees them: one normalized spelling per page, and whether it is in scope.
 
-Normalization (RFC 3986 section 6, as crawlers do it): scheme and host lowercased, the default
-port and the fragment dropped, `.` and `..` segments resolved, percent-encoding normalized
-(escapes of unreserved characters decoded, the rest uppercased, bytes that must be escaped
-escaped), an empty path made `/`; the query is kept as written unless `ignore_query`. The
-registrable domain (eTLD+1) comes from the Public Suffix List bundled with `tld` (no network).
+Normalization (RFC 3986 section 6, as crawlers do it): scheme lowercased, the host in its one
+spelling (below), the default port and the fragment dropped, `.` and `..` segments resolved,
+percent-encoding normalized (escapes of unreserved characters decoded, the rest uppercased,
+bytes that must be escaped escaped), an empty path made `/`; the query is kept as written
+unless `ignore_query`. The registrable domain (eTLD+1) comes from the Public Suffix List bundled
+with `tld` (no network).
+
+A host has one spelling everywhere a URL names a place (the crawl frontier, its scope, the
+per-host politeness gate, robots.txt and its Crawl-delay): `host_key` and `normalize_url` both
+build it here, on shared/egress.py's `canonical_host` (what the egress policy and the domain
+rules compare), so `[0:0:0:0:0:0:0:1]` is `[::1]`, `127.1` and `2130706433` are `127.0.0.1`,
+`[::ffff:127.0.0.1]` is `127.0.0.1`, `EXAMPLE.org.` is `example.org` and `faß.de` is
+`xn--fa-hia.de` (UTS 46, as aiohttp requests it).
 """
 
 from __future__ import annotations
@@ -13,9 +21,12 @@ import fnmatch
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import quote, unquote_to_bytes, urlsplit, urlunsplit
+from typing import NamedTuple
+from urllib.parse import SplitResult, quote, unquote_to_bytes, urlsplit, urlunsplit
 
 from tld import get_fld
+
+from shared.egress import canonical_host
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -73,20 +84,61 @@ def _remove_dot_segments(path: str) -> str:
     return result if result.startswith("/") else "/" + result
 
 
-def normalize_url(url: str, *, ignore_query: bool = False) -> str | None:
-    """The one spelling of an http(s) URL, or None if it is not one."""
+@lru_cache(maxsize=4096)
+def _spelling(hostname: str) -> str:
+    """The one spelling of a URL's host (as `urlsplit` reads it), IPv6 in brackets. An IPv6
+    zone is kept (written %25): it picks the interface a link-local address is reached on."""
+    host = canonical_host(hostname)
+    if ":" not in host:
+        return host
+    zone = hostname.partition("%")[2]
+    zone = zone[2:] if zone.startswith("25") else zone
+    return f"[{host}%25{zone}]" if zone else f"[{host}]"
+
+
+class _Origin(NamedTuple):
+    scheme: str
+    host: str  # in its one spelling
+    port: int  # filled in
+    parts: SplitResult
+
+
+def _origin(url: str) -> _Origin | None:
+    """Where an http(s) URL points; None if it is not one."""
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError:
         return None
     scheme = parts.scheme.lower()
-    host = (parts.hostname or "").rstrip(".")
-    if scheme not in DEFAULT_PORTS or not host:
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
         return None
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if port in (None, DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    host = _spelling(parts.hostname)
+    if not host:
+        return None
+    return _Origin(scheme, host, DEFAULT_PORTS[scheme] if port is None else port, parts)
+
+
+def url_host(url: str) -> str | None:
+    """The host of an http(s) URL in its one spelling, or None if it has none."""
+    origin = _origin(url)
+    return None if origin is None else origin.host
+
+
+def host_key(url: str) -> str | None:
+    """`host:port` of an http(s) URL: the key of its per-host politeness gate and of its
+    robots.txt (`http://a.com` and `https://a.com` are two hosts); None if it has none."""
+    origin = _origin(url)
+    return None if origin is None else f"{origin.host}:{origin.port}"
+
+
+def normalize_url(url: str, *, ignore_query: bool = False) -> str | None:
+    """The one spelling of an http(s) URL, or None if it is not one."""
+    origin = _origin(url)
+    if origin is None:
+        return None
+    scheme, host, port, parts = origin
+    netloc = host if port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
     path = _remove_dot_segments(_normalize_escapes(parts.path or "/", _PATH_SAFE))
     query = "" if ignore_query else _normalize_escapes(parts.query, _QUERY_SAFE)
     return urlunsplit((scheme, netloc, path, query, ""))
@@ -133,12 +185,12 @@ class Scope:
         include_paths: list[str] | tuple[str, ...] = (),
         exclude_paths: list[str] | tuple[str, ...] = (),
     ) -> Scope:
-        host = (urlsplit(start_url).hostname or "").lower()
+        host = url_host(start_url) or ""
         return cls(host, allow_subdomains, tuple(include_paths), tuple(exclude_paths))
 
     def same_site(self, url: str) -> bool:
         """Whether `url`'s host is the crawl's (or, with subdomains, under its domain)."""
-        host = (urlsplit(url).hostname or "").lower()
+        host = url_host(url) or ""
         if host == self.host:
             return True
         return self.allow_subdomains and site_of(host) == site_of(self.host)

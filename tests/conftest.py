@@ -226,7 +226,8 @@ async def _settle(sessionmaker: async_sessionmaker[AsyncSession], started: datet
 
 @contextlib.asynccontextmanager
 async def serve_on_loopback(app: Any) -> AsyncIterator[str]:
-    """An ASGI app served by uvicorn on a free loopback port; yields its base URL."""
+    """An ASGI app served by uvicorn on a free loopback port; yields its base URL. (An aiohttp
+    app: tests/helpers.py `serve_aiohttp`.)"""
     import uvicorn
 
     from outrider.dev import free_port

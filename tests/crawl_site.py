@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from tests.helpers import serve_aiohttp
+
 EXTRA_PAGES = 5
 
 
@@ -162,13 +164,6 @@ def app(site: CrawlSite) -> web.Application:
 async def serve_site(pages: int, delay_s: float = 0.0) -> AsyncIterator[CrawlSite]:
     """The site on a loopback port for the block's duration."""
     site = CrawlSite(pages=pages, delay_s=delay_s)
-    runner = web.AppRunner(app(site), access_log=None, handler_cancellation=True)
-    await runner.setup()
-    tcp = web.TCPSite(runner, "127.0.0.1", 0)
-    await tcp.start()
-    port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    site.base_url = f"http://127.0.0.1:{port}"
-    try:
+    async with serve_aiohttp(app(site), handler_cancellation=True) as url:
+        site.base_url = url
         yield site
-    finally:
-        await runner.cleanup()

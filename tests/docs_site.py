@@ -15,6 +15,8 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 import lxml.html
 from aiohttp import web
 
+from tests.helpers import serve_aiohttp
+
 DJANGO = Path("/usr/share/doc/python-django-doc/html")
 DISALLOWED = "/internals/"
 
@@ -102,13 +104,6 @@ def app(site: DocsSite) -> web.Application:
 @contextlib.asynccontextmanager
 async def serve_docs(root: Path = DJANGO, disallow: str = DISALLOWED) -> AsyncIterator[DocsSite]:
     site = DocsSite(root=root, disallow=disallow)
-    runner = web.AppRunner(app(site), access_log=None, handler_cancellation=True)
-    await runner.setup()
-    tcp = web.TCPSite(runner, "127.0.0.1", 0)
-    await tcp.start()
-    port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    site.base_url = f"http://127.0.0.1:{port}"
-    try:
+    async with serve_aiohttp(app(site), handler_cancellation=True) as url:
+        site.base_url = url
         yield site
-    finally:
-        await runner.cleanup()

@@ -1,4 +1,5 @@
-"""Test helpers: a local target HTTP server, and polling for a job's state."""
+"""Test helpers: serving an aiohttp app on loopback, a local target HTTP server, and polling
+for a job's state."""
 
 from __future__ import annotations
 
@@ -99,19 +100,36 @@ def _app(server: TargetServer) -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def start_target_server(host: str = "127.0.0.1") -> AsyncIterator[TargetServer]:
-    """Serve the target app on a free loopback port."""
-    server = TargetServer(base_url="")
-    runner = web.AppRunner(_app(server), access_log=None)
+async def serve_aiohttp(
+    app: web.Application, host: str = "127.0.0.1", *, handler_cancellation: bool = False
+) -> AsyncIterator[str]:
+    """An aiohttp app on a free port of a loopback `host` for the block's duration; yields its
+    base URL (`http://127.0.0.1:PORT`, an IPv6 host in brackets). `handler_cancellation`: a
+    handler whose client hung up is cancelled (else a slow handler sleeps on after a worker
+    dropped its request, and the teardown waits for it). For ASGI apps, tests/conftest.py's
+    `serve_on_loopback`."""
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=handler_cancellation)
     await runner.setup()
     site = web.TCPSite(runner, host, 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    server.base_url = f"http://{host}:{port}"
+    netloc = f"[{host}]" if ":" in host else host
     try:
-        yield server
+        yield f"http://{netloc}:{port}"
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def start_target_server(
+    host: str = "127.0.0.1", *, handler_cancellation: bool = False
+) -> AsyncIterator[TargetServer]:
+    """Serve the target app on a free loopback port."""
+    server = TargetServer(base_url="")
+    app = _app(server)
+    async with serve_aiohttp(app, host, handler_cancellation=handler_cancellation) as url:
+        server.base_url = url
+        yield server
 
 
 TERMINAL = {"succeeded", "failed", "cancelled"}

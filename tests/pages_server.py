@@ -14,6 +14,8 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from tests.helpers import serve_aiohttp
+
 PAGES = Path(__file__).parent / "fixtures" / "pages"
 MIB = 1024 * 1024
 RUSSIAN = (
@@ -163,20 +165,15 @@ def _app(server: PagesServer) -> web.Application:
 async def start_pages_server(host: str = "127.0.0.1") -> AsyncIterator[PagesServer]:
     """Serve the pages on a free port of `host`; handlers stop when the client hangs up."""
     server = PagesServer()
-    runner = web.AppRunner(_app(server), access_log=None, handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, host, 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    server.base_url = f"http://{host}:{port}"
-    raw = await asyncio.start_server(_untyped, host, 0)
-    server.untyped_url = f"http://{host}:{raw.sockets[0].getsockname()[1]}/untyped"
-    try:
-        yield server
-    finally:
-        raw.close()
-        await raw.wait_closed()
-        await runner.cleanup()
+    async with serve_aiohttp(_app(server), host, handler_cancellation=True) as url:
+        server.base_url = url
+        raw = await asyncio.start_server(_untyped, host, 0)
+        server.untyped_url = f"http://{host}:{raw.sockets[0].getsockname()[1]}/untyped"
+        try:
+            yield server
+        finally:
+            raw.close()
+            await raw.wait_closed()
 
 
 async def _untyped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

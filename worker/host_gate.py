@@ -1,7 +1,8 @@
 """Per-host politeness shared by every worker through Redis: a pace, a concurrency cap, a backoff.
 
-A host is `hostname:port` (lower-cased, default port filled in): `http://a.com` and
-`https://a.com` are two hosts. Its keys, a contract every worker must agree on, put the host
+A host is shared/urls.py's `host_key`, `host:port` in the host's one spelling with the default
+port filled in: `http://a.com` and `https://a.com` are two hosts, `http://127.1` and
+`http://127.0.0.1:80` one. Its keys, a contract every worker must agree on, put the host
 in braces so that one script's keys share a Redis Cluster slot (times in µs of Redis' clock):
 
     outrider:host:{h}:tat         the host's schedule (GCRA "theoretical arrival time")
@@ -33,7 +34,6 @@ import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -42,7 +42,6 @@ from shared.logging import get_logger
 
 log = get_logger(__name__)
 
-DEFAULT_PORTS = {"http": 80, "https": 443}
 US = 1_000_000
 RELEASE_TIMEOUT_S = 2.0
 
@@ -112,24 +111,6 @@ if target > current then
 end
 return current - now
 """
-
-
-def host_key(url: str) -> str | None:
-    """`hostname:port` for an http(s) URL (IDNA, lower case, default port); None if none."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").rstrip(".")
-    if not host or scheme not in DEFAULT_PORTS:
-        return None
-    with contextlib.suppress(UnicodeError):
-        host = host.encode("idna").decode("ascii")
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{port or DEFAULT_PORTS[scheme]}"
 
 
 def host_keys(host: str) -> tuple[str, str, str, str]:

@@ -10,7 +10,9 @@ Retry-After, once it reaches the runner as a JobError, holds the host back for e
 (capped at `host_backoff_max_s`).
 
 Only the first request of an attempt is metered: redirects and in-attempt quick retries ride
-on the same slot, and a browser's subresources are not governed.
+on the same slot, and a browser's subresources are not governed. A job that makes several
+requests itself (`map`) takes a slot per request with `paced`, which waits out a refusal
+in-process instead of deferring the job; both are `host_slot`, the one admit/hold/backoff step.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import aiohttp
 from multidict import CIMultiDict
@@ -30,8 +33,9 @@ from shared.logging import get_logger
 from shared.models import Agent
 from shared.repositories.execution import Claim
 from shared.settings import Settings
+from shared.urls import host_key
 from worker import counters
-from worker.host_gate import Admission, HostGate, HostLimits, host_key
+from worker.host_gate import Admission, HostGate, HostLimits
 from worker.http_client import DEFAULT_USER_AGENT
 from worker.retry import Deferred, JobError
 from worker.robots import RobotsCache, check_robots
@@ -114,6 +118,75 @@ def _wait_reason(admission: Admission, crawl_delay_s: float | None) -> str:
     return "crawl_delay" if crawl_delay_s and reason in ("slot", "host_rate") else reason
 
 
+@contextlib.contextmanager
+def _limits_reachable(host: str) -> Iterator[None]:
+    """Turn a Redis outage into Deferred. The shared limits (and robots.txt's cache) live in
+    Redis: without them, wait rather than hit the host blind, and do not charge the job an
+    attempt for our outage."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        log.warning("host.limits_unavailable", host=host, error=str(exc)[:200])
+        counters.politeness_wait("unavailable", "defer", UNAVAILABLE_RETRY_S)
+        raise Deferred(UNAVAILABLE_RETRY_S, "politeness_unavailable") from exc
+
+
+@dataclass(frozen=True)
+class Turn:
+    """How one request waits for its host: its limits, the longest in-process wait for a
+    reserved slot, robots.txt's Crawl-delay (for the metrics), and what a refusal means."""
+
+    limits: HostLimits
+    max_wait_s: float
+    crawl_delay_s: float | None = None
+    wait_when_refused: bool = False
+
+
+async def _admit(
+    gate: HostGate, settings: Settings, host: str, token: str, turn: Turn
+) -> Admission:
+    """A granted admission. Turned away: Deferred, or (`turn.wait_when_refused`) a sleep
+    until the suggested return time and another try."""
+    while True:
+        with _limits_reachable(host):
+            admission = await gate.admit(
+                host, token, turn.limits, max_wait_s=turn.max_wait_s, lease_s=settings.host_lease_s
+            )
+        if admission.granted:
+            return admission
+        delay_s = defer_s(settings, admission)
+        reason = _wait_reason(admission, turn.crawl_delay_s)
+        if not turn.wait_when_refused:
+            counters.politeness_wait(reason, "defer", delay_s)
+            raise Deferred(delay_s, admission.reason)
+        counters.politeness_wait(reason, "wait", delay_s)
+        await asyncio.sleep(delay_s)
+
+
+@contextlib.asynccontextmanager
+async def host_slot(
+    gate: HostGate, settings: Settings, host: str, token: str, turn: Turn
+) -> AsyncIterator[None]:
+    """Run the block as one request to `host` (`token` unique per request): admitted by the
+    shared gate, after the reserved wait, holding a lease while it runs if the host has a
+    concurrency cap; a 429/503 JobError with Retry-After from the block holds the host back
+    for every worker. The one mechanism under `polite` (whole jobs) and `paced` (a job's own
+    requests)."""
+    admission = await _admit(gate, settings, host, token, turn)
+    async with contextlib.AsyncExitStack() as stack:
+        if admission.leased:
+            await stack.enter_async_context(gate.holding(host, token, settings.host_lease_s))
+        if admission.wait_s > 0:
+            reason = _wait_reason(admission, turn.crawl_delay_s)
+            counters.politeness_wait(reason, "wait", admission.wait_s)
+            await asyncio.sleep(admission.wait_s)
+        try:
+            yield
+        except JobError as error:
+            await _note_slowdown(settings, gate, host, error)
+            raise
+
+
 @contextlib.asynccontextmanager
 async def polite(
     state: WorkerState, claim: Claim, http: aiohttp.ClientSession
@@ -126,43 +199,19 @@ async def polite(
         return
     url, host = governed
     settings, agent = state.settings, claim.agent
-    gate = state.gate
-    token = f"{claim.job.id}:{claim.fence}"
-    lease_s = settings.host_lease_s
-    try:
-        crawl_delay_s = None
-        if claim.job.kind in ROBOTS_KINDS and agent.obey_robots:
+    crawling = claim.job.kind in ROBOTS_KINDS
+    crawl_delay_s = None
+    if crawling and agent.obey_robots:
+        with _limits_reachable(host):
             cache = RobotsCache(state.redis, http, settings)
             crawl_delay_s = await check_robots(cache, url, user_agent(state, agent))
-        admission = await gate.admit(
-            host,
-            token,
-            limits_for(settings, agent, crawl_delay_s, crawling=claim.job.kind in ROBOTS_KINDS),
-            max_wait_s=min(settings.host_wait_max_s, claim.job.timeout_s / 2),
-            lease_s=lease_s,
-        )
-    except (RedisError, OSError) as exc:
-        # The shared limits live in Redis: without them, wait rather than hit the host blind,
-        # and do not charge the job an attempt for our outage.
-        log.warning("host.limits_unavailable", host=host, error=str(exc)[:200])
-        counters.politeness_wait("unavailable", "defer", UNAVAILABLE_RETRY_S)
-        raise Deferred(UNAVAILABLE_RETRY_S, "politeness_unavailable") from exc
-    reason = _wait_reason(admission, crawl_delay_s)
-    if not admission.granted:
-        delay_s = defer_s(settings, admission)
-        counters.politeness_wait(reason, "defer", delay_s)
-        raise Deferred(delay_s, admission.reason)
-    async with contextlib.AsyncExitStack() as stack:
-        if admission.leased:
-            await stack.enter_async_context(gate.holding(host, token, lease_s))
-        if admission.wait_s > 0:
-            counters.politeness_wait(reason, "wait", admission.wait_s)
-            await asyncio.sleep(admission.wait_s)
-        try:
-            yield
-        except JobError as error:
-            await _note_slowdown(settings, gate, host, error)
-            raise
+    turn = Turn(
+        limits_for(settings, agent, crawl_delay_s, crawling=crawling),
+        max_wait_s=min(settings.host_wait_max_s, claim.job.timeout_s / 2),
+        crawl_delay_s=crawl_delay_s,
+    )
+    async with host_slot(state.gate, settings, host, f"{claim.job.id}:{claim.fence}", turn):
+        yield
 
 
 @contextlib.asynccontextmanager
@@ -183,29 +232,6 @@ async def paced(
         yield
         return
     limits = limits_for(settings, agent, crawl_delay_s, crawling=True)
-    lease_s = settings.host_lease_s
-    try:
-        while True:
-            admission = await gate.admit(
-                host, token, limits, max_wait_s=settings.host_wait_max_s, lease_s=lease_s
-            )
-            if admission.granted:
-                break
-            delay_s = defer_s(settings, admission)
-            counters.politeness_wait(_wait_reason(admission, crawl_delay_s), "wait", delay_s)
-            await asyncio.sleep(delay_s)
-    except (RedisError, OSError) as exc:
-        log.warning("host.limits_unavailable", host=host, error=str(exc)[:200])
-        raise Deferred(UNAVAILABLE_RETRY_S, "politeness_unavailable") from exc
-    async with contextlib.AsyncExitStack() as stack:
-        if admission.leased:
-            await stack.enter_async_context(gate.holding(host, token, lease_s))
-        if admission.wait_s > 0:
-            reason = _wait_reason(admission, crawl_delay_s)
-            counters.politeness_wait(reason, "wait", admission.wait_s)
-            await asyncio.sleep(admission.wait_s)
-        try:
-            yield
-        except JobError as error:
-            await _note_slowdown(settings, gate, host, error)
-            raise
+    turn = Turn(limits, settings.host_wait_max_s, crawl_delay_s, wait_when_refused=True)
+    async with host_slot(gate, settings, host, token, turn):
+        yield

@@ -34,8 +34,8 @@ from redis.exceptions import LockError
 from shared.errors import EgressBlocked
 from shared.job_errors import JobErrorCode
 from shared.settings import Settings
+from shared.urls import host_key
 from worker.bodies import read_capped
-from worker.host_gate import host_key
 from worker.retry import Deferred, JobError
 
 ROBOTS_MAX_BYTES = 500 * 1024

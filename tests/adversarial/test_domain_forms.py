@@ -12,7 +12,7 @@ from aiohttp import web
 
 from tests.api.support import assert_error
 from tests.conftest import RunWorker
-from tests.helpers import TargetServer, wait_for_job
+from tests.helpers import TargetServer, serve_aiohttp, wait_for_job
 from tests.worker.support import submit
 from tests.worker.test_browser_site import browser_worker
 
@@ -52,15 +52,9 @@ async def blocked_site() -> AsyncIterator[dict[str, Any]]:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", page)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, BLOCKED_HOST, 0)
-    await site.start()
-    state["port"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with serve_aiohttp(app, BLOCKED_HOST) as url:
+        state["port"] = int(url.rsplit(":", 1)[1])
         yield state
-    finally:
-        await runner.cleanup()
 
 
 def urls(port: int) -> list[str]:

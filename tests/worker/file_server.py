@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from tests.helpers import serve_aiohttp
+
 
 @dataclass
 class FileServer:
@@ -34,13 +36,6 @@ async def serve(files: dict[str, tuple[bytes, str]]) -> AsyncIterator[FileServer
 
     app = web.Application()
     app.router.add_get("/{name}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    server.base = f"http://127.0.0.1:{port}"
-    try:
+    async with serve_aiohttp(app) as url:
+        server.base = url
         yield server
-    finally:
-        await runner.cleanup()

@@ -25,6 +25,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.helpers import serve_aiohttp
+
 PASSWORD = "open sesame"
 
 
@@ -201,16 +203,9 @@ def _app(site: ReachSite) -> web.Application:
 async def serve_reach_site() -> AsyncIterator[ReachSite]:
     """The site on a free port of 127.0.0.1."""
     site = ReachSite()
-    runner = web.AppRunner(_app(site), access_log=None, handler_cancellation=True)
-    await runner.setup()
-    tcp_site = web.TCPSite(runner, "127.0.0.1", 0)
-    await tcp_site.start()
-    port = tcp_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    site.base_url = f"http://127.0.0.1:{port}"
-    try:
+    async with serve_aiohttp(_app(site), handler_cancellation=True) as url:
+        site.base_url = url
         yield site
-    finally:
-        await runner.cleanup()
 
 
 def extracted(job: dict[str, Any], name: str = "out") -> Any:

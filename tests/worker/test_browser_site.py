@@ -19,6 +19,7 @@ import psutil
 from aiohttp import web
 
 from tests.conftest import RunWorker
+from tests.helpers import serve_aiohttp
 
 CANARY_HOST = "127.0.0.2"
 TINY_PNG = bytes.fromhex(
@@ -251,16 +252,11 @@ async def serve_site() -> AsyncIterator[Site]:
         lambda: _Datagrams(site.canary), local_addr=(CANARY_HOST, 0)
     )
     site.canary.udp_port = transport.get_extra_info("sockname")[1]
-    runner = web.AppRunner(_app(site), access_log=None, handler_cancellation=True)
-    await runner.setup()
-    tcp_site = web.TCPSite(runner, "127.0.0.1", 0)
-    await tcp_site.start()
-    port = tcp_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    site.base_url = f"http://127.0.0.1:{port}"
     try:
-        yield site
+        async with serve_aiohttp(_app(site), handler_cancellation=True) as url:
+            site.base_url = url
+            yield site
     finally:
-        await runner.cleanup()
         transport.close()
         canary_tcp.close()
 

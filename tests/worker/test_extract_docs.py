@@ -22,6 +22,7 @@ from aiohttp import web
 from shared.egress import EgressPolicy
 from shared.models import Agent, Job
 from shared.settings import Settings
+from tests.helpers import serve_aiohttp
 from worker.engines.base import EngineContext
 from worker.engines.fetch import run_fetch
 from worker.http_client import create_session
@@ -67,15 +68,8 @@ async def docs_url() -> AsyncIterator[str]:
     app = web.Application()
     for manual in MANUALS:
         app.router.add_static(f"/{manual}/", _root(manual))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve_aiohttp(app) as url:
+        yield url
 
 
 @contextlib.asynccontextmanager

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import RunWorker
-from tests.helpers import wait_for_job
+from tests.helpers import serve_aiohttp, wait_for_job
 from tests.worker.support import submit
 from tests.worker.test_browser_site import browser_worker, render_job
 from worker.extract.document import build_result
@@ -284,15 +284,8 @@ async def _spa(request: web.Request) -> web.Response:
 async def spa_url() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_get("/app", _spa)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/app"
-    finally:
-        await runner.cleanup()
+    async with serve_aiohttp(app) as url:
+        yield f"{url}/app"
 
 
 async def test_a_render_keeps_the_heading_its_actions_produced(

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from worker.host_gate import HostGate, HostLimits, host_key
+from worker.host_gate import HostGate, HostLimits
 
 NO_LIMIT = HostLimits(rate_per_s=0, concurrency=0)
 LEASE_S = 30.0
@@ -29,23 +29,6 @@ def new_host() -> str:
 
 def token() -> str:
     return uuid.uuid4().hex
-
-
-@pytest.mark.parametrize(
-    ("url", "key"),
-    [
-        ("HTTP://Example.COM./a?b=1", "example.com:80"),
-        ("https://example.com", "example.com:443"),
-        ("https://user:pw@EXAMPLE.com:8443/x", "example.com:8443"),
-        ("http://[::1]:8080/", "[::1]:8080"),
-        ("http://bücher.de/", "xn--bcher-kva.de:80"),
-        ("ftp://example.com/", None),
-        ("not a url", None),
-        ("http://example.com:99999/", None),
-    ],
-)
-def test_host_key(url: str, key: str | None) -> None:
-    assert host_key(url) == key
 
 
 async def test_pace_reserves_near_slots_and_refuses_far_ones(redis: Redis) -> None:

@@ -18,7 +18,7 @@ from aiohttp import web
 from shared.settings import Settings
 from tests.api.support import api_client
 from tests.conftest import RunWorker
-from tests.helpers import wait_for_job
+from tests.helpers import serve_aiohttp, wait_for_job
 from tests.worker.file_server import FileServer, serve
 from tests.worker.support import submit
 from tests.worker.test_secrets import make_agent, redis_dump
@@ -66,16 +66,9 @@ async def chat_server(answers: list[str]) -> AsyncIterator[ChatServer]:
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", complete)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    server.base = f"http://127.0.0.1:{port}/v1"
-    try:
+    async with serve_aiohttp(app) as url:
+        server.base = f"{url}/v1"
         yield server
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 from aiohttp import web
 
 from tests.conftest import RunWorker
-from tests.helpers import http_job, wait_for_job
+from tests.helpers import http_job, serve_aiohttp, wait_for_job
 from tests.worker.support import attempts_of, eventually, submit
 
 JITTER_S = 0.2
@@ -82,19 +83,12 @@ def _app(site: StampedServer) -> web.Application:
 
 @contextlib.asynccontextmanager
 async def stamped_server(
-    robots: str | None = None, robots_status: int = 200
+    robots: str | None = None, robots_status: int = 200, host: str = "127.0.0.1"
 ) -> AsyncIterator[StampedServer]:
     site = StampedServer(robots=robots, robots_status=robots_status)
-    runner = web.AppRunner(_app(site), access_log=None)
-    await runner.setup()
-    tcp = web.TCPSite(runner, "127.0.0.1", 0)
-    await tcp.start()
-    port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    site.base_url = f"http://127.0.0.1:{port}"
-    try:
+    async with serve_aiohttp(_app(site), host) as url:
+        site.base_url = url
         yield site
-    finally:
-        await runner.cleanup()
 
 
 async def create_agent(client: httpx.AsyncClient, auth: dict[str, str], **profile: Any) -> str:
@@ -155,6 +149,31 @@ async def test_host_concurrency_is_shared_by_workers(
     assert [(job["status"], job["attempts"]) for job in jobs] == [("succeeded", 1)] * 4
     assert site.count("/slow") == 4
     assert site.max_in_flight == 1
+
+
+# One loopback host written the ways a job's URL may write it (the egress policy accepts each).
+SPELLINGS = {
+    "127.0.0.1": ["127.0.0.1", "127.1", "2130706433", "[::ffff:127.0.0.1]"],
+    "::1": ["[::1]", "[0:0:0:0:0:0:0:1]", "[0::1]", "[::0:1]"],
+}
+
+
+@pytest.mark.parametrize("listen", list(SPELLINGS))
+async def test_one_host_spelled_several_ways_has_one_slot(
+    client: httpx.AsyncClient, auth: dict[str, str], run_worker: RunWorker, listen: str
+) -> None:
+    agent_id = await create_agent(client, auth, host_concurrency=1)
+    async with stamped_server(host=listen) as site:
+        port = site.base_url.rsplit(":", 1)[1]
+        urls = [f"http://{spelling}:{port}/slow" for spelling in SPELLINGS[listen]]
+        specs = [{**http_job(url), "agent_id": agent_id} for url in urls]
+        async with run_worker(concurrency=5, **UNLIMITED):
+            ids = await submit_batch(client, auth, specs)
+            jobs = [await wait_for_job(client, auth, job_id, timeout_s=30) for job_id in ids]
+
+    assert [(job["status"], job["attempts"]) for job in jobs] == [("succeeded", 1)] * 4
+    assert site.count("/slow") == 4
+    assert site.max_in_flight == 1, "two spellings of the host were two gates"
 
 
 async def test_a_429_retry_after_slows_every_job_to_that_host(

@@ -27,7 +27,7 @@ from tests.conftest import RunWorker
 from tests.helpers import http_job, wait_for_job
 from tests.worker.support import submit
 from tests.worker.test_politeness import JITTER_S, UNLIMITED, create_agent, stamped_server
-from worker.engines.base import EngineContext
+from worker.engines.base import EngineContext, check_destination
 from worker.http_client import create_session
 from worker.retry import JobError
 from worker.robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsFile, cache_key, check_robots
@@ -37,7 +37,7 @@ PRIVATE = "User-agent: *\nDisallow: /private\n"
 
 
 async def one_get(ctx: EngineContext) -> dict[str, Any]:
-    async with ctx.http.get(ctx.job.input["url"]) as response:
+    async with ctx.http.get(check_destination(ctx, ctx.job.input["url"])) as response:
         return {"status": response.status}
 
 
@@ -83,6 +83,30 @@ async def test_crawl_delay_paces_the_agents_requests(
     assert len(arrivals) == 3
     # Paced at 1 s (a late request may sit closer to the next), not sent at once.
     assert arrivals[-1] - arrivals[0] >= 2.0 - JITTER_S, arrivals
+    assert min(b - a for a, b in itertools.pairwise(arrivals)) >= 0.5, arrivals
+
+
+async def test_one_host_spelled_several_ways_has_one_robots_txt_and_pace(
+    client: httpx.AsyncClient, auth: dict[str, str], run_worker: RunWorker
+) -> None:
+    robots = "User-agent: *\nCrawl-delay: 1\nDisallow: /private\n"
+    async with stamped_server(robots=robots) as site, run_worker(**UNLIMITED):
+        port = site.base_url.rsplit(":", 1)[1]
+        spellings = ["127.0.0.1", "127.1", "2130706433", "[::ffff:7f00:1]"]
+        urls = [f"http://{spelling}:{port}/p{n}" for n, spelling in enumerate(spellings)]
+        ids = [await submit(client, auth, fetch_job(url)) for url in urls]
+        denied = await submit(client, auth, fetch_job(f"http://127.1:{port}/private/a"))
+        jobs = [await wait_for_job(client, auth, job_id) for job_id in ids]
+        denied_job = await wait_for_job(client, auth, denied)
+
+    assert [(job["status"], job["attempts"]) for job in jobs] == [("succeeded", 1)] * 4
+    assert site.count("/robots.txt") == 1, "one robots.txt per host, however it is written"
+    assert denied_job["error"]["code"] == "robots_disallowed"
+    assert site.count("/private") == 0
+    arrivals = site.times("/p")
+    assert len(arrivals) == 4
+    # The Crawl-delay paces the host, not each spelling of it.
+    assert arrivals[-1] - arrivals[0] >= 3.0 - JITTER_S, arrivals
     assert min(b - a for a, b in itertools.pairwise(arrivals)) >= 0.5, arrivals
 
 

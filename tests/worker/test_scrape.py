@@ -10,7 +10,7 @@ import httpx
 from aiohttp import web
 
 from tests.conftest import RunWorker
-from tests.helpers import wait_for_job
+from tests.helpers import serve_aiohttp, wait_for_job
 from tests.worker.support import submit
 from tests.worker.test_browser_site import browser_worker
 from worker.engines.scrape import needs_browser
@@ -54,15 +54,8 @@ async def pages() -> AsyncIterator[str]:
     app.router.add_get("/shell", shell)
     app.router.add_get("/late-shell", late_shell)
     app.router.add_get("/dead-shell", dead_shell)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve_aiohttp(app) as url:
+        yield url
 
 
 def scrape(url: str, render: str = "auto") -> dict[str, Any]:

@@ -35,7 +35,7 @@ from shared.repositories.execution import Outcome, claim_job, record_outcome, re
 from shared.repositories.webhooks import add_deliveries, claim_due, render_payload
 from shared.settings import Settings
 from tests.conftest import RunWorker
-from tests.helpers import TargetServer, http_job, wait_for_job
+from tests.helpers import TargetServer, http_job, serve_aiohttp, wait_for_job
 from tests.worker.support import eventually, insert_http_job, make_owner, submit, when
 from worker import webhooks as webhook_worker
 from worker.webhooks import retry_delay_s
@@ -77,16 +77,9 @@ class Receiver:
 async def serve(receiver: Receiver, host: str = "127.0.0.1") -> AsyncIterator[Receiver]:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", receiver.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    receiver.base_url = f"http://{host}:{port}"
-    try:
+    async with serve_aiohttp(app, host) as url:
+        receiver.base_url = url
         yield receiver
-    finally:
-        await runner.cleanup()
 
 
 def assert_signed(received: Received, secret: str) -> dict[str, Any]:
