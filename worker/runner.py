@@ -251,7 +251,7 @@ async def _execute_with(
         return await _run_engine(state, claim, ctx, engine, http)
     # The session's cookies in a jar of the job's own, on the same pool (so the same proxy).
     async with session_client(http, state, session.jar) as jarred:
-        in_session = dataclasses.replace(ctx, http=jarred, session=session)
+        in_session = dataclasses.replace(ctx, http=jarred, session=session, plain_http=http)
         return await _run_engine(state, claim, in_session, engine, http)
 
 

@@ -22,6 +22,14 @@ The life of a session job, in the runner (`held_session`):
 4. Only if the engine succeeded, and only if the state changed, write it back naming the
    version read: if the lock lapsed and another job wrote meanwhile, or the session was
    deleted, this write is dropped (logged), never merged over the newer state.
+
+A crawl's pages (jobs with `parent_id`) share their session instead of queueing for it, so a
+crawl keeps as many pages in flight as it would without one: a page reads the state without
+the lock (step 1 skipped), and writes back (step 4) only while holding the lock for that write
+alone, taken without waiting: when another job holds it (a login in progress), or another page
+wrote first (the version moved on), the page's change is dropped and logged. Pages never
+overwrite a job that holds the session, nor each other's writes; a standalone job still waits
+for the lock, so a login and a crawl of the same session do not lose each other's cookies.
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ from worker.state import WorkerState
 
 log = get_logger(__name__)
 
-SESSION_KINDS = frozenset({"http", "fetch", "render", "scrape"})
+SESSION_KINDS = frozenset({"http", "fetch", "render", "scrape", "map"})
 BUSY_RETRY_S = 1.0
 UNAVAILABLE_RETRY_S = 2.0
 RELEASE_TIMEOUT_S = 2.0
@@ -80,6 +88,11 @@ def session_name(job: Job) -> str | None:
         return None
     name = job.input.get("session")
     return name if isinstance(name, str) and name else None
+
+
+def shares_session(job: Job) -> bool:
+    """A crawl's page: reads its session without the lock (see the module's docstring)."""
+    return job.parent_id is not None
 
 
 def lock_key(job: Job, name: str) -> str:
@@ -309,11 +322,25 @@ class SessionLock:
             await self.release()
 
 
+async def _read(state: WorkerState, claim: Claim, name: str) -> JobSession:
+    async with state.sessionmaker() as db:
+        stored = await read_session(db, state.box, claim.job.owner_id, claim.job.agent_id, name)
+    return JobSession(name, stored)
+
+
+def _lock(state: WorkerState, claim: Claim, name: str) -> SessionLock:
+    return SessionLock(state, lock_key(claim.job, name), f"{claim.job.id}:{claim.fence}")
+
+
 @contextlib.asynccontextmanager
 async def held_session(state: WorkerState, claim: Claim, name: str) -> AsyncIterator[JobSession]:
     """Lock and read the job's session for the block; raises Deferred when another job holds
-    it (or Redis cannot say). The caller saves it (`save_session`) when the job succeeded."""
-    lock = SessionLock(state, lock_key(claim.job, name), f"{claim.job.id}:{claim.fence}")
+    it (or Redis cannot say). A crawl's page only reads it (no lock). The caller saves it
+    (`save_session`) when the job succeeded."""
+    if shares_session(claim.job):
+        yield await _read(state, claim, name)
+        return
+    lock = _lock(state, claim, name)
     try:
         taken = await lock.take()
     except (RedisError, OSError) as exc:
@@ -322,9 +349,7 @@ async def held_session(state: WorkerState, claim: Claim, name: str) -> AsyncIter
     if not taken:
         raise Deferred(BUSY_RETRY_S * random.uniform(0.5, 1.5), "session_busy")
     async with lock.holding():
-        async with state.sessionmaker() as db:
-            stored = await read_session(db, state.box, claim.job.owner_id, claim.job.agent_id, name)
-        yield JobSession(name, stored)
+        yield await _read(state, claim, name)
 
 
 async def save_session(state: WorkerState, claim: Claim, session: JobSession) -> None:
@@ -342,16 +367,39 @@ async def save_session(state: WorkerState, claim: Claim, session: JobSession) ->
             retryable=False,
             details={"bytes": size, "max_bytes": cap},
         )
-    async with state.sessionmaker.begin() as db:
-        written = await write_session(
-            db,
-            claim.job.owner_id,
-            claim.job.agent_id,
-            session.name,
-            state.box.seal_json(final),
-            session.version,
-        )
+    sealed = state.box.seal_json(final)
+    if shares_session(claim.job):
+        written = await _write_unheld(state, claim, session, sealed)
+    else:
+        written = await _write(state, claim, session, sealed)
     if written:
         log.info("session.saved", session=session.name, version=session.version + 1)
-    else:
+    elif written is not None:
         log.warning("session.write_dropped", session=session.name, read_version=session.version)
+
+
+async def _write(state: WorkerState, claim: Claim, session: JobSession, sealed: bytes) -> bool:
+    async with state.sessionmaker.begin() as db:
+        return await write_session(
+            db, claim.job.owner_id, claim.job.agent_id, session.name, sealed, session.version
+        )
+
+
+async def _write_unheld(
+    state: WorkerState, claim: Claim, session: JobSession, sealed: bytes
+) -> bool | None:
+    """A crawl page's write-back: under the lock for this write only, taken without waiting.
+    None when the lock is busy (or Redis cannot say): the change is dropped (logged here)."""
+    lock = _lock(state, claim, session.name)
+    try:
+        taken = await lock.take()
+    except (RedisError, OSError) as exc:
+        log.warning("session.write_dropped", session=session.name, error=str(exc)[:200])
+        return None
+    if not taken:
+        log.warning("session.write_dropped", session=session.name, reason="session_busy")
+        return None
+    try:
+        return await _write(state, claim, session, sealed)
+    finally:
+        await lock.release()
