@@ -39,13 +39,8 @@ from worker.proxy_tunnel import ProxyFailed, ProxyRoute
 from worker.result_cache import from_cache, mark_fresh, remember
 from worker.retry import Deferred, JobError, backoff_s, classify
 from worker.robots import CachedRobots
-from worker.sessions import (
-    JobSession,
-    held_session,
-    save_session,
-    session_client,
-    session_name,
-)
+from worker.session_state import JobSession
+from worker.sessions import held_session, save_session, session_client, session_name
 from worker.state import Running, WorkerState
 
 log = get_logger(__name__)

@@ -149,7 +149,8 @@ async def test_a_page_never_overwrites_a_session_another_job_holds_nor_a_newer_w
     settings: Settings,
     redis_url: str,
 ) -> None:
-    from worker.sessions import JobSession, SessionLock, lock_key, save_session
+    from worker.session_state import JobSession
+    from worker.sessions import SessionLock, lock_key, save_session
 
     agents = (await client.get("/v1/agents", headers=auth)).json()["items"]
     async with sessionmaker() as db:

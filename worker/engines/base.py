@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # Playwright loads on browser workers only
     from shared.repositories.frontier_store import FrontierStore
     from worker.browser import RenderRuntime
     from worker.proxy_tunnel import ProxyRoute
-    from worker.sessions import JobSession
+    from worker.session_state import JobSession
 
 
 @dataclass
