@@ -30,7 +30,9 @@ FRAMING_HEADERS = frozenset(
 )  # fmt: skip
 FRAMING_PREFIXES = ("proxy-",)
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# RFC 9110 5.5: a field value may hold SP and HTAB (between visible characters); every other
+# control character (CR and LF above all, NUL, DEL, C1) is refused.
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,11 @@ def is_framing_header(name: str) -> bool:
 
 
 def _control_character(text: str) -> str | None:
-    """The first control character in `text` (C0, DEL or C1; TAB included), or None."""
+    """The first control character in `text` (C0 but TAB, DEL or C1), or None."""
     if text.isascii():
         found = _ASCII_CONTROL.search(text)
         return found.group() if found else None
-    return next((c for c in text if unicodedata.category(c) == "Cc"), None)
+    return next((c for c in text if c != "\t" and unicodedata.category(c) == "Cc"), None)
 
 
 @functools.lru_cache(maxsize=1024)  # names repeat: the worker checks every job's headers
@@ -77,14 +79,15 @@ def name_problem(name: str) -> HeaderProblem | None:
 
 
 def value_problem(value: str, name: str = "") -> HeaderProblem | None:
-    """Why `value` may not be sent as a header value (a control character), or None."""
+    """Why `value` may not be sent as a header value (a control character other than TAB),
+    or None."""
     bad = _control_character(value)
     if bad is None:
         return None
     where = f"of header {name!r} " if name else ""
     message = (
-        f"The value {where}contains the control character U+{ord(bad):04X}: CR, LF, NUL, "
-        "TAB and other control characters are not allowed in headers."
+        f"The value {where}contains the control character U+{ord(bad):04X}: CR, LF, NUL "
+        "and other control characters but TAB are not allowed in headers."
     )
     return HeaderProblem(INVALID_HEADER, message, name)
 
@@ -118,7 +121,7 @@ def check_value(value: str) -> str:
 
 # What the schema states (the validators also refuse the framing headers, in any spelling).
 NAME_PATTERN = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,100}$"
-VALUE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+VALUE_PATTERN = r"^[^\x00-\x08\x0a-\x1f\x7f-\x9f]*$"
 HeaderName = Annotated[
     str, AfterValidator(check_name), Field(json_schema_extra={"pattern": NAME_PATTERN})
 ]

@@ -20,6 +20,7 @@ class JobErrorCode(StrEnum):
     # The network and the destination
     TIMEOUT = "timeout"
     CONNECTION_ERROR = "connection_error"
+    CONTENT_DECODING_FAILED = "content_decoding_failed"
     DNS_NOT_FOUND = "dns_not_found"
     TLS_ERROR = "tls_error"
     TOO_MANY_REDIRECTS = "too_many_redirects"
@@ -71,7 +72,14 @@ C = JobErrorCode
 CATALOGUE: dict[JobErrorCode, CodeInfo] = {
     C.TIMEOUT: CodeInfo("The job, a call or a page operation ran out of time.", True),
     C.CONNECTION_ERROR: CodeInfo(
-        "The connection failed, was reset, or a body ended early or could not be decoded.", True
+        "The connection failed, was reset, or a body ended early (short of its Content-Length, "
+        "or a broken chunk).",
+        True,
+    ),
+    C.CONTENT_DECODING_FAILED: CodeInfo(
+        "The body's Content-Encoding (gzip, deflate, br) could not be decoded: the server "
+        "sent a broken compressed stream.",
+        False,
     ),
     C.DNS_NOT_FOUND: CodeInfo("The host name does not resolve.", False),
     C.TLS_ERROR: CodeInfo("The TLS handshake or the certificate failed.", False),

@@ -138,7 +138,7 @@ SessionName = Annotated[
     Field(
         description="A cookie jar and browser storage kept for this agent under this name "
         "(read when the job starts, written back when it succeeds; one job of a session at a "
-        "time).",
+        "time, but a crawl's pages share it).",
         json_schema_extra={
             "minLength": 1,
             "maxLength": SESSION_NAME_MAX,
@@ -543,8 +543,10 @@ class CrawlInput(_DiscoveryInput):
     )
     session: SessionName | None = Field(
         default=None,
-        description="Every page uses this session (see a fetch's `session`): pages of one "
-        "session run one at a time.",
+        description="Every page uses this session (see a fetch's `session`). The pages "
+        "share it without its lock, so they run as concurrently as without one: each reads it "
+        "when it starts; a page's changes are written back only if no other job holds the "
+        "session and no other page wrote first.",
     )
 
 
@@ -557,6 +559,11 @@ class MapInput(_DiscoveryInput):
     limit: int = Field(default=5000, ge=1, description="URLs at most.")
     search: str | None = Field(
         default=None, min_length=1, max_length=200, description="URLs containing it come first."
+    )
+    session: SessionName | None = Field(
+        default=None,
+        description="Every page the map reads uses this session (see a fetch's `session`); "
+        "robots.txt is read without it.",
     )
 
 

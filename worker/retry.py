@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import aiohttp
+from aiohttp.http_exceptions import ContentEncodingError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from shared.errors import EgressBlocked
@@ -129,6 +130,14 @@ def classify(exc: BaseException) -> JobError:
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return JobError(
             JobErrorCode.DNS_NOT_FOUND, "The host name could not be resolved.", retryable=False
+        )
+    if isinstance(exc, aiohttp.ClientPayloadError) and isinstance(
+        exc.__cause__, ContentEncodingError
+    ):  # the server's content, not the network: the same bytes would fail again
+        return JobError(
+            JobErrorCode.CONTENT_DECODING_FAILED,
+            f"The body could not be decoded: {exc.__cause__.message}",
+            retryable=False,
         )
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
         return JobError(JobErrorCode.TLS_ERROR, f"TLS failed: {exc}", retryable=False)

@@ -39,13 +39,8 @@ from worker.proxy_tunnel import ProxyFailed, ProxyRoute
 from worker.result_cache import from_cache, mark_fresh, remember
 from worker.retry import Deferred, JobError, backoff_s, classify
 from worker.robots import CachedRobots
-from worker.sessions import (
-    JobSession,
-    held_session,
-    save_session,
-    session_client,
-    session_name,
-)
+from worker.session_state import JobSession
+from worker.sessions import held_session, save_session, session_client, session_name
 from worker.state import Running, WorkerState
 
 log = get_logger(__name__)
@@ -251,7 +246,7 @@ async def _execute_with(
         return await _run_engine(state, claim, ctx, engine, http)
     # The session's cookies in a jar of the job's own, on the same pool (so the same proxy).
     async with session_client(http, state, session.jar) as jarred:
-        in_session = dataclasses.replace(ctx, http=jarred, session=session)
+        in_session = dataclasses.replace(ctx, http=jarred, session=session, plain_http=http)
         return await _run_engine(state, claim, in_session, engine, http)
 
 

@@ -1,12 +1,9 @@
 """Job sessions: a cookie jar and browser storage an agent keeps under a name across jobs.
 
-One format for every kind: Playwright's storage state, `{"cookies": [...], "origins": [...]}`
-(cookies with `domain` — a leading dot for a Domain cookie, none for a host-only one —
-`path`, `expires` in Unix seconds or -1, `httpOnly`, `secure`, `sameSite`; each origin's
-`localStorage`). A `render` context starts from it and hands back its own; aiohttp jobs get
-its cookies in a jar of their own and give back what the jar holds at the end (their
-`origins` stay as they were). So a login in a render is seen by the next fetch, and a cookie a
-fetch was given by the next render.
+One format for every kind, Playwright's storage state (worker/session_state.py: the state and
+its cookie jar). A `render` context starts from it and hands back its own; aiohttp jobs get
+its cookies in a jar of their own and give back what the jar holds at the end. So a login in a
+render is seen by the next fetch, and a cookie a fetch was given by the next render.
 
 The life of a session job, in the runner (`held_session`):
 1. Lock: one Redis key per agent and name, `SET NX PX` with the attempt's token, renewed every
@@ -22,6 +19,14 @@ The life of a session job, in the runner (`held_session`):
 4. Only if the engine succeeded, and only if the state changed, write it back naming the
    version read: if the lock lapsed and another job wrote meanwhile, or the session was
    deleted, this write is dropped (logged), never merged over the newer state.
+
+A crawl's pages (jobs with `parent_id`) share their session instead of queueing for it, so a
+crawl keeps as many pages in flight as it would without one: a page reads the state without
+the lock (step 1 skipped), and writes back (step 4) only while holding the lock for that write
+alone, taken without waiting: when another job holds it (a login in progress), or another page
+wrote first (the version moved on), the page's change is dropped and logged. Pages never
+overwrite a job that holds the session, nor each other's writes; a standalone job still waits
+for the lock, so a login and a crawl of the same session do not lose each other's cookies.
 """
 
 from __future__ import annotations
@@ -31,28 +36,24 @@ import contextlib
 import json
 import math
 import random
-import time
 from collections.abc import AsyncIterator
-from email.utils import formatdate
-from http.cookies import Morsel
-from typing import Any
 
 import aiohttp
 from redis.exceptions import RedisError
-from yarl import URL
 
 from shared.job_errors import JobErrorCode
 from shared.logging import get_logger
 from shared.models import Job
 from shared.repositories.execution import Claim
-from shared.repositories.sessions import StoredSession, read_session, write_session
+from shared.repositories.sessions import read_session, write_session
 from worker.http_client import egress_middleware
 from worker.retry import Deferred, JobError
+from worker.session_state import JobSession
 from worker.state import WorkerState
 
 log = get_logger(__name__)
 
-SESSION_KINDS = frozenset({"http", "fetch", "render", "scrape"})
+SESSION_KINDS = frozenset({"http", "fetch", "render", "scrape", "map"})
 BUSY_RETRY_S = 1.0
 UNAVAILABLE_RETRY_S = 2.0
 RELEASE_TIMEOUT_S = 2.0
@@ -82,166 +83,14 @@ def session_name(job: Job) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
+def shares_session(job: Job) -> bool:
+    """A crawl's page: reads its session without the lock (see the module's docstring)."""
+    return job.parent_id is not None
+
+
 def lock_key(job: Job, name: str) -> str:
     """The Redis key of a session's lock (the name is validated: letters, digits, `_.-`)."""
     return f"outrider:session:{{{job.agent_id}}}:{name}:lock"
-
-
-# -- cookies: Playwright's shape <-> aiohttp's jar -----------------------------------------
-
-
-def new_jar() -> aiohttp.CookieJar:
-    """A jar like a browser's: cookies of IP-address hosts kept, values sent as given."""
-    return aiohttp.CookieJar(unsafe=True, quote_cookie=False)
-
-
-def _identity(cookie: dict[str, Any]) -> tuple[str, str, str]:
-    domain = str(cookie.get("domain", "")).lstrip(".").lower()
-    return domain, str(cookie.get("path") or "/").rstrip("/"), str(cookie.get("name", ""))
-
-
-def _expired(cookie: dict[str, Any], now: float) -> bool:
-    expires = cookie.get("expires", -1)
-    return _number(expires) and 0 <= expires <= now
-
-
-def load_cookies(jar: aiohttp.CookieJar, cookies: list[dict[str, Any]]) -> None:
-    """Put Playwright-shaped cookies into an aiohttp jar (expired ones are skipped)."""
-    now = time.time()
-    for cookie in cookies:
-        name, value = str(cookie.get("name", "")), str(cookie.get("value", ""))
-        raw_domain = str(cookie.get("domain", ""))
-        domain = raw_domain.lstrip(".")
-        expires = cookie.get("expires", -1)
-        if not name or not domain or _expired(cookie, now):
-            continue
-        morsel: Morsel[str] = Morsel()
-        morsel.set(name, value, value)
-        morsel["path"] = str(cookie.get("path") or "/")
-        if raw_domain.startswith("."):  # a Domain cookie; without the dot, host-only
-            morsel["domain"] = domain
-        if _number(expires) and expires > 0:
-            morsel["expires"] = formatdate(min(expires, 2**31 - 1), usegmt=True)
-        if cookie.get("secure"):
-            morsel["secure"] = True
-        if cookie.get("httpOnly"):
-            morsel["httponly"] = True
-        if cookie.get("sameSite") in ("Strict", "Lax", "None"):
-            morsel["samesite"] = str(cookie["sameSite"])
-        jar.update_cookies({name: morsel}, URL.build(scheme="https", host=domain))
-
-
-def dump_cookies(jar: aiohttp.CookieJar) -> list[dict[str, Any]]:
-    """The jar's live cookies in Playwright's shape."""
-    expirations: dict[tuple[str, str, str], float] = getattr(jar, "_expirations", {})
-    host_only = jar.host_only_cookies
-    now = time.time()
-    out = []
-    for (domain, path), cookies in jar.cookies.items():
-        for name, morsel in cookies.items():
-            expires = expirations.get((domain, path, name), -1)
-            if 0 <= expires <= now:
-                continue
-            samesite = str(morsel["samesite"] or "").capitalize()
-            out.append(
-                {
-                    "name": name,
-                    "value": morsel.value,
-                    "domain": domain if (domain, path, name) in host_only else f".{domain}",
-                    "path": morsel["path"] or "/",
-                    "expires": expires,
-                    "httpOnly": bool(morsel["httponly"]),
-                    "secure": bool(morsel["secure"]),
-                    "sameSite": samesite if samesite in ("Strict", "Lax", "None") else "Lax",
-                }
-            )
-    return out
-
-
-class JobSession:
-    """One attempt's view of its session: the state it read, and what the job did to it.
-
-    aiohttp engines use `jar` (made from the state on first use, then the truth about the
-    cookies); a render starts from `storage_state()` and hands its context's state to
-    `replace()` (which refills the jar, if there is one). `final_state()` is what is written
-    back.
-    """
-
-    def __init__(self, name: str, stored: StoredSession) -> None:
-        self.name = name
-        self.version = stored.version
-        self._state = _shaped(stored.state)
-        self._read = _canonical(self._state)
-        self._jar: aiohttp.CookieJar | None = None
-        self._unloaded: list[dict[str, Any]] = []
-
-    @property
-    def jar(self) -> aiohttp.CookieJar:
-        """The session's cookies as an aiohttp jar (this attempt's alone)."""
-        if self._jar is None:
-            self._jar = new_jar()
-            self._fill_jar()
-        return self._jar
-
-    def _fill_jar(self) -> None:
-        assert self._jar is not None
-        cookies = self._state["cookies"]
-        load_cookies(self._jar, cookies)
-        loaded = {_identity(c) for c in dump_cookies(self._jar)}
-        now = time.time()
-        # What the jar would not take (it may be stricter than a browser) is kept as it was.
-        self._unloaded = [c for c in cookies if _identity(c) not in loaded and not _expired(c, now)]
-
-    def _cookies(self) -> list[dict[str, Any]]:
-        if self._jar is None:
-            return list(self._state["cookies"])
-        return self._unloaded + dump_cookies(self._jar)
-
-    def storage_state(self) -> dict[str, Any]:
-        """The state to start a browser context from."""
-        return {"cookies": self._cookies(), "origins": list(self._state["origins"])}
-
-    def replace(self, state: dict[str, Any]) -> None:
-        """A browser context's state at its end: the session's from now on."""
-        self._state = _shaped(state)
-        if self._jar is not None:
-            self._jar.clear()
-            self._fill_jar()
-
-    def final_state(self) -> dict[str, Any]:
-        """The state to write back."""
-        return self.storage_state()
-
-    def changed(self) -> bool:
-        """Whether the job changed the state it read (expired cookies do not count)."""
-        return _canonical(self.final_state()) != self._read
-
-
-def _shaped(state: dict[str, Any]) -> dict[str, Any]:
-    cookies = state.get("cookies")
-    origins = state.get("origins")
-    return {
-        "cookies": [c for c in cookies if isinstance(c, dict)] if isinstance(cookies, list) else [],
-        "origins": [o for o in origins if isinstance(o, dict)] if isinstance(origins, list) else [],
-    }
-
-
-def _canonical(state: dict[str, Any]) -> str:
-    now = time.time()
-    cookies = sorted(
-        (
-            {**c, "expires": int(c["expires"]) if _number(c.get("expires")) else -1}
-            for c in state["cookies"]
-            if not _expired(c, now)
-        ),
-        key=lambda c: (_identity(c), str(c.get("value"))),
-    )
-    origins = sorted(state["origins"], key=lambda o: str(o.get("origin")))
-    return json.dumps({"cookies": cookies, "origins": origins}, sort_keys=True)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def session_client(
@@ -309,11 +158,25 @@ class SessionLock:
             await self.release()
 
 
+async def _read(state: WorkerState, claim: Claim, name: str) -> JobSession:
+    async with state.sessionmaker() as db:
+        stored = await read_session(db, state.box, claim.job.owner_id, claim.job.agent_id, name)
+    return JobSession(name, stored)
+
+
+def _lock(state: WorkerState, claim: Claim, name: str) -> SessionLock:
+    return SessionLock(state, lock_key(claim.job, name), f"{claim.job.id}:{claim.fence}")
+
+
 @contextlib.asynccontextmanager
 async def held_session(state: WorkerState, claim: Claim, name: str) -> AsyncIterator[JobSession]:
     """Lock and read the job's session for the block; raises Deferred when another job holds
-    it (or Redis cannot say). The caller saves it (`save_session`) when the job succeeded."""
-    lock = SessionLock(state, lock_key(claim.job, name), f"{claim.job.id}:{claim.fence}")
+    it (or Redis cannot say). A crawl's page only reads it (no lock). The caller saves it
+    (`save_session`) when the job succeeded."""
+    if shares_session(claim.job):
+        yield await _read(state, claim, name)
+        return
+    lock = _lock(state, claim, name)
     try:
         taken = await lock.take()
     except (RedisError, OSError) as exc:
@@ -322,9 +185,7 @@ async def held_session(state: WorkerState, claim: Claim, name: str) -> AsyncIter
     if not taken:
         raise Deferred(BUSY_RETRY_S * random.uniform(0.5, 1.5), "session_busy")
     async with lock.holding():
-        async with state.sessionmaker() as db:
-            stored = await read_session(db, state.box, claim.job.owner_id, claim.job.agent_id, name)
-        yield JobSession(name, stored)
+        yield await _read(state, claim, name)
 
 
 async def save_session(state: WorkerState, claim: Claim, session: JobSession) -> None:
@@ -342,16 +203,39 @@ async def save_session(state: WorkerState, claim: Claim, session: JobSession) ->
             retryable=False,
             details={"bytes": size, "max_bytes": cap},
         )
-    async with state.sessionmaker.begin() as db:
-        written = await write_session(
-            db,
-            claim.job.owner_id,
-            claim.job.agent_id,
-            session.name,
-            state.box.seal_json(final),
-            session.version,
-        )
+    sealed = state.box.seal_json(final)
+    if shares_session(claim.job):
+        written = await _write_unheld(state, claim, session, sealed)
+    else:
+        written = await _write(state, claim, session, sealed)
     if written:
         log.info("session.saved", session=session.name, version=session.version + 1)
-    else:
+    elif written is not None:
         log.warning("session.write_dropped", session=session.name, read_version=session.version)
+
+
+async def _write(state: WorkerState, claim: Claim, session: JobSession, sealed: bytes) -> bool:
+    async with state.sessionmaker.begin() as db:
+        return await write_session(
+            db, claim.job.owner_id, claim.job.agent_id, session.name, sealed, session.version
+        )
+
+
+async def _write_unheld(
+    state: WorkerState, claim: Claim, session: JobSession, sealed: bytes
+) -> bool | None:
+    """A crawl page's write-back: under the lock for this write only, taken without waiting.
+    None when the lock is busy (or Redis cannot say): the change is dropped (logged here)."""
+    lock = _lock(state, claim, session.name)
+    try:
+        taken = await lock.take()
+    except (RedisError, OSError) as exc:
+        log.warning("session.write_dropped", session=session.name, error=str(exc)[:200])
+        return None
+    if not taken:
+        log.warning("session.write_dropped", session=session.name, reason="session_busy")
+        return None
+    try:
+        return await _write(state, claim, session, sealed)
+    finally:
+        await lock.release()

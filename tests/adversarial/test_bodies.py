@@ -18,7 +18,7 @@ from shared.egress import EgressPolicy
 from shared.jsonsafe import PARSE_MAX_DEPTH, json_depth, parse_json, scrub
 from shared.models import WebhookDelivery
 from shared.settings import Settings
-from tests.adversarial.drip import Reply, start_drip_server
+from tests.adversarial.drip import Coding, Framing, Reply, start_drip_server
 from tests.conftest import RunWorker
 from tests.helpers import http_job, wait_for_job
 from tests.worker.support import submit
@@ -199,9 +199,37 @@ async def test_bombs_broken_streams_and_made_up_charsets(
     bombed = bomb_job["result"]
     assert (bombed["body_bytes"], bombed["body_truncated"]) == (MIB, True)
     assert bombed["body"] == "a" * MIB
-    assert (broken_job["status"], broken_job["error"]["code"]) == ("failed", "connection_error")
+    assert broken_job["status"] == "failed", broken_job
+    assert broken_job["error"]["code"] == "content_decoding_failed"
     assert bogus_job["result"]["body"] == {"café": [1]}  # an unknown charset reads as UTF-8
     assert base64_job["result"]["body"] == "naïve"
+
+
+async def test_a_broken_compressed_stream_fails_content_decoding_failed_once_not_retried(
+    client: httpx.AsyncClient, auth: dict[str, str], run_worker: RunWorker
+) -> None:
+    # Each coding in another framing: every framing carries a broken stream once.
+    broken: list[tuple[Coding, Framing, bytes]] = [
+        ("gzip", "length", b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + b"not deflate " * 40),
+        ("deflate", "chunked", b"\x78\x9c" + b"not deflate data " * 40),
+        ("br", "close", b"\xff\xff not brotli " * 40),
+    ]
+    async with start_drip_server(SEED) as site:
+        specs = []
+        for coding, framing, body in broken:
+            reply = Reply(body, "text/html; charset=utf-8", framing, coding, as_is=True)
+            for kind in ("http", "fetch", "scrape"):
+                url = site.add(f"/{kind}/{coding}", reply)
+                fields = {"render": "http"} if kind == "scrape" else {}
+                specs.append({"kind": kind, "input": {"url": url, **fields}})
+        jobs = await run_jobs(client, auth, run_worker, specs)
+
+    for job in jobs:
+        assert job["status"] == "failed", job
+        assert job["error"]["code"] == "content_decoding_failed", job
+        assert job["error"]["retryable"] is False
+        assert job["attempts"] == 1  # the server's bytes, not the network: not tried again
+    assert set(site.hits.values()) == {1}, site.hits  # nor quickly inside the attempt
 
 
 async def test_a_body_that_stops_midway_times_out_never_comes_back_partial(

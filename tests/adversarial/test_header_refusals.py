@@ -11,6 +11,8 @@ import pytest
 
 from tests.adversarial.variants import FORBIDDEN, INVALID, SMUGGLING, USER_AGENTS
 from tests.api.support import assert_error, closed_port_url
+from tests.conftest import RunWorker
+from tests.helpers import TargetServer, wait_for_job
 
 URL = closed_port_url()
 JSON = {"Content-Type": "application/json"}
@@ -50,9 +52,32 @@ async def test_job_inputs(client: httpx.AsyncClient, auth: dict[str, str], kind:
         response = await client.post("/v1/jobs", json=spec(kind, headers), headers=auth)
         assert_refused(response, code, header)
     await nothing_created(client, auth)
-    ok = await client.post("/v1/jobs", json=spec(kind, {"X-Ok": "a b; c=d"}), headers=auth)
+    fine = {"X-Ok": "a b; c=d", "X-Tab": "a\tb \t c"}  # SP and HTAB are field-value characters
+    ok = await client.post("/v1/jobs", json=spec(kind, fine), headers=auth)
     assert ok.status_code == 202, ok.text
-    assert ok.json()["input"]["headers"] == {"X-Ok": "a b; c=d"}
+    assert ok.json()["input"]["headers"] == fine
+
+
+async def test_tabs_and_spaces_in_a_value_are_sent_as_given(
+    client: httpx.AsyncClient, auth: dict[str, str], run_worker: RunWorker, target: TargetServer
+) -> None:
+    agent = {"name": "tabs", "user_agent": "bot/2\t(+https://x.test/bot)"}
+    made = await client.post("/v1/agents", json=agent, headers=auth)
+    assert made.status_code == 201, made.text
+    headers = {"X-Tab": "a\tb \t c", "X-Space": "a  b"}
+    body = {
+        "kind": "http",
+        "agent_id": made.json()["id"],
+        "input": {"url": target.url("/json"), "headers": headers},
+    }
+    async with run_worker():
+        response = await client.post("/v1/jobs", json=body, headers=auth)
+        assert response.status_code == 202, response.text
+        job = await wait_for_job(client, auth, response.json()["id"])
+    assert job["status"] == "succeeded", job
+    seen = job["result"]["body"]["headers"]
+    assert (seen["X-Tab"], seen["X-Space"]) == ("a\tb \t c", "a  b")
+    assert seen["User-Agent"] == "bot/2\t(+https://x.test/bot)"
 
 
 async def test_the_header_an_http_auth_names(

@@ -35,7 +35,7 @@ SMUGGLING: list[tuple[dict[str, str], str, str]] = [
     ({"X-Note": "a\r\n\tchunked"}, INVALID, "X-Note"),  # obs-fold with a tab
     ({"X-Note": "a\r\n\r\nGET /smuggled HTTP/1.1"}, INVALID, "X-Note"),
     ({"X-Note": "a\u0000b"}, INVALID, "X-Note"),
-    ({"X-Note": "a\tb"}, INVALID, "X-Note"),
+    ({"X-Note": "a\u000bb"}, INVALID, "X-Note"),  # VT: a C0 control that is not HTAB
     ({"X-Note": "a\u0001b"}, INVALID, "X-Note"),
     ({"X-Note": "a\u007fb"}, INVALID, "X-Note"),
     ({"X-Note": "a\u0085b"}, INVALID, "X-Note"),  # NEL, a C1 control
@@ -51,7 +51,7 @@ USER_AGENTS: list[tuple[str, str]] = [
     ("bot/1\r\nTransfer-Encoding: chunked", INVALID),
     ("bot/1\nX: y", INVALID),
     ("bot/1\u0000", INVALID),
-    ("bot/1\tx", INVALID),
+    ("bot/1\u000cx", INVALID),  # FF
     ("bot/1\u009b", INVALID),
 ]
 

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -249,3 +250,37 @@ async def test_a_page_that_never_settles_or_never_renders_ends_within_settle_ms(
     assert (never["status"], never["error"]["code"]) == ("failed", "empty_page")
     assert "shows nothing" in never["error"]["message"]
     assert [a["error_code"] for a in attempts] == ["empty_page", "empty_page"]  # retried
+
+
+def test_the_html_cut_counts_utf8_bytes_and_never_splits_a_character() -> None:
+    from worker.engines.render import cut_utf8
+
+    text = "aé漢😀" * 5  # 1, 2, 3 and 4 bytes
+    whole = len(text.encode())
+    for cap in range(whole + 2):
+        cut, size = cut_utf8(text, cap)
+        assert size == whole
+        assert text.startswith(cut)
+        assert len(cut.encode()) <= cap
+        assert cap - len(cut.encode()) < 4 or cut == text  # only the split character is lost
+    assert cut_utf8("a\ud800b", 10) == ("a\ud800b", 5)  # a lone surrogate counts, no crash
+    assert cut_utf8("a\ud800b", 4) == ("a", 5)
+
+
+async def test_a_rendered_page_past_the_cap_is_cut_in_bytes_at_a_character(
+    client: httpx.AsyncClient, auth: dict[str, str], site: Site, run_worker: RunWorker
+) -> None:
+    cap = 4096
+    script = "document.getElementById('t').textContent = 'Grüße, 漢字 😀 '.repeat(2000)"
+    body = f"<p id='t'></p><script>{script}</script>"
+    spec = render_job(site.url(f"/html?body={quote(body)}"), formats=["raw_html", "metadata"])
+    async with browser_worker(run_worker, result_max_bytes=cap):
+        job = await run(client, auth, spec)
+
+    html = dom(job)
+    assert "Grüße, 漢字 😀" in html
+    assert cap - 4 < len(html.encode()) <= cap  # bytes, not characters: within one character
+    assert "\ufffd" not in html  # no character cut in half
+    metadata = job["result"]["metadata"]
+    assert metadata["truncated"] is True
+    assert metadata["bytes"] > 2000 * len("Grüße, 漢字 😀 ".encode())  # the whole page's size

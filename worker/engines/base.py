@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # Playwright loads on browser workers only
     from shared.repositories.frontier_store import FrontierStore
     from worker.browser import RenderRuntime
     from worker.proxy_tunnel import ProxyRoute
-    from worker.sessions import JobSession
+    from worker.session_state import JobSession
 
 
 @dataclass
@@ -58,10 +58,17 @@ class EngineContext:
     # The job's `session` (worker/sessions.py): `http` then carries its cookie jar, and a
     # render starts from (and hands back) its storage state.
     session: JobSession | None = None
+    # With a session: the owner's pool without its cookies (robots.txt is read through it).
+    plain_http: aiohttp.ClientSession | None = None
     # The upstream proxy this attempt goes through (`http` is its session; a render's browser
     # context is chained to it), or None: direct.
     proxy: ProxyRoute | None = None
     meter: Meter = field(default_factory=Meter)
+
+    @property
+    def robots_http(self) -> aiohttp.ClientSession:
+        """The client robots.txt is read through: never with a session's cookies."""
+        return self.plain_http or self.http
 
     def render_runtime(self) -> RenderRuntime:
         """The browser of this worker; a job elsewhere fails `browser_unavailable`."""

@@ -42,7 +42,9 @@ async def site_sitemap(ctx: EngineContext, url: str) -> list[SitemapEntry]:
     ua = agent_user_agent(ctx)
     named: list[str] = []
     if ctx.redis is not None:
-        named = await robots_sitemaps(RobotsCache(ctx.redis, ctx.http, ctx.settings), url, ua)
+        named = await robots_sitemaps(
+            RobotsCache(ctx.redis, ctx.robots_http, ctx.settings), url, ua
+        )
     reader = SitemapReader(ctx.http, ctx.settings, {"User-Agent": ua})
     return await reader.entries(url, named)
 

@@ -5,7 +5,9 @@ Sources: the site's sitemaps (worker/crawl/sitemaps.py; not with `sitemap: "skip
 (breadth first; each page is fetched for its links only, robots.txt obeyed as the agent says,
 up to 8 pages in flight, each through the shared per-host politeness slots like any job).
 URLs are normalized and judged like a crawl's (scope, include/exclude); at most `limit` are
-kept, those containing `search` first. Reads only: safe to repeat.
+kept, those containing `search` first. With a `session`, pages and sitemaps are read with its
+cookies (the runner's jar on `ctx.http`), robots.txt without them. Reads only: safe to repeat
+(a session's cookies the site renewed are written back by the runner).
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ class _Pages:
         self.ctx = ctx
         self.gate = HostGate(ctx.redis)
         self.robots = (
-            RobotsCache(ctx.redis, ctx.http, ctx.settings) if ctx.agent.obey_robots else None
+            RobotsCache(ctx.redis, ctx.robots_http, ctx.settings) if ctx.agent.obey_robots else None
         )
         self.sent = 0
 

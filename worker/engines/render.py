@@ -170,6 +170,17 @@ async def run_render(ctx: EngineContext) -> dict[str, Any]:
     return await finish_formats(ctx, spec, await render_spec(ctx, spec))
 
 
+def cut_utf8(html: str, cap: int) -> tuple[str, int]:
+    """`html`'s longest prefix that is at most `cap` bytes of UTF-8 (never half a character),
+    and the whole page's size in bytes. (A DOM string may hold lone surrogates: they count as
+    the three bytes they would take, and are dropped if the cut keeps them.)"""
+    data = html.encode("utf-8", "surrogatepass")
+    if len(data) <= cap:
+        return html, len(data)
+    # `ignore` drops only the character the cut went through (and any lone surrogate).
+    return data[:cap].decode("utf-8", "ignore"), len(data)
+
+
 async def render_spec(ctx: EngineContext, spec: RenderInput) -> dict[str, Any]:
     """Render `spec` (a render input, or a scrape input escalated to the browser)."""
     schema = _schema(spec)
@@ -184,24 +195,25 @@ async def render_spec(ctx: EngineContext, spec: RenderInput) -> dict[str, Any]:
         rendered, blocked = await _render(ctx, runtime, spec, url, budget)
     except PlaywrightError as exc:  # none of the above: the page or the driver failed
         raise JobError(JobErrorCode.BROWSER_ERROR, first_line(exc), retryable=True) from exc
-    html, url = rendered.html, rendered.final_url
+    url = rendered.final_url
     meta: dict[str, Any] = {"final_url": url, "status_code": rendered.status}
-    size = len(html.encode())
+    html, size = cut_utf8(rendered.html, ctx.settings.result_max_bytes)
     ctx.meter.fetched(size)
     meta |= {"content_type": "text/html", "bytes": size}
     render_ms = (time.monotonic() - started) * 1000
     meta["timings_ms"] = {"render": round(render_ms, 1), "settle": round(rendered.settle_ms, 1)}
-    cap = ctx.settings.result_max_bytes
     result = await parse_off_loop(
         None,
         build_result,
-        html[:cap],
+        html,
         url=url,
         formats=parse_formats(spec),
         extract=schema,
         metadata=meta,
         markdown_links=spec.markdown_links,
     )
+    if len(html) < len(rendered.html) and isinstance(result.get("metadata"), dict):
+        result["metadata"]["truncated"] = True  # `bytes` is the whole page's size
     result["blocked_requests"] = blocked
     if rendered.shot is not None:
         result["screenshot"] = await _store_screenshot(ctx, runtime, *rendered.shot)
