@@ -78,7 +78,8 @@ CATALOGUE: dict[JobErrorCode, CodeInfo] = {
     ),
     C.CONTENT_DECODING_FAILED: CodeInfo(
         "The body's Content-Encoding (gzip, deflate, br) could not be decoded: the server "
-        "sent a broken compressed stream.",
+        "sent a broken compressed stream, or one cut short (retried only when the body was "
+        "close-delimited: its end was the connection's).",
         False,
     ),
     C.DNS_NOT_FOUND: CodeInfo("The host name does not resolve.", False),

@@ -19,6 +19,7 @@ from aiohttp.tracing import Trace
 from shared.egress import EgressPolicy, parse_ip_literal
 from shared.errors import EgressBlocked
 from worker import counters
+from worker.bodies import ACCEPT_ENCODING
 from worker.proxy_tunnel import ProxyRoute, TunnelRefused, open_tunnel
 
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10, sock_connect=10, sock_read=30)
@@ -189,9 +190,10 @@ def create_session(
     cannot slip through). Both raise EgressBlocked out of `session.request(...)`, unwrapped.
     `middlewares=()` on a request drops the URL check only; the connector always applies.
     Proxy environment variables are ignored (trust_env=False) and cookies are never
-    stored, so one job's cookies cannot leak into another's. Responses are decompressed:
-    callers must cap how much they read. Redirects may be left to aiohttp (each hop is
-    checked) or followed by hand (the engines do, to apply their own rules per hop).
+    stored, so one job's cookies cannot leak into another's. Bodies come as sent (no
+    auto_decompress): worker/bodies.py's read_capped decodes and caps them. Redirects may be
+    left to aiohttp (each hop is checked) or followed by hand (the engines do, to apply their
+    own rules per hop).
     With `proxy`, every connection is a tunnel through that upstream proxy (ProxiedConnector).
     """
     connector = (
@@ -204,9 +206,9 @@ def create_session(
     return aiohttp.ClientSession(
         connector=connector,
         trust_env=False,
-        auto_decompress=True,
+        auto_decompress=False,  # worker/bodies.py undoes the coding, whole or not at all
         timeout=timeout,
-        headers={"User-Agent": user_agent},
+        headers={"User-Agent": user_agent, "Accept-Encoding": ACCEPT_ENCODING},
         cookie_jar=aiohttp.DummyCookieJar(),
         middlewares=(egress_middleware(policy),),
     )

@@ -15,11 +15,11 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import aiohttp
-from aiohttp.http_exceptions import ContentEncodingError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from shared.errors import EgressBlocked
 from shared.job_errors import JobErrorCode, http_status_code, is_known, is_retryable_status
+from worker.bodies import ContentDecodingError
 from worker.proxy_tunnel import ProxyFailed
 
 T = TypeVar("T")
@@ -131,13 +131,13 @@ def classify(exc: BaseException) -> JobError:
         return JobError(
             JobErrorCode.DNS_NOT_FOUND, "The host name could not be resolved.", retryable=False
         )
-    if isinstance(exc, aiohttp.ClientPayloadError) and isinstance(
-        exc.__cause__, ContentEncodingError
-    ):  # the server's content, not the network: the same bytes would fail again
+    if isinstance(exc, ContentDecodingError):
+        # The server's content, not the network: the same bytes would fail again. Only a
+        # close-delimited body cut short may be a dropped connection, worth another attempt.
         return JobError(
             JobErrorCode.CONTENT_DECODING_FAILED,
-            f"The body could not be decoded: {exc.__cause__.message}",
-            retryable=False,
+            exc.message,
+            retryable=exc.dropped,
         )
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
         return JobError(JobErrorCode.TLS_ERROR, f"TLS failed: {exc}", retryable=False)

@@ -102,7 +102,7 @@ def session_client(
         connector=base.connector,
         connector_owner=False,
         trust_env=False,
-        auto_decompress=True,
+        auto_decompress=False,  # worker/bodies.py undoes the coding, whole or not at all
         timeout=base.timeout,
         headers=base.headers,
         cookie_jar=jar,

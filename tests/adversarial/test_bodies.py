@@ -5,10 +5,12 @@ compression, made-up charsets, bodies that stall. Jobs finish with an honest ans
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import random
 import uuid
+import zlib
 from typing import Any
 
 import httpx
@@ -18,7 +20,7 @@ from shared.egress import EgressPolicy
 from shared.jsonsafe import PARSE_MAX_DEPTH, json_depth, parse_json, scrub
 from shared.models import WebhookDelivery
 from shared.settings import Settings
-from tests.adversarial.drip import Coding, Framing, Reply, start_drip_server
+from tests.adversarial.drip import FRAMINGS, Coding, Framing, Reply, encode, start_drip_server
 from tests.conftest import RunWorker
 from tests.helpers import http_job, wait_for_job
 from tests.worker.support import submit
@@ -260,3 +262,59 @@ async def test_a_webhook_answer_that_never_ends_is_not_waited_for(settings: Sett
 
     assert answer == Answer(delivered=True, status_code=200)
     assert site.hits["/hook"] == 1
+
+
+def _cut(coding: Coding, body: bytes) -> bytes:
+    """`body` coded, then cut in the middle of its compressed stream."""
+    coded = encode(body, coding)
+    return coded[: len(coded) // 2]
+
+
+async def test_a_compressed_body_cut_short_never_succeeds_in_any_framing(
+    client: httpx.AsyncClient, auth: dict[str, str], run_worker: RunWorker
+) -> None:
+    # aiohttp checks only deflate for its end: a gzip page cut in half came back as a shorter
+    # page, `succeeded`. Every coding in every framing, http and fetch.
+    body = random.Random(SEED).randbytes(30_000).hex().encode()
+    codings: list[Coding] = ["gzip", "deflate", "br"]
+    async with start_drip_server(SEED) as site:
+        specs = []
+        for coding in codings:
+            for framing in FRAMINGS:
+                reply = Reply(_cut(coding, body), "text/html", framing, coding, as_is=True)
+                for kind in ("http", "fetch"):
+                    url = site.add(f"/{kind}/{coding}/{framing}", reply)
+                    specs.append({"kind": kind, "input": {"url": url}, "max_attempts": 2})
+        jobs = await run_jobs(client, auth, run_worker, specs)
+
+    cases = [(c, f, k) for c in codings for f in FRAMINGS for k in ("http", "fetch")]
+    for (coding, framing, _kind), job in zip(cases, jobs, strict=True):
+        assert job["status"] == "failed", job
+        assert job["error"]["code"] == "content_decoding_failed", job
+        assert "cut short" in job["error"]["message"]
+        # A close-delimited body ends with the connection, as a dropped one does: tried again.
+        assert job["attempts"] == (2 if framing == "close" else 1), (coding, framing, job)
+
+
+async def test_gzip_members_in_a_row_raw_deflate_and_trailing_bytes_read_whole(
+    client: httpx.AsyncClient, auth: dict[str, str], run_worker: RunWorker
+) -> None:
+    first, second = b"first member " * 3000, b"second member " * 3000
+    raw = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    raw_deflate = raw.compress(first) + raw.flush()
+    sent = {
+        "/members": (gzip.compress(first) + gzip.compress(second), "gzip", first + second),
+        "/trailing": (gzip.compress(first) + b"\r\n\r\n", "gzip", first),
+        "/raw-deflate": (raw_deflate, "deflate", first),
+    }
+    async with start_drip_server(SEED) as site:
+        specs = [
+            http_job(site.add(path, Reply(data, "text/plain", "chunked", coding, as_is=True)))
+            for path, (data, coding, _whole) in sent.items()
+        ]
+        jobs = await run_jobs(client, auth, run_worker, specs)
+
+    for (path, (_data, _coding, whole)), job in zip(sent.items(), jobs, strict=True):
+        assert job["status"] == "succeeded", (path, job)
+        assert job["result"]["body"] == whole.decode(), path
+        assert job["result"]["body_truncated"] is False

@@ -6,8 +6,8 @@ The download stays on the event loop, the parsing goes to the parse pool. Decisi
   another host.
 - The body is read to its end (worker/bodies.py) and the download stops as soon as the
   DECOMPRESSED size passes the cap (`fetch_max_bytes`, default 10 MiB): `response_too_large`;
-  a body of exactly the cap is whole. aiohttp inflates at most a bounded amount per read, so
-  a gzip bomb costs no more memory than the cap.
+  a body of exactly the cap is whole. Inflating goes in bounded steps, so a gzip bomb costs
+  no more memory than the cap; a compressed stream cut short fails (worker/bodies.py).
 - The media type is checked before the body is read: HTML, XHTML, XML (`*/xml`, `*+xml`),
   JSON (`*/json`, `*+json`), `text/plain`, PDF and DOCX (read by worker/extract/docfile.py);
   `application/octet-stream` is read and kept only if its first bytes are a PDF or DOCX;
