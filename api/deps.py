@@ -24,7 +24,7 @@ from shared.crypto import SecretBox
 from shared.egress import EgressPolicy
 from shared.errors import Unauthorized
 from shared.events import EventPublisher
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.models import Agent
 from shared.queue import JobQueue, QueueClient
 from shared.repositories.job_store import JobStore
@@ -101,7 +101,7 @@ class PrincipalCache:
                         if message.get("type") == "message":
                             self.clear()
             except (RedisError, OSError) as exc:
-                log.warning("auth.revocation_watch_failed", error=str(exc)[:200])
+                log.warning("auth.revocation_watch_failed", error=describe(exc))
                 await asyncio.sleep(1.0)
 
     def put(self, key_hash: str, principal: Principal, generation: int) -> None:

@@ -18,7 +18,7 @@ from api.methods import allow_header, declared
 from api.schemas.errors import ErrorBody
 from shared.errors import AppError, QuotaExceeded, ServiceUnavailable
 from shared.headers import HEADER_ERROR_CODES
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.specs import FORMAT_ERROR_CODES, JOB_KINDS, REACH_ERROR_CODES, SPEC_ERROR_CODES
 
 log = get_logger(__name__)
@@ -194,7 +194,7 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_outage(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("api.dependency_unavailable", error=repr(exc)[:300], path=request.url.path)
+    log.warning("api.dependency_unavailable", error=describe(exc, 300), path=request.url.path)
     err = ServiceUnavailable("A backing service (database or Redis) is unavailable. Retry later.")
     return _render(err, {"Retry-After": str(err.retry_after_s)})
 

@@ -37,7 +37,7 @@ from api.deps import AppState
 from api.schemas.status import QueueStatus
 from api.services.status import queue_status
 from shared.events import JobLike
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.models import JobStatus
 from shared.repositories.job_counts import job_counts
 from shared.specs import JOB_KINDS
@@ -166,7 +166,7 @@ class DatabaseGauges(Collector):
                 status = await queue_status(state)
         except SNAPSHOT_ERRORS as exc:
             # Numbers we cannot read are left out rather than shown stale.
-            log.warning("metrics.snapshot_failed", error=str(exc)[:200])
+            log.warning("metrics.snapshot_failed", error=describe(exc))
             ok.add_metric([], 0)
             return [ok]
         ok.add_metric([], 1)

@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.jsonsafe import json_text
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 
 log = get_logger(__name__)
 
@@ -176,7 +176,7 @@ class EventPublisher:
                 async with asyncio.timeout(PUBLISH_TIMEOUT_S):
                     await publish(self.redis, batch, self.retention_s)
             except (RedisError, OSError, TimeoutError) as exc:
-                log.warning("events.publish_delayed", pending=len(batch), error=str(exc)[:200])
+                log.warning("events.publish_delayed", pending=len(batch), error=describe(exc))
                 return
             for _ in batch:
                 self._pending.popleft()

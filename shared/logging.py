@@ -61,3 +61,11 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     """A structlog logger; events are dotted snake_case with key-values."""
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
     return logger
+
+
+def describe(exc: BaseException, limit: int = 200) -> str:
+    """An exception for a log line's `error=`: its type, then its message when it has one
+    (a TimeoutError's is empty, and `error=""` says nothing), at most `limit` characters."""
+    text = str(exc)
+    name = type(exc).__name__
+    return (f"{name}: {text}" if text else name)[:limit]

@@ -30,7 +30,7 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
 
 from shared.job_errors import JobErrorCode
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.settings import Settings
 from worker import browser_processes as procs
 from worker.retry import JobError
@@ -174,7 +174,7 @@ class MemoryGuard:
                     if await self._check(browser):
                         pause = WATCH_CLOSE_S
                 except Exception as exc:  # the watcher must outlive any one bad sample
-                    log.error("browser.memory_check_failed", error=repr(exc))
+                    log.error("browser.memory_check_failed", error=describe(exc))
 
     async def _check(self, browser: Browser) -> bool:
         """Sample `browser` and kill what is over a limit; whether it is close to one."""

@@ -38,7 +38,7 @@ from typing import Literal
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 
 log = get_logger(__name__)
 
@@ -193,7 +193,7 @@ class HostGate:
             async with asyncio.timeout(RELEASE_TIMEOUT_S):
                 await self.redis.zrem(host_keys(host)[2], token)
         except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("host.release_failed", host=host, error=str(exc)[:200])
+            log.warning("host.release_failed", host=host, error=describe(exc))
 
     async def back_off(self, host: str, delay_s: float) -> float:
         """No request to `host` for `delay_s` (never shortens a longer backoff); seconds left."""
@@ -209,7 +209,7 @@ class HostGate:
                 if not await self.renew(host, token, lease_s):
                     log.warning("host.lease_lost", host=host)
             except (RedisError, OSError) as exc:
-                log.warning("host.renew_failed", host=host, error=str(exc)[:200])
+                log.warning("host.renew_failed", host=host, error=describe(exc))
 
     @contextlib.asynccontextmanager
     async def holding(self, host: str, token: str, lease_s: float) -> AsyncIterator[None]:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shared import __version__
 from shared.liveness import liveness_key, publish_liveness, remove_liveness
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.models import utcnow
 from shared.queue import replace_agent_limits, replace_owner_queued
 from shared.repositories import frontier
@@ -106,7 +106,7 @@ async def _guarded(step: Awaitable[None]) -> None:
     try:
         await step
     except LOOP_ERRORS as exc:
-        log.warning("worker.heartbeat_failed", error=str(exc)[:200])
+        log.warning("worker.heartbeat_failed", error=describe(exc))
 
 
 async def retire(state: WorkerState) -> None:
@@ -225,5 +225,5 @@ class Reconciler:
                         with contextlib.suppress(LockError):
                             await lock.release()
             except LOOP_ERRORS as exc:
-                log.warning("reconciler.failed", error=str(exc)[:200])
+                log.warning("reconciler.failed", error=describe(exc))
             await asyncio.sleep(interval)

@@ -18,7 +18,7 @@ import structlog
 from arq.typing import WorkerCoroutine
 
 from shared import gc_tuning
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.queue import JOB_FUNCTION, deserialize, paused_key, queue_key, serialize
 from shared.settings import Settings
 from worker import metrics
@@ -140,7 +140,7 @@ async def serve(
             exc = main.exception()
             log.warning(
                 "worker.poll_loop_restarting",
-                error=repr(exc)[:200],
+                error=describe(exc),
                 failed_tasks=_reap_failed_tasks(worker),
             )
             await asyncio.sleep(RESTART_DELAY_S)

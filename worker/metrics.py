@@ -19,7 +19,7 @@ from prometheus_client import start_http_server
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.settings import Settings
 from worker.counters import REGISTRY
 
@@ -117,7 +117,7 @@ def start_server(state: WorkerState) -> MetricsServer | None:
             log.warning("worker.metrics_port_in_use", port=port)
             httpd, thread = start_http_server(0, host, registry=REGISTRY)
     except OSError as exc:
-        log.error("worker.metrics_unavailable", host=host, port=port, error=str(exc)[:200])
+        log.error("worker.metrics_unavailable", host=host, port=port, error=describe(exc))
         return None
     server = MetricsServer(httpd=httpd, thread=thread, state=state)
     state.metrics_port = server.port

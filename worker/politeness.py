@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 
 from shared.domains import domain_allowed
 from shared.errors import EgressBlocked
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.models import Agent
 from shared.repositories.execution import Claim
 from shared.settings import Settings
@@ -106,7 +106,7 @@ async def _note_slowdown(settings: Settings, gate: HostGate, host: str, error: J
     try:
         left = await gate.back_off(host, delay)
     except (RedisError, OSError) as exc:
-        log.warning("host.backoff_failed", host=host, error=str(exc)[:200])
+        log.warning("host.backoff_failed", host=host, error=describe(exc))
         return
     log.info("host.backoff", host=host, status=status, backoff_s=round(left, 2))
 
@@ -126,7 +126,7 @@ def _limits_reachable(host: str) -> Iterator[None]:
     try:
         yield
     except (RedisError, OSError) as exc:
-        log.warning("host.limits_unavailable", host=host, error=str(exc)[:200])
+        log.warning("host.limits_unavailable", host=host, error=describe(exc))
         counters.politeness_wait("unavailable", "defer", UNAVAILABLE_RETRY_S)
         raise Deferred(UNAVAILABLE_RETRY_S, "politeness_unavailable") from exc
 

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from yarl import URL
 
 from shared.job_errors import JobErrorCode
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.models import Agent
 from shared.proxies import parse_proxy_url, proxy_id
 from worker.proxy_tunnel import ProxyFailed, ProxyRoute
@@ -95,7 +95,7 @@ class ProxyPicker:
         try:
             return await self._order(routes)
         except RedisError as exc:
-            log.warning("proxy.redis_unavailable", error=str(exc)[:200])
+            log.warning("proxy.redis_unavailable", error=describe(exc))
             return routes
 
     async def _order(self, routes: list[ProxyRoute]) -> list[ProxyRoute]:
@@ -154,7 +154,7 @@ class ProxyPicker:
                 if (stuck.decode() if isinstance(stuck, bytes) else stuck) == route.id:
                     await self.redis.delete(sticky_key)
         except RedisError as exc:
-            log.warning("proxy.redis_unavailable", error=str(exc)[:200])
+            log.warning("proxy.redis_unavailable", error=describe(exc))
 
     async def worked(self, route: ProxyRoute) -> None:
         """`route` served the attempt: a `sticky_host` agent keeps it for the host."""
@@ -164,7 +164,7 @@ class ProxyPicker:
         try:
             await self.redis.set(sticky_key, route.id, ex=STICKY_KEEP_S)
         except RedisError as exc:
-            log.warning("proxy.redis_unavailable", error=str(exc)[:200])
+            log.warning("proxy.redis_unavailable", error=describe(exc))
 
 
 def target_host(job_input: dict[str, object]) -> str | None:

@@ -35,7 +35,7 @@ from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix,
 from arq.utils import timestamp_ms
 from redis.exceptions import RedisError, ResponseError
 
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.queue import AGENT_LIMITS_KEY, agent_running_key, is_out_of_memory
 
 log = get_logger(__name__)
@@ -177,7 +177,7 @@ class QueueWorker(Worker):
             async with asyncio.timeout(RELEASE_TIMEOUT_S):
                 await self.pool.zrem(running, token)
         except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("agent.release_failed", error=str(exc)[:200])
+            log.warning("agent.release_failed", error=describe(exc))
 
     async def renew_agent_leases(self) -> None:
         """Extend the agent leases of the jobs this worker runs."""
@@ -245,4 +245,4 @@ class QueueWorker(Worker):
         now = time.monotonic()
         if now - self._full_logged >= FULL_LOG_EVERY_S:
             self._full_logged = now
-            log.warning("worker.redis_full", step=step, error=str(exc)[:200])
+            log.warning("worker.redis_full", step=step, error=describe(exc))

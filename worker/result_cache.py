@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.models import Job, utcnow
 from shared.result_cache import cache_key, max_age_s
 from worker import counters
@@ -53,7 +53,7 @@ async def from_cache(state: WorkerState, job: Job) -> dict[str, Any] | None:
             job.owner_id, cache_key(job.kind, job.input), newer_than
         )
     except CACHE_ERRORS as exc:
-        log.warning("cache.read_failed", error=str(exc)[:200])
+        log.warning("cache.read_failed", error=describe(exc))
         return None
     counters.cache_lookup("hit" if hit else "miss")
     if hit is None:
@@ -77,4 +77,4 @@ async def remember(state: WorkerState, job: Job, result: dict[str, Any]) -> None
             job.owner_id, cache_key(job.kind, job.input), str(job.input.get("url")), stored, job.id
         )
     except CACHE_ERRORS as exc:
-        log.warning("cache.write_failed", error=str(exc)[:200])
+        log.warning("cache.write_failed", error=describe(exc))

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clock import shared_now
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.repositories.result_cache import delete_old_results
 from shared.repositories.retention import delete_ended_jobs, delete_old_schedule_runs
 from worker.lifecycle import LOOP_ERRORS
@@ -90,7 +90,7 @@ class Pruner:
             try:
                 await self.run_once()
             except LOOP_ERRORS as exc:
-                log.warning("retention.failed", error=str(exc)[:200])
+                log.warning("retention.failed", error=describe(exc))
             await asyncio.sleep(interval * random.uniform(0.75, 1.25))
 
 

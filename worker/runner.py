@@ -19,7 +19,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from shared.job_errors import JobErrorCode
 from shared.jsonsafe import scrub
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.models import AttemptOutcome, JobStatus, utcnow
 from shared.repositories.execution import Claim, Outcome
 from worker import counters
@@ -110,7 +110,7 @@ async def _page_ended(
     try:
         await settle_page(state, claim.job.parent_id, claim.job.id, (status, error), robots)
     except Exception as exc:
-        log.warning("crawl.settle_failed", error=str(exc)[:200])
+        log.warning("crawl.settle_failed", error=describe(exc))
 
 
 async def _park(state: WorkerState, claim: Claim, result: dict[str, Any]) -> None:
@@ -121,7 +121,7 @@ async def _park(state: WorkerState, claim: Claim, result: dict[str, Any]) -> Non
         try:
             await refill(state, claim.job.id)
         except DB_ERRORS as exc:  # the reconciler refills parked crawls on every pass
-            log.warning("crawl.refill_failed", error=str(exc)[:200])
+            log.warning("crawl.refill_failed", error=describe(exc))
 
 
 def _failure_outcome(state: WorkerState, claim: Claim, error: JobError) -> Outcome:
@@ -277,7 +277,7 @@ async def _claim(state: WorkerState, job_id: uuid.UUID) -> Claim | None:
     try:
         return await state.store.claim(job_id, state.worker_id, state.settings.worker_lease_s)
     except DB_ERRORS as exc:
-        log.warning("job.claim_failed", error=str(exc)[:200])
+        log.warning("job.claim_failed", error=describe(exc))
         raise Retry(defer=DB_UNAVAILABLE_DEFER_S) from exc
 
 

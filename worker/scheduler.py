@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clock import shared_now
 from shared.db import is_postgres
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.repositories.job import NewJob
 from shared.repositories.schedule import claim_due, earliest_fire_at
 from shared.services.schedules import FireContext, process_due
@@ -106,7 +106,7 @@ class Scheduler:
             await self.state.job_queue.enqueue(jobs, "schedule")
         except (RedisError, OSError) as exc:
             # The rows are committed: the reconciler enqueues them once Redis is back.
-            log.warning("schedule.enqueue_deferred", count=len(jobs), error=str(exc)[:200])
+            log.warning("schedule.enqueue_deferred", count=len(jobs), error=describe(exc))
 
     async def sleep_s(self) -> float:
         """How long until the next instant is due, capped at the poll interval."""
@@ -128,7 +128,7 @@ class Scheduler:
                 await self.run_once()
                 delay = 0.0 if self.more_due else await self.sleep_s()
             except LOOP_ERRORS as exc:
-                log.warning("scheduler.failed", error=str(exc)[:200])
+                log.warning("scheduler.failed", error=describe(exc))
             await asyncio.sleep(delay)
 
 

@@ -42,7 +42,7 @@ import aiohttp
 from redis.exceptions import RedisError
 
 from shared.job_errors import JobErrorCode
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.models import Job
 from shared.repositories.execution import Claim
 from shared.repositories.sessions import read_session, write_session
@@ -136,7 +136,7 @@ class SessionLock:
                     log.warning("session.lock_lost")  # the write-back's version check decides
                     return
             except (RedisError, OSError) as exc:
-                log.warning("session.renew_failed", error=str(exc)[:200])
+                log.warning("session.renew_failed", error=describe(exc))
 
     async def release(self) -> None:
         """Give the lock back; best effort (an unreleased lock expires)."""
@@ -144,7 +144,7 @@ class SessionLock:
             async with asyncio.timeout(RELEASE_TIMEOUT_S):
                 await self._release(keys=[self.key], args=[self.token])
         except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("session.release_failed", error=str(exc)[:200])
+            log.warning("session.release_failed", error=describe(exc))
 
     @contextlib.asynccontextmanager
     async def holding(self) -> AsyncIterator[None]:
@@ -180,7 +180,7 @@ async def held_session(state: WorkerState, claim: Claim, name: str) -> AsyncIter
     try:
         taken = await lock.take()
     except (RedisError, OSError) as exc:
-        log.warning("session.lock_unavailable", error=str(exc)[:200])
+        log.warning("session.lock_unavailable", error=describe(exc))
         raise Deferred(UNAVAILABLE_RETRY_S, "session_unavailable") from exc
     if not taken:
         raise Deferred(BUSY_RETRY_S * random.uniform(0.5, 1.5), "session_busy")
@@ -230,7 +230,7 @@ async def _write_unheld(
     try:
         taken = await lock.take()
     except (RedisError, OSError) as exc:
-        log.warning("session.write_dropped", session=session.name, error=str(exc)[:200])
+        log.warning("session.write_dropped", session=session.name, error=describe(exc))
         return None
     if not taken:
         log.warning("session.write_dropped", session=session.name, reason="session_busy")

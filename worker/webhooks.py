@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 
 from shared.errors import EgressBlocked
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.models import DeliveryStatus, WebhookDelivery, utcnow
 from shared.repositories.agent import open_webhook_secret
 from shared.repositories.webhooks import claim_due, settle, webhook_secrets
@@ -176,7 +176,7 @@ class WebhookSender:
             async with self.state.sessionmaker.begin() as session:
                 recorded = await settle(session, delivery.id, delivery.attempts, values)
         except LOOP_ERRORS as exc:  # the lease runs out and the delivery is tried again
-            log.warning("webhook.record_failed", **ids, error=str(exc)[:200])
+            log.warning("webhook.record_failed", **ids, error=describe(exc))
             return
         except Exception:
             log.exception("webhook.crashed", **ids)
@@ -199,7 +199,7 @@ class WebhookSender:
                 try:
                     await self.run_once()
                 except LOOP_ERRORS as exc:
-                    log.warning("webhook.claim_failed", error=str(exc)[:200])
+                    log.warning("webhook.claim_failed", error=describe(exc))
                 if len(self.in_flight) >= MAX_IN_FLIGHT:  # busy: go on as soon as a slot frees
                     await asyncio.wait(
                         self.in_flight,

@@ -21,7 +21,7 @@ from api.schemas.agents import (
 )
 from api.schemas.pagination import Cursor
 from shared.errors import NotFound, ValidationFailed
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.models import Agent
 from shared.proxies import check_proxies, normal_proxies
 from shared.queue import set_agent_limit
@@ -40,7 +40,7 @@ async def _publish_limit(state: AppState, agent: Agent) -> None:
     try:
         await set_agent_limit(state.redis, agent.id, agent.max_concurrency)
     except (RedisError, OSError) as exc:
-        log.warning("agent.limit_deferred", error=str(exc)[:200])
+        log.warning("agent.limit_deferred", error=describe(exc))
 
 
 @router.post(

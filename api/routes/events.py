@@ -23,7 +23,7 @@ from api.errors import error_responses
 from api.schemas.jobs import JobKindName
 from shared.errors import ServiceUnavailable, ValidationFailed
 from shared.events import TERMINAL_EVENTS, id_at, last_id, parse_event_id, read_after
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.models import TERMINAL_STATUSES, Job
 from shared.repositories.job import get_job
 from shared.specs import JOB_KINDS
@@ -112,7 +112,7 @@ async def _pump(
                     count=READ_COUNT,
                 )
             except (RedisError, OSError) as exc:
-                log.warning("events.read_failed", error=str(exc)[:200])
+                log.warning("events.read_failed", error=describe(exc))
                 yield ": the event store is unavailable; retrying\n\n"
                 await asyncio.sleep(1.0)
                 continue

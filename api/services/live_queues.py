@@ -12,7 +12,7 @@ import time
 from redis.exceptions import RedisError
 
 from shared.liveness import live_workers
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.queue import QueueClient
 
 log = get_logger(__name__)
@@ -34,6 +34,6 @@ class LiveQueues:
             try:
                 self._served = {str(info.get("queue")) for info in await live_workers(self.redis)}
             except RedisError as exc:  # the submit itself reports Redis trouble, not this
-                log.warning("api.live_queues_unknown", error=str(exc))
+                log.warning("api.live_queues_unknown", error=describe(exc))
                 return []
         return sorted(queues - self._served)

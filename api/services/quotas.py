@@ -32,7 +32,7 @@ from sqlalchemy import func, select
 
 from api.deps import AppState
 from shared.errors import QuotaExceeded
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.models import Job
 from shared.queue import OWNER_QUEUED_KEY as QUEUED_KEY
 
@@ -130,7 +130,7 @@ async def reserve(state: AppState, owner_id: uuid.UUID, jobs: int) -> Reservatio
             count = await _today(state, owner_id, day_start)
             await state.redis.set(keys[1], count, ex=next_day_s + 3600, nx=True)
     except (RedisError, OSError) as exc:
-        log.warning("quota.unchecked", error=str(exc)[:200])
+        log.warning("quota.unchecked", error=describe(exc))
         return None
     log.warning("quota.unchecked", error="counters kept expiring")  # pragma: no cover
     return None  # pragma: no cover
@@ -160,4 +160,4 @@ async def release(state: AppState, reservation: Reservation | None) -> None:
         script = state.redis.register_script(_RELEASE_LUA)
         await script(keys=list(reservation.keys), args=list(reservation.args))
     except (RedisError, OSError) as exc:
-        log.warning("quota.release_failed", error=str(exc)[:200])
+        log.warning("quota.release_failed", error=describe(exc))

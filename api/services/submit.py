@@ -17,7 +17,7 @@ from api.deps import AppState, Principal, request_session
 from api.services import quotas
 from shared.errors import IdempotencyConflict, QueueFull
 from shared.events import JobLike
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.models import Agent, Job
 from shared.queue import JobQueue, PreparedEnqueue
 from shared.repositories.job import (
@@ -53,7 +53,7 @@ async def _send(job_queue: JobQueue, prepared: PreparedEnqueue) -> None:
         await job_queue.send(prepared)
     except (RedisError, OSError) as exc:
         # The rows are committed: the reconciler enqueues them once Redis is back.
-        log.warning("jobs.enqueue_deferred", count=prepared.count, error=str(exc)[:200])
+        log.warning("jobs.enqueue_deferred", count=prepared.count, error=describe(exc))
 
 
 async def check_room(job_queue: JobQueue) -> None:

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from api.deps import AppState, request_session
 from shared.events import TERMINAL_EVENTS, last_id, read_after
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.models import TERMINAL_STATUSES, Job
 from shared.repositories.job import get_jobs
 
@@ -50,7 +50,7 @@ async def start_point(state: AppState, owner_id: uuid.UUID) -> str | None:
     try:
         return await last_id(state.streams, owner_id)
     except (RedisError, OSError) as exc:
-        log.warning("jobs.wait_unavailable", error=str(exc)[:200])
+        log.warning("jobs.wait_unavailable", error=describe(exc))
         return None
 
 
@@ -77,7 +77,7 @@ async def wait_for_end(
                     pending.discard(event.get("job_id", ""))
         return True
     except (RedisError, OSError) as exc:
-        log.warning("jobs.wait_interrupted", error=str(exc)[:200])
+        log.warning("jobs.wait_interrupted", error=describe(exc))
         return False
     finally:
         state.open_streams -= 1

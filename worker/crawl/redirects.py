@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.models import Job, PageState, SkipReason
 from shared.repositories import frontier
 from shared.repositories.frontier import NewPage
@@ -78,7 +78,7 @@ def redirect_claim(store: FrontierStore, page_job: Job) -> RedirectClaim | None:
             return await claim_hop(store, page_job, cached[0], hop_url)
         except SQLAlchemyError as exc:
             # Follow it: at worst the page is fetched twice, never lost.
-            log.warning("crawl.redirect_claim_failed", error=str(exc)[:200])
+            log.warning("crawl.redirect_claim_failed", error=describe(exc))
             return True
 
     return claim

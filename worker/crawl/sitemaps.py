@@ -22,7 +22,7 @@ from lxml import etree
 from protego import Protego
 
 from shared.errors import EgressBlocked
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from shared.settings import Settings
 from worker.bodies import read_capped
 from worker.robots import RobotsCache, robots_url
@@ -101,7 +101,7 @@ class SitemapReader:
                     return None
                 body = await read_capped(response, cap)
         except (aiohttp.ClientError, TimeoutError, EgressBlocked, ValueError) as exc:
-            log.info("sitemap.unreadable", url=url, error=str(exc)[:200])
+            log.info("sitemap.unreadable", url=url, error=describe(exc))
             return None
         data = body.data
         if data[:2] == GZIP_MAGIC:

@@ -39,7 +39,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
 
 from shared.job_errors import JobErrorCode
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 from worker.retry import JobError
 
 log = get_logger(__name__)
@@ -138,7 +138,7 @@ class ParsePool:
         try:
             return await asyncio.wrap_future(future)
         except BrokenProcessPool as exc:
-            log.warning("parse_pool.broken", error=str(exc)[:200])
+            log.warning("parse_pool.broken", error=describe(exc))
             await asyncio.to_thread(self._replace_broken, executor)
             raise JobError(
                 JobErrorCode.PARSE_FAILED,
@@ -151,7 +151,7 @@ class ParsePool:
             futures = [self._submit(_noop)[1] for _ in range(self.workers)]
             concurrent.futures.wait(futures)
         except (RuntimeError, BrokenProcessPool) as exc:  # closed meanwhile, or a child died
-            log.warning("parse_pool.warm_failed", error=str(exc)[:200])
+            log.warning("parse_pool.warm_failed", error=describe(exc))
 
     def start_warming(self) -> None:
         """Start the children in the background, so the first job does not wait for them."""

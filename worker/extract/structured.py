@@ -26,7 +26,7 @@ from extruct.rdfa import RDFaExtractor
 from extruct.w3cmicrodata import MicrodataExtractor
 
 from shared.jsonsafe import parse_json
-from shared.logging import get_logger
+from shared.logging import describe, get_logger
 
 log = get_logger(__name__)
 
@@ -103,7 +103,7 @@ def _safely(syntax: str, fallback: Any, fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
     except Exception as exc:  # a library's failure on one syntax never fails the page
-        log.info("structured.syntax_failed", syntax=syntax, error=str(exc)[:200])
+        log.info("structured.syntax_failed", syntax=syntax, error=describe(exc))
         return fallback
 
 
