@@ -19,6 +19,7 @@ from pathlib import Path
 from aiohttp import web
 
 from outrider.dev import free_port
+from tests.adversarial.drip import DripServer
 
 TINYPROXY = shutil.which("tinyproxy")
 MICROSOCKS = shutil.which("microsocks")
@@ -177,3 +178,34 @@ async def recording_site(host: str = "127.0.0.1") -> AsyncIterator[RecordingSite
         yield site
     finally:
         await runner.cleanup()
+
+
+@dataclass
+class PeerDripServer(DripServer):
+    """tests/adversarial/drip.py's raw-socket server (bodies in pieces, every framing and
+    coding) that also records the address of every client that connected."""
+
+    peers: set[str] = field(default_factory=set)
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.peers.add(writer.get_extra_info("peername")[0])
+        await super().serve(reader, writer)
+
+
+@contextlib.asynccontextmanager
+async def start_peer_drip_server(
+    seed: int, max_piece: int = 16 * 1024, max_pause_s: float = 0.004
+) -> AsyncIterator[PeerDripServer]:
+    """A PeerDripServer on a free port of 127.0.0.1, for the duration of the block."""
+    server = PeerDripServer(seed=seed, max_piece=max_piece, max_pause_s=max_pause_s)
+    tcp = await asyncio.start_server(server.serve, "127.0.0.1", 0)
+    server.base_url = f"http://127.0.0.1:{tcp.sockets[0].getsockname()[1]}"
+    try:
+        yield server
+    finally:
+        tcp.close()
+        for writer in server.connections:  # idle keep-alive connections: their handlers end
+            writer.close()
+        if server.connections:
+            await asyncio.wait(list(server.connections.values()), timeout=10)
+        await tcp.wait_closed()
