@@ -68,7 +68,9 @@ def proxy_of(job: dict[str, Any]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def workers(run_worker: RunWorker, browser: bool = True, **overrides: Any) -> AsyncIterator[None]:
+async def workers(
+    run_worker: RunWorker, browser: bool = True, **overrides: Any
+) -> AsyncIterator[None]:
     """A default worker (http, fetch) and, with `browser`, a browser worker (render, scrape)."""
     settings = {**WORKER, **UNLIMITED, **overrides}
     async with contextlib.AsyncExitStack() as stack:

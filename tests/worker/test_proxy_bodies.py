@@ -78,9 +78,10 @@ async def agents(
 ) -> AsyncIterator[Agents]:
     await forget_proxies(settings.resolved_redis_url)
     credentials = f"sam:{password()}"
-    async with tinyproxy(tmp_path, SOURCE_A) as http_proxy, microsocks(
-        SOURCE_SOCKS, credentials
-    ) as socks:
+    async with (
+        tinyproxy(tmp_path, SOURCE_A) as http_proxy,
+        microsocks(SOURCE_SOCKS, credentials) as socks,
+    ):
         yield Agents(
             connect=await proxied_agent(client, auth, [(http_proxy.url, None)]),
             socks=await proxied_agent(client, auth, [(socks.url, credentials)]),
@@ -156,7 +157,7 @@ def make_cases(
     combos: list[tuple[Framing, Coding, bool]],
     rng: random.Random,
 ) -> list[Case]:
-    cases = []
+    cases: list[Case] = []
     for kind in ("http", "fetch"):
         for agent, proxy in agents.each():
             for size in sizes:
