@@ -71,7 +71,9 @@ C = JobErrorCode
 CATALOGUE: dict[JobErrorCode, CodeInfo] = {
     C.TIMEOUT: CodeInfo("The job, a call or a page operation ran out of time.", True),
     C.CONNECTION_ERROR: CodeInfo(
-        "The connection failed, was reset, or a body ended early or could not be decoded.", True
+        "The connection failed (or no proxy of the agent could reach the target), was reset, "
+        "or a body ended early or could not be decoded.",
+        True,
     ),
     C.DNS_NOT_FOUND: CodeInfo("The host name does not resolve.", False),
     C.TLS_ERROR: CodeInfo("The TLS handshake or the certificate failed.", False),
@@ -111,7 +113,8 @@ CATALOGUE: dict[JobErrorCode, CodeInfo] = {
     ),
     C.PROXY_UNAVAILABLE: CodeInfo(
         "Every proxy of the agent is benched: each failed (could not be reached, refused the "
-        "credentials with 407, or answered CONNECT with a 5xx) within `OUTRIDER_PROXY_BENCH_S`.",
+        "credentials with 407, or answered CONNECT with a 5xx for a target another proxy "
+        "reached) within `OUTRIDER_PROXY_BENCH_S`.",
         True,
     ),
     C.INVALID_EXTRACT: CodeInfo("An `extract` rule is unusable (a bad selector).", False),

@@ -4,8 +4,11 @@ Every proxied connection (aiohttp's, in worker/http_client.py, and the browser's
 in worker/browser_egress.py) is a tunnel: HTTP CONNECT (`http`/`https` proxies; TLS to the
 proxy for `https`) or a SOCKS5 CONNECT, to the target's host and port, plain `http` targets
 included. So the proxy sees only where to connect, and every byte after its answer is the
-target's: a 5xx or 407 the proxy sends on CONNECT is the proxy's failure (`ProxyFailed`), a
-5xx inside the tunnel is the target's answer. The target's name is resolved and EVERY
+target's: a 407 the proxy sends on CONNECT is the proxy's failure (`ProxyFailed`), a 5xx
+inside the tunnel is the target's answer. A 5xx to CONNECT (tinyproxy answers 500, Squid 503
+or 504, others 502 when the TARGET cannot be reached) and a SOCKS5 "unreachable", "refused",
+"TTL expired" or "general failure" reply may be either's: the ProxyFailed names the `target`
+it was about, and worker/proxies.py decides whom to blame. The target's name is resolved and EVERY
 address checked by the egress policy before the proxy is asked (the caller does it); for
 SOCKS5 the proxy is given the checked address itself, for HTTP CONNECT the name (so TLS
 and virtual hosts work as they do without a proxy; the proxy resolves it again).
@@ -33,14 +36,19 @@ MAX_HEAD_BYTES = 16 * 1024
 
 class ProxyFailed(Exception):
     """The upstream proxy failed (could not be reached, refused our credentials, answered
-    5xx or nonsense to CONNECT): the proxy is benched and the attempt moves on to the next.
-    The message names the proxy without credentials."""
+    5xx or nonsense to CONNECT): the attempt moves on to the next proxy. With `target` (the
+    `host:port` it was asked for), the proxy said it could not reach that target: its fault or
+    the target's (worker/proxies.py); without, its own (it is benched). The message names the
+    proxy without credentials."""
 
-    def __init__(self, proxy_url: str, reason: str, status: int | None = None) -> None:
+    def __init__(
+        self, proxy_url: str, reason: str, status: int | None = None, target: str | None = None
+    ) -> None:
         super().__init__(f"The proxy {proxy_url} failed: {reason}")
         self.proxy_url = proxy_url
         self.reason = reason
         self.status = status
+        self.target = target
 
 
 class TunnelRefused(Exception):
@@ -131,13 +139,15 @@ def _basic(credentials: str) -> str:
     return "Basic " + base64.b64encode(credentials.encode()).decode("ascii")
 
 
-def _authority(host: str, port: int) -> str:
+def authority(host: str, port: int) -> str:
+    """`host:port` as CONNECT names it (an IPv6 address in brackets), lower case."""
+    host = host.lower()
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def _http_connect(route: ProxyRoute, shake: _Handshake, host: str, port: int) -> None:
     assert shake.transport is not None
-    target = _authority(host, port)
+    target = authority(host, port)
     lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
     if route.credentials:
         lines.append(f"Proxy-Authorization: {_basic(route.credentials)}")
@@ -152,7 +162,9 @@ async def _http_connect(route: ProxyRoute, shake: _Handshake, host: str, port: i
         return
     if status in (401, 407):  # 407, or 401 from some (tinyproxy): the target saw nothing
         raise ProxyFailed(route.url, f"it refused our credentials ({status})", status)
-    if status >= 500 or status < 200:
+    if status >= 500:  # "cannot reach it": the target may be down, or the proxy broken
+        raise ProxyFailed(route.url, f"it answered CONNECT {target} with {status}", status, target)
+    if status < 200:
         raise ProxyFailed(route.url, f"it answered CONNECT with {status}", status)
     raise TunnelRefused(route.url, status)
 
@@ -167,9 +179,13 @@ _SOCKS_ERRORS = {
     7: "command not supported",
     8: "address type not supported",
 }
+# Replies that may be about the target rather than the proxy (see ProxyFailed.target).
+_SOCKS_TARGET_ERRORS = frozenset({1, 3, 4, 5, 6})
 
 
-async def _socks5_connect(route: ProxyRoute, shake: _Handshake, address: str, port: int) -> None:
+async def _socks5_connect(
+    route: ProxyRoute, shake: _Handshake, address: str, port: int, target: str
+) -> None:
     assert shake.transport is not None
     write = shake.transport.write
     methods = b"\x02" if route.credentials else b"\x00"
@@ -194,7 +210,10 @@ async def _socks5_connect(route: ProxyRoute, shake: _Handshake, address: str, po
         reason = _SOCKS_ERRORS.get(reply[1], f"error {reply[1]}")
         if reply[1] == 2:
             raise TunnelRefused(route.url, 403)
-        raise ProxyFailed(route.url, f"SOCKS5 CONNECT failed: {reason}")
+        maybe_target = target if reply[1] in _SOCKS_TARGET_ERRORS else None
+        raise ProxyFailed(
+            route.url, f"SOCKS5 CONNECT {target} failed: {reason}", None, maybe_target
+        )
     length = {1: 4, 4: 16}.get(reply[3])
     if length is None:  # a domain name: its length first
         length = (await shake.read_exactly(1))[0]
@@ -230,7 +249,8 @@ async def open_tunnel(
                 )
                 transport = created
                 if route.address.scheme == "socks5":
-                    await _socks5_connect(route, shaker, target_addresses[0], port)
+                    target = authority(host, port)
+                    await _socks5_connect(route, shaker, target_addresses[0], port, target)
                 else:
                     await _http_connect(route, shaker, host, port)
                 return transport, bytes(shaker.buffer)

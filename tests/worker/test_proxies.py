@@ -469,3 +469,83 @@ async def test_a_render_whose_proxy_fails_in_the_browser_moves_on_to_the_next(
     assert benched == [f"outrider:proxy:bench:{proxy_id(uuid.UUID(agent_id), dead, None)}"]
     assert site.clients() == {SOURCE_B}
     assert "/robots.txt" not in {visit.path for visit in site.visits}
+
+
+async def test_a_dead_target_benches_no_proxy_and_fails_with_the_targets_error(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    run_worker: RunWorker,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """tinyproxy answers CONNECT to a dead target 500, microsocks "connection refused": each
+    tries, neither is benched, the job fails `connection_error` as it would without a proxy;
+    and the proxies then serve a live target."""
+    await forget_proxies(settings.resolved_redis_url)
+    credentials = f"sam:{password()}"
+    async with (
+        tinyproxy(tmp_path, SOURCE_A) as http_proxy,
+        microsocks(SOURCE_SOCKS, credentials) as socks,
+        recording_site() as site,
+    ):
+        agent_id = await make_agent(
+            client,
+            auth,
+            secrets={"socks": credentials},
+            proxies=[{"url": http_proxy.url}, {"url": socks.url, "auth_secret": "socks"}],
+        )
+        dead = f"http://127.0.0.1:{closed_port()}"
+        specs = [
+            {"kind": kind, "agent_id": agent_id, "max_attempts": 1, "input": {"url": f"{dead}/{n}"}}
+            for n, kind in enumerate(["http", "fetch", "render", "http", "fetch"])
+        ]
+        async with workers(run_worker):
+            jobs = await run_jobs(client, auth, specs)
+            benched = await bench_keys(settings.resolved_redis_url)
+            alive = await run_jobs(
+                client,
+                auth,
+                [
+                    {
+                        "kind": "fetch",
+                        "agent_id": agent_id,
+                        "input": {"url": site.url(f"/page/{n}")},
+                    }
+                    for n in range(4)
+                ],
+            )
+    assert [job["error"]["code"] for job in jobs] == ["connection_error"] * 5, jobs
+    assert all(job["error"]["retryable"] for job in jobs)
+    assert benched == []
+    assert {proxy_of(job) for job in alive} == {http_proxy.url, socks.url}
+    assert site.clients() == {SOURCE_A, SOURCE_SOCKS}
+
+
+async def test_a_proxy_that_says_every_target_is_unreachable_is_benched_once_another_reaches_it(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    run_worker: RunWorker,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """A broken proxy answers 500 to every CONNECT: as soon as the good proxy reaches the same
+    target (even with a 404 from it), the broken one is blamed and benched."""
+    await forget_proxies(settings.resolved_redis_url)
+    async with (
+        failing_proxy(b"HTTP/1.1 500 Unable to connect") as broken,
+        tinyproxy(tmp_path, SOURCE_B) as good,
+        recording_site() as site,
+    ):
+        agent_id = await make_agent(client, auth, proxies=[{"url": broken}, {"url": good.url}])
+        spec = {
+            "kind": "http",
+            "agent_id": agent_id,
+            "max_attempts": 1,
+            "input": {"url": site.url("/missing")},
+        }
+        async with workers(run_worker, browser=False):
+            (job,) = await run_jobs(client, auth, [spec])  # round robin: the broken one first
+            benched = await bench_keys(settings.resolved_redis_url)
+    assert (job["error"]["code"], job["error"]["details"]["status"]) == ("http_4xx", 404), job
+    assert benched == [f"outrider:proxy:bench:{proxy_id(uuid.UUID(agent_id), broken, None)}"]
+    assert site.clients() == {SOURCE_B}
