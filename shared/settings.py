@@ -254,6 +254,11 @@ class Settings(BaseSettings):
         "proxy reaches) is not used by any worker for this long; jobs move on to the agent's "
         "other proxies.",
     )
+    proxy_ca_file: Path | None = Field(
+        None,
+        description="A PEM file of CA certificates that the certificates of `https://` proxies "
+        "may chain to (a private CA), besides the system's. Read by the workers.",
+    )
 
     events_retention_s: float = Field(
         900.0,

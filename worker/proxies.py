@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import hashlib
 import random
+import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from redis.exceptions import RedisError
@@ -41,7 +43,7 @@ from shared.job_errors import JobErrorCode
 from shared.logging import get_logger
 from shared.models import Agent
 from shared.proxies import parse_proxy_url, proxy_id
-from worker.proxy_tunnel import ProxyFailed, ProxyRoute, authority
+from worker.proxy_tunnel import ProxyFailed, ProxyRoute, authority, proxy_tls
 from worker.retry import JobError
 
 if TYPE_CHECKING:
@@ -58,12 +60,27 @@ def bench_key(route: ProxyRoute) -> str:
     return f"outrider:proxy:bench:{route.id}"
 
 
-def agent_routes(agent: Agent, secrets: dict[str, str]) -> list[ProxyRoute]:
-    """The agent's proxies with their credentials (from its secrets, for this attempt only).
+def _tls(ca_file: Path | None) -> ssl.SSLContext:
+    try:
+        return proxy_tls(str(ca_file) if ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise JobError(
+            JobErrorCode.INTERNAL_ERROR,
+            f"OUTRIDER_PROXY_CA_FILE cannot be read as PEM certificates: {exc}",
+            retryable=True,
+        ) from None
+
+
+def agent_routes(
+    agent: Agent, secrets: dict[str, str], ca_file: Path | None = None
+) -> list[ProxyRoute]:
+    """The agent's proxies with their credentials (from its secrets, for this attempt only),
+    `https://` ones with the TLS context that trusts `ca_file`'s CAs too (OUTRIDER_PROXY_CA_FILE).
     A proxy whose secret is gone fails the job `secret_not_found` (it is never sent bare)."""
     routes = []
     for proxy in agent.proxies or []:
         address = parse_proxy_url(str(proxy["url"]))
+        tls = _tls(ca_file) if address.scheme == "https" else None
         secret = proxy.get("auth_secret")
         credentials = None
         if secret:
@@ -74,7 +91,9 @@ def agent_routes(agent: Agent, secrets: dict[str, str]) -> list[ProxyRoute]:
                     f"The agent has no secret named {secret!r} (a proxy's `auth_secret`).",
                     retryable=False,
                 )
-        routes.append(ProxyRoute(address, proxy_id(agent.id, address.url, secret), credentials))
+        routes.append(
+            ProxyRoute(address, proxy_id(agent.id, address.url, secret), credentials, tls)
+        )
     return routes
 
 

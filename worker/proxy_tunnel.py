@@ -15,6 +15,10 @@ and virtual hosts work as they do without a proxy; the proxy resolves it again).
 
 Credentials (`user:password` from the agent's secret) are sent in `Proxy-Authorization:
 Basic` or SOCKS5's username/password method, and appear in no message, log or repr.
+
+An `https://` proxy's certificate is verified (its name or IP address, and its chain) against
+the system's CAs, plus those of OUTRIDER_PROXY_CA_FILE (`proxy_tls`: one context per process);
+a proxy whose certificate fails is benched like one that cannot be reached.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import socket
 import ssl
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from shared.proxies import ProxyAddress
 
@@ -60,14 +65,25 @@ class TunnelRefused(Exception):
         self.status = status
 
 
+@lru_cache(maxsize=8)
+def proxy_tls(ca_file: str | None = None) -> ssl.SSLContext:
+    """The TLS context for `https://` proxies: the system's CAs, plus `ca_file`'s (PEM).
+    OSError or ssl.SSLError when `ca_file` cannot be read."""
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
 @dataclass(frozen=True)
 class ProxyRoute:
     """One upstream proxy as one attempt uses it. `credentials` (`user:password`) live here
-    in memory only."""
+    in memory only; `tls` is what an `https://` proxy's certificate is checked with."""
 
     address: ProxyAddress
     id: str  # shared/proxies.py proxy_id: the Redis keys' name for it
     credentials: str | None = field(default=None, repr=False)
+    tls: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
 
     @property
     def url(self) -> str:
@@ -244,7 +260,7 @@ async def open_tunnel(
                 created, _ = await loop.create_connection(
                     lambda shaker=shaker: shaker,
                     sock=sock,
-                    ssl=ssl.create_default_context() if tls else None,
+                    ssl=(route.tls or proxy_tls()) if tls else None,
                     server_hostname=route.address.host if tls else None,
                 )
                 transport = created

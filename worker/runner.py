@@ -197,7 +197,7 @@ async def _execute_proxied(
 ) -> dict[str, Any]:
     """Through the agent's proxies, in rotation order: a proxy that fails is benched and the
     attempt goes on with the next (the same deadline); none left: `proxy_unavailable`."""
-    routes = agent_routes(claim.agent, secrets)
+    routes = agent_routes(claim.agent, secrets, state.settings.proxy_ca_file)
     host, target = target_host(claim.job.input), target_authority(claim.job.input)
     bench_s = state.settings.proxy_bench_s
     picker = ProxyPicker(state.redis, claim.agent, routes, host, bench_s, target)

@@ -31,8 +31,10 @@ from tests.worker.proxy_servers import (
     RecordingSite,
     RunningProxy,
     microsocks,
+    private_ca,
     recording_site,
     tinyproxy,
+    tls_front,
 )
 from tests.worker.support import closed_port, submit
 from tests.worker.test_secrets import redis_dump
@@ -47,7 +49,7 @@ pytestmark = pytest.mark.skipif(
 # Workers that may reach 127.0.0.1 only: 127.0.0.2 (a proxy's way out) is forbidden to them.
 WORKER = {"egress_allow_cidrs": ["127.0.0.1/32"], "egress_allowed_ports": ["1-65535"]}
 UNLIMITED = {"host_rate_per_s": 0}
-SOURCE_A, SOURCE_B, SOURCE_SOCKS = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+SOURCE_A, SOURCE_B, SOURCE_SOCKS, SOURCE_TLS = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"
 
 
 def password() -> str:
@@ -549,3 +551,39 @@ async def test_a_proxy_that_says_every_target_is_unreachable_is_benched_once_ano
     assert (job["error"]["code"], job["error"]["details"]["status"]) == ("http_4xx", 404), job
     assert benched == [f"outrider:proxy:bench:{proxy_id(uuid.UUID(agent_id), broken, None)}"]
     assert site.clients() == {SOURCE_B}
+
+
+async def test_an_https_proxy_is_trusted_through_the_ca_file_and_refused_without_it(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    run_worker: RunWorker,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """TLS to the proxy: a certificate from a private CA is trusted with OUTRIDER_PROXY_CA_FILE
+    (fetch and render go through it), and refused without it (the proxy is benched: nothing
+    reaches the target unverified)."""
+    await forget_proxies(settings.resolved_redis_url)
+    ca = private_ca(tmp_path, "127.0.0.1")
+    async with (
+        tinyproxy(tmp_path, SOURCE_TLS) as inner,
+        tls_front(inner, ca) as https_proxy,
+        recording_site() as site,
+    ):
+        agent_id = await make_agent(client, auth, proxies=[{"url": https_proxy}])
+
+        def spec(kind: str, n: int) -> dict[str, Any]:
+            url = site.url(f"/page/{kind}-{n}")
+            return {"kind": kind, "agent_id": agent_id, "max_attempts": 1, "input": {"url": url}}
+
+        async with workers(run_worker, proxy_ca_file=ca.ca_file):
+            trusted = await run_jobs(client, auth, [spec("fetch", 0), spec("render", 0)])
+        assert [proxy_of(job) for job in trusted] == [https_proxy] * 2
+        assert "Proxies carry this page" in trusted[0]["result"]["markdown"]
+        assert site.clients() == {SOURCE_TLS}
+        visits = len(site.visits)
+        async with workers(run_worker, browser=False):  # the system's CAs only
+            (untrusted,) = await run_jobs(client, auth, [spec("fetch", 1)])
+        assert untrusted["error"]["code"] == "proxy_unavailable", untrusted
+        assert len(site.visits) == visits
+        assert len(await bench_keys(settings.resolved_redis_url)) == 1
