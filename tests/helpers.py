@@ -99,19 +99,30 @@ def _app(server: TargetServer) -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def start_target_server(host: str = "127.0.0.1") -> AsyncIterator[TargetServer]:
-    """Serve the target app on a free loopback port."""
-    server = TargetServer(base_url="")
-    runner = web.AppRunner(_app(server), access_log=None)
+async def serve_aiohttp(
+    app: web.Application, host: str = "127.0.0.1", **runner_options: Any
+) -> AsyncIterator[str]:
+    """An aiohttp app on a free port of `host` for the duration of the block; yields its base
+    URL. (tests/conftest.py `serve_on_loopback` does the same for an ASGI app.)"""
+    runner = web.AppRunner(app, access_log=None, **runner_options)
     await runner.setup()
     site = web.TCPSite(runner, host, 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    server.base_url = f"http://{host}:{port}"
     try:
-        yield server
+        yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def start_target_server(
+    host: str = "127.0.0.1", **runner_options: Any
+) -> AsyncIterator[TargetServer]:
+    """Serve the target app on a free loopback port."""
+    server = TargetServer(base_url="")
+    async with serve_aiohttp(_app(server), host, **runner_options) as server.base_url:
+        yield server
 
 
 TERMINAL = {"succeeded", "failed", "cancelled"}

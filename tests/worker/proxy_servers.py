@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from outrider.dev import free_port
-from tests.adversarial.drip import DripServer
+from tests.adversarial.drip import DripServer, serve_drip
+from tests.helpers import serve_aiohttp
 
 TINYPROXY = shutil.which("tinyproxy")
 MICROSOCKS = shutil.which("microsocks")
@@ -174,17 +175,10 @@ def _site_app(site: RecordingSite) -> web.Application:
 
 @contextlib.asynccontextmanager
 async def recording_site(host: str = "127.0.0.1") -> AsyncIterator[RecordingSite]:
+    """A RecordingSite on a free port of `host`."""
     site = RecordingSite()
-    runner = web.AppRunner(_site_app(site), access_log=None)
-    await runner.setup()
-    tcp = web.TCPSite(runner, host, 0)
-    await tcp.start()
-    port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    site.base_url = f"http://{host}:{port}"
-    try:
+    async with serve_aiohttp(_site_app(site), host) as site.base_url:
         yield site
-    finally:
-        await runner.cleanup()
 
 
 @dataclass
@@ -199,23 +193,11 @@ class PeerDripServer(DripServer):
         await super().serve(reader, writer)
 
 
-@contextlib.asynccontextmanager
-async def start_peer_drip_server(
+def start_peer_drip_server(
     seed: int, max_piece: int = 16 * 1024, max_pause_s: float = 0.004
-) -> AsyncIterator[PeerDripServer]:
+) -> contextlib.AbstractAsyncContextManager[PeerDripServer]:
     """A PeerDripServer on a free port of 127.0.0.1, for the duration of the block."""
-    server = PeerDripServer(seed=seed, max_piece=max_piece, max_pause_s=max_pause_s)
-    tcp = await asyncio.start_server(server.serve, "127.0.0.1", 0)
-    server.base_url = f"http://127.0.0.1:{tcp.sockets[0].getsockname()[1]}"
-    try:
-        yield server
-    finally:
-        tcp.close()
-        for writer in server.connections:  # idle keep-alive connections: their handlers end
-            writer.close()
-        if server.connections:
-            await asyncio.wait(list(server.connections.values()), timeout=10)
-        await tcp.wait_closed()
+    return serve_drip(PeerDripServer(seed=seed, max_piece=max_piece, max_pause_s=max_pause_s))
 
 
 @dataclass(frozen=True)

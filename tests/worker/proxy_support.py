@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
+from shared.proxies import proxy_id
 from tests.conftest import RunWorker
 from tests.helpers import wait_for_job
 from tests.worker.support import submit
@@ -60,6 +61,20 @@ async def run_jobs(
     return [await wait_for_job(client, auth, job_id, timeout_s=timeout_s) for job_id in ids]
 
 
+def proxied_job(
+    kind: str, agent_id: str, url: str, *, attempts: int | None = None, **input_fields: Any
+) -> dict[str, Any]:
+    """A job spec for `agent_id` (`attempts`: its max_attempts, when given)."""
+    spec: dict[str, Any] = {
+        "kind": kind,
+        "agent_id": agent_id,
+        "input": {"url": url, **input_fields},
+    }
+    if attempts is not None:
+        spec["max_attempts"] = attempts
+    return spec
+
+
 def proxy_of(job: dict[str, Any]) -> str:
     """The proxy that served a job that succeeded."""
     assert job["status"] == "succeeded", job
@@ -78,6 +93,11 @@ async def workers(
         if browser:
             await stack.enter_async_context(run_worker(queue="browser", concurrency=4, **settings))
         yield
+
+
+def bench_key(agent_id: str, proxy_url: str, secret: str | None = None) -> str:
+    """The Redis key that benches one proxy of an agent."""
+    return f"outrider:proxy:bench:{proxy_id(uuid.UUID(agent_id), proxy_url, secret)}"
 
 
 async def bench_keys(redis_url: str) -> list[str]:
