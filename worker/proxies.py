@@ -14,8 +14,9 @@ serves it. Who is to blame when a proxy fails:
   credentials (407, or 401), answered CONNECT with something that is not HTTP, or a SOCKS5
   reply that is about itself (no such command or address type, an auth method we did not offer).
 - Nobody yet: it answered CONNECT with a 5xx, or SOCKS5 "unreachable", "refused", "TTL
-  expired" or "general failure". Proxies say that when THEY cannot reach the target (tinyproxy
-  500, Squid 503/504, others 502), which is the target's failure as often as the proxy's. Such
+  expired" or "general failure", or did not answer in time. Proxies say that when THEY cannot
+  reach the target (tinyproxy 500, Squid 503/504, others 502; silence while the target drops
+  packets), which is the target's failure as often as the proxy's. Such
   a proxy is benched only when another proxy of the agent then reaches that same target in the
   same attempt (the target answered through it: a result, or an HTTP status error); if none
   does, nobody is benched and the job fails `connection_error` (retryable), as it would

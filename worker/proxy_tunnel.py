@@ -6,10 +6,11 @@ proxy for `https`) or a SOCKS5 CONNECT, to the target's host and port, plain `ht
 included. So the proxy sees only where to connect, and every byte after its answer is the
 target's: a 407 the proxy sends on CONNECT is the proxy's failure (`ProxyFailed`), a 5xx
 inside the tunnel is the target's answer. A 5xx to CONNECT (tinyproxy answers 500, Squid 503
-or 504, others 502 when the TARGET cannot be reached) and a SOCKS5 "unreachable", "refused",
-"TTL expired" or "general failure" reply may be either's: the ProxyFailed names the `target`
-it was about, and worker/proxies.py decides whom to blame. The target's name is resolved and EVERY
-address checked by the egress policy before the proxy is asked (the caller does it); for
+or 504, others 502 when the TARGET cannot be reached), a SOCKS5 "unreachable", "refused",
+"TTL expired" or "general failure" reply, and no answer at all in time (the proxy may be
+waiting for a target that drops packets) may be either's: the ProxyFailed names the `target`
+it was about, and worker/proxies.py decides whom to blame. The target's name is resolved and
+EVERY address checked by the egress policy before the proxy is asked (the caller does it); for
 SOCKS5 the proxy is given the checked address itself, for HTTP CONNECT the name (so TLS
 and virtual hosts work as they do without a proxy; the proxy resolves it again).
 
@@ -274,7 +275,14 @@ async def open_tunnel(
             if transport is not None:
                 transport.close()
             raise
-        except (OSError, TimeoutError, ValueError, ssl.SSLError) as exc:
+        except TimeoutError as exc:
+            if transport is not None:  # it took our CONNECT: it may be waiting for the target
+                transport.close()
+                target = authority(host, port)
+                reason = f"no answer to CONNECT {target} within {timeout_s:g} s"
+                raise ProxyFailed(route.url, reason, None, target) from None
+            last = exc
+        except (OSError, ValueError, ssl.SSLError) as exc:
             if transport is not None:
                 transport.close()
             last = exc

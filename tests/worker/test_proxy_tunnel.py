@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from shared.proxies import parse_proxy_url
+from tests.worker.support import closed_port
 from worker.proxy_tunnel import ProxyFailed, ProxyRoute, open_tunnel
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -130,3 +131,24 @@ async def test_a_5xx_to_connect_names_the_target_it_could_not_reach() -> None:
         with pytest.raises(ProxyFailed) as failed:
             await tunnel("http", port)
     assert (failed.value.status, failed.value.target) == (504, "shop.example:80")
+
+
+async def test_no_answer_to_connect_in_time_names_the_target_it_waited_for() -> None:
+    """A proxy that took our CONNECT and says nothing may be waiting for a target that drops
+    packets; one that cannot be connected to at all is at fault by itself."""
+    answered = asyncio.Event()
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.wait_for(answered.wait(), 5)
+
+    route = ProxyRoute(parse_proxy_url(f"http://127.0.0.1:{closed_port()}"), "p")
+    async with scripted_proxy(script) as port:
+        silent = ProxyRoute(parse_proxy_url(f"http://127.0.0.1:{port}"), "p")
+        with pytest.raises(ProxyFailed, match="no answer to CONNECT") as failed:
+            await open_tunnel(silent, ["127.0.0.1"], "shop.example", 80, ["192.0.2.7"], 0.3)
+        answered.set()
+    assert failed.value.target == "shop.example:80"
+    with pytest.raises(ProxyFailed, match="could not connect") as refused:
+        await open_tunnel(route, ["127.0.0.1"], "shop.example", 80, ["192.0.2.7"], 0.3)
+    assert refused.value.target is None
