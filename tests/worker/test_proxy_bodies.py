@@ -24,7 +24,6 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.settings import Settings
 from tests.adversarial.drip import CODINGS, FRAMINGS, Coding, Framing, Reply
 from tests.conftest import RunWorker
 from tests.worker.proxy_servers import (
@@ -38,7 +37,6 @@ from tests.worker.proxy_servers import (
 from tests.worker.proxy_support import (
     SOURCE_A,
     SOURCE_SOCKS,
-    forget_proxies,
     password,
     proxied_agent,
     proxy_of,
@@ -74,9 +72,8 @@ class Agents:
 
 @pytest.fixture
 async def agents(
-    client: httpx.AsyncClient, auth: dict[str, str], settings: Settings, tmp_path: Path
+    client: httpx.AsyncClient, auth: dict[str, str], proxy_redis: str, tmp_path: Path
 ) -> AsyncIterator[Agents]:
-    await forget_proxies(settings.resolved_redis_url)
     credentials = f"sam:{password()}"
     async with (
         tinyproxy(tmp_path, SOURCE_A) as http_proxy,

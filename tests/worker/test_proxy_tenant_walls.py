@@ -22,14 +22,12 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.settings import Settings
 from tests.conftest import NewOwner, RunWorker
 from tests.helpers import wait_for_job
 from tests.worker.hostile_target import LATE_S, MODES, HostileTarget, hostile_target
 from tests.worker.proxy_servers import TINYPROXY, RunningProxy, tinyproxy
 from tests.worker.proxy_support import (
     SOURCE_A,
-    forget_proxies,
     make_agent,
     proxied_agent,
     run_jobs,
@@ -44,8 +42,7 @@ JOBS = 300
 
 
 @pytest.fixture
-async def shared_proxy(tmp_path: Path, settings: Settings) -> AsyncIterator[RunningProxy]:
-    await forget_proxies(settings.resolved_redis_url)
+async def shared_proxy(tmp_path: Path, proxy_redis: str) -> AsyncIterator[RunningProxy]:
     async with tinyproxy(tmp_path, SOURCE_A) as proxy:
         yield proxy
 
