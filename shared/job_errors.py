@@ -72,8 +72,8 @@ C = JobErrorCode
 CATALOGUE: dict[JobErrorCode, CodeInfo] = {
     C.TIMEOUT: CodeInfo("The job, a call or a page operation ran out of time.", True),
     C.CONNECTION_ERROR: CodeInfo(
-        "The connection failed, was reset, or a body ended early (short of its Content-Length, "
-        "or a broken chunk).",
+        "The connection failed (or no proxy of the agent could reach the target), was reset, "
+        "or a body ended early (short of its Content-Length, or a broken chunk).",
         True,
     ),
     C.CONTENT_DECODING_FAILED: CodeInfo(
@@ -120,7 +120,8 @@ CATALOGUE: dict[JobErrorCode, CodeInfo] = {
     ),
     C.PROXY_UNAVAILABLE: CodeInfo(
         "Every proxy of the agent is benched: each failed (could not be reached, refused the "
-        "credentials with 407, or answered CONNECT with a 5xx) within `OUTRIDER_PROXY_BENCH_S`.",
+        "credentials with 407, or answered CONNECT with a 5xx for a target another proxy "
+        "reached) within `OUTRIDER_PROXY_BENCH_S`.",
         True,
     ),
     C.INVALID_EXTRACT: CodeInfo("An `extract` rule is unusable (a bad selector).", False),

@@ -250,8 +250,14 @@ class Settings(BaseSettings):
     proxy_bench_s: float = Field(
         60.0,
         gt=0,
-        description="A proxy that fails (unreachable, 407, a 5xx to CONNECT) is not used by any "
-        "worker for this long; jobs move on to the agent's other proxies.",
+        description="A proxy that fails (unreachable, 407, a 5xx to CONNECT for a target another "
+        "proxy reaches) is not used by any worker for this long; jobs move on to the agent's "
+        "other proxies.",
+    )
+    proxy_ca_file: Path | None = Field(
+        None,
+        description="A PEM file of CA certificates that the certificates of `https://` proxies "
+        "may chain to (a private CA), besides the system's. Read by the workers.",
     )
 
     events_retention_s: float = Field(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import socket
 import uuid
 from collections import OrderedDict
@@ -14,6 +15,7 @@ from typing import Any
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.client_proto import ResponseHandler
+from aiohttp.client_reqrep import ConnectionKey
 from aiohttp.tracing import Trace
 
 from shared.egress import EgressPolicy, parse_ip_literal
@@ -44,14 +46,59 @@ class _NonEmptyResolver(AbstractResolver):
         await self.inner.close()
 
 
+class _OneAnswerHandler(ResponseHandler):
+    """A connection that never keeps bytes nobody asked for.
+
+    aiohttp parses whatever arrives on a kept-alive connection, also while it waits in the
+    pool, and hands it to the next request on it as its answer: a server that sends a second
+    response behind the first (late, or in the same packet) shifts every later answer on that
+    connection by one, each returned as a success. Here a byte that arrives while no request
+    is outstanding (the connection was released to the pool) closes the connection instead,
+    and so does an answer whose end came with more bytes behind it. (An unasked answer that
+    lands after the next request went out cannot be told from that request's answer, by any
+    HTTP/1.1 client: such a server confuses only its own answers to one owner's requests, as
+    pools are per owner.)
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.idle = False  # released to the pool: nothing may arrive now
+
+    def set_response_params(self, **params: Any) -> None:
+        self.idle = False  # a request goes out on this connection
+        super().set_response_params(**params)
+
+    def data_received(self, data: bytes) -> None:
+        if self.idle and data:  # (aiohttp calls it with b"" itself when it resumes reading)
+            self._refuse()
+            return
+        super().data_received(data)
+        if self.idle and self.should_close:  # released during this call, more buffered
+            self._refuse()
+
+    def _refuse(self) -> None:
+        self.force_close()
+        self.close()
+
+
 class GuardedConnector(aiohttp.TCPConnector):
-    """A TCPConnector that connects only to addresses the egress policy allows."""
+    """A TCPConnector that connects only to addresses the egress policy allows, and drops a
+    pooled connection on which the server sent anything unasked (_OneAnswerHandler)."""
 
     def __init__(self, policy: EgressPolicy, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.policy = policy
         # The connector still closes the resolver only if it made it: the wrapper delegates.
         self._resolver = _NonEmptyResolver(self._resolver)
+        # (aiohttp types the factory `partial[ResponseHandler]`, and partials are invariant)
+        self._factory = functools.partial(_OneAnswerHandler, loop=self._loop)  # type: ignore[assignment]
+
+    def _release(
+        self, key: ConnectionKey, protocol: ResponseHandler, *, should_close: bool = False
+    ) -> None:
+        if isinstance(protocol, _OneAnswerHandler):
+            protocol.idle = True  # its answer is read: from now on nothing may arrive
+        super()._release(key, protocol, should_close=should_close)
 
     async def _resolve_host(
         self, host: str, port: int, traces: Sequence[Trace] | None = None

@@ -2,22 +2,40 @@
 
 Shared by every worker through Redis, whose keys name a proxy by a hash (shared/proxies.py
 `proxy_id`: the agent, the URL and the secret's NAME), never its URL or credentials:
-- `outrider:proxy:bench:<id>`: set for OUTRIDER_PROXY_BENCH_S when the proxy fails (it could not
-  be reached, answered 407, or a 5xx or nonsense to CONNECT). Benched proxies are skipped.
+- `outrider:proxy:bench:<id>`: set for OUTRIDER_PROXY_BENCH_S when the proxy fails. Benched
+  proxies are skipped.
 - `outrider:proxy:rr:<agent>`: the round-robin counter (`round_robin`, and `sticky_host`'s
   first pick for a host).
 - `outrider:proxy:sticky:<agent>:<sha256(host)>`: the proxy id a host is served by
   (`sticky_host`), kept while it works (dropped when it is benched), for a day after its last use.
-An attempt tries the unbenched proxies in rotation order, benching each that fails; when none
-is left the job fails `proxy_unavailable` (retryable, after the earliest bench ends). Without
-Redis (it is down) the proxies are tried in order and nothing is benched.
+An attempt tries the unbenched proxies in rotation order (`ProxyPicker.through`) until one
+serves it. Who is to blame when a proxy fails:
+- The proxy, at once (benched): it could not be reached (or its TLS failed), refused our
+  credentials (407, or 401), answered CONNECT with something that is not HTTP, or a SOCKS5
+  reply that is about itself (no such command or address type, an auth method we did not offer).
+- Nobody yet: it answered CONNECT with a 5xx, or SOCKS5 "unreachable", "refused", "TTL
+  expired" or "general failure", or did not answer in time. Proxies say that when THEY cannot
+  reach the target (tinyproxy 500, Squid 503/504, others 502; silence while the target drops
+  packets), which is the target's failure as often as the proxy's. Such
+  a proxy is benched only when another proxy of the agent then reaches that same target in the
+  same attempt (the target answered through it: a result, or an HTTP status error); if none
+  does, nobody is benched and the job fails `connection_error` (retryable), as it would
+  without a proxy. So a dead site benches no proxy, and a proxy that answers 5xx to everything
+  is benched as soon as another proxy shows the target is up (with one proxy, it never is: its
+  jobs fail `connection_error`).
+When no proxy is left (each benched, or blamed) the job fails `proxy_unavailable` (retryable,
+after the earliest bench ends). Without Redis (it is down) the proxies are tried in order and
+nothing is benched.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from typing import TYPE_CHECKING
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from redis.exceptions import RedisError
 from yarl import URL
@@ -26,7 +44,7 @@ from shared.job_errors import JobErrorCode
 from shared.logging import describe, get_logger
 from shared.models import Agent
 from shared.proxies import parse_proxy_url, proxy_id
-from worker.proxy_tunnel import ProxyFailed, ProxyRoute
+from worker.proxy_tunnel import ProxyFailed, ProxyRoute, authority, proxy_tls
 from worker.retry import JobError
 
 if TYPE_CHECKING:
@@ -36,18 +54,34 @@ log = get_logger(__name__)
 
 STICKY_KEEP_S = 86400
 ROUND_ROBIN_KEEP_S = 86400
+T = TypeVar("T")
 
 
 def bench_key(route: ProxyRoute) -> str:
     return f"outrider:proxy:bench:{route.id}"
 
 
-def agent_routes(agent: Agent, secrets: dict[str, str]) -> list[ProxyRoute]:
-    """The agent's proxies with their credentials (from its secrets, for this attempt only).
+def _tls(ca_file: Path | None) -> ssl.SSLContext:
+    try:
+        return proxy_tls(str(ca_file) if ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise JobError(
+            JobErrorCode.INTERNAL_ERROR,
+            f"OUTRIDER_PROXY_CA_FILE cannot be read as PEM certificates: {exc}",
+            retryable=True,
+        ) from None
+
+
+def agent_routes(
+    agent: Agent, secrets: dict[str, str], ca_file: Path | None = None
+) -> list[ProxyRoute]:
+    """The agent's proxies with their credentials (from its secrets, for this attempt only),
+    `https://` ones with the TLS context that trusts `ca_file`'s CAs too (OUTRIDER_PROXY_CA_FILE).
     A proxy whose secret is gone fails the job `secret_not_found` (it is never sent bare)."""
     routes = []
     for proxy in agent.proxies or []:
         address = parse_proxy_url(str(proxy["url"]))
+        tls = _tls(ca_file) if address.scheme == "https" else None
         secret = proxy.get("auth_secret")
         credentials = None
         if secret:
@@ -58,7 +92,9 @@ def agent_routes(agent: Agent, secrets: dict[str, str]) -> list[ProxyRoute]:
                     f"The agent has no secret named {secret!r} (a proxy's `auth_secret`).",
                     retryable=False,
                 )
-        routes.append(ProxyRoute(address, proxy_id(agent.id, address.url, secret), credentials))
+        routes.append(
+            ProxyRoute(address, proxy_id(agent.id, address.url, secret), credentials, tls)
+        )
     return routes
 
 
@@ -72,13 +108,63 @@ class ProxyPicker:
         routes: list[ProxyRoute],
         host: str | None,
         bench_s: float,
+        target: str | None = None,
     ) -> None:
         self.redis = redis
         self.agent = agent
         self.routes = routes
         self.host = host
+        self.target = target  # the job's `host:port` (proxy_tunnel.authority), if known
         self.bench_s = bench_s
         self.benched: list[ProxyRoute] = []
+
+    async def through(self, run: Callable[[ProxyRoute], Awaitable[T]]) -> tuple[ProxyRoute, T]:
+        """`run(route)` through each usable proxy in turn until one serves the attempt: that
+        proxy and what `run` returned. Blames and benches failing proxies as the module's
+        docstring says; raises `connection_error` when no proxy could reach the target, else
+        `proxy_unavailable` when none is left. Whatever else `run` raises ends the attempt."""
+        suspects: list[tuple[ProxyRoute, ProxyFailed]] = []
+        for route in await self.order():
+            try:
+                result = await run(route)
+            except ProxyFailed as failure:
+                if failure.target is None:
+                    await self.bench(route, failure)
+                else:  # its fault or the target's: the next proxy will tell
+                    suspects.append((route, failure))
+                continue
+            except JobError as error:
+                if error.code.startswith("http_"):  # the target answered, through `route`
+                    await self._convict(suspects, route)
+                raise
+            await self._convict(suspects, route)
+            await self.worked(route)
+            return route, result
+        if suspects:
+            raise self._unreached(suspects)
+        raise await self.unavailable()
+
+    async def _convict(
+        self, suspects: list[tuple[ProxyRoute, ProxyFailed]], reached_by: ProxyRoute
+    ) -> None:
+        """`reached_by` reached the job's target: the proxies that said they could not were
+        at fault."""
+        for route, failure in suspects:
+            if failure.target == self.target:
+                log.info("proxy.blamed", proxy=route.url, reached_by=reached_by.url)
+                await self.bench(route, failure)
+
+    def _unreached(self, suspects: list[tuple[ProxyRoute, ProxyFailed]]) -> JobError:
+        """No proxy reached the target and some said they could not: the target's failure."""
+        targets = sorted({failure.target or "" for _, failure in suspects})
+        log.info("proxy.target_unreachable", targets=targets, proxies=len(suspects))
+        reasons = "; ".join(failure.reason for _, failure in suspects)
+        return JobError(
+            JobErrorCode.CONNECTION_ERROR,
+            f"No proxy could reach {', '.join(targets)} ({reasons}).",
+            retryable=True,
+            details={"proxies": len(self.routes), "unreached": targets},
+        )
 
     def _sticky_key(self) -> str | None:
         if self.agent.proxy_rotation != "sticky_host" or not self.host:
@@ -176,3 +262,17 @@ def target_host(job_input: dict[str, object]) -> str | None:
         return URL(url).host
     except ValueError:
         return None
+
+
+def target_authority(job_input: dict[str, object]) -> str | None:
+    """The `host:port` a job's first connection is for, as a tunnel names it."""
+    url = job_input.get("url")
+    if not isinstance(url, str):
+        return None
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return None
+    if not parsed.raw_host or parsed.port is None:
+        return None
+    return authority(parsed.raw_host, parsed.port)

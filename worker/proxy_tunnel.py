@@ -4,14 +4,22 @@ Every proxied connection (aiohttp's, in worker/http_client.py, and the browser's
 in worker/browser_egress.py) is a tunnel: HTTP CONNECT (`http`/`https` proxies; TLS to the
 proxy for `https`) or a SOCKS5 CONNECT, to the target's host and port, plain `http` targets
 included. So the proxy sees only where to connect, and every byte after its answer is the
-target's: a 5xx or 407 the proxy sends on CONNECT is the proxy's failure (`ProxyFailed`), a
-5xx inside the tunnel is the target's answer. The target's name is resolved and EVERY
-address checked by the egress policy before the proxy is asked (the caller does it); for
+target's: a 407 the proxy sends on CONNECT is the proxy's failure (`ProxyFailed`), a 5xx
+inside the tunnel is the target's answer. A 5xx to CONNECT (tinyproxy answers 500, Squid 503
+or 504, others 502 when the TARGET cannot be reached), a SOCKS5 "unreachable", "refused",
+"TTL expired" or "general failure" reply, and no answer at all in time (the proxy may be
+waiting for a target that drops packets) may be either's: the ProxyFailed names the `target`
+it was about, and worker/proxies.py decides whom to blame. The target's name is resolved and
+EVERY address checked by the egress policy before the proxy is asked (the caller does it); for
 SOCKS5 the proxy is given the checked address itself, for HTTP CONNECT the name (so TLS
 and virtual hosts work as they do without a proxy; the proxy resolves it again).
 
 Credentials (`user:password` from the agent's secret) are sent in `Proxy-Authorization:
 Basic` or SOCKS5's username/password method, and appear in no message, log or repr.
+
+An `https://` proxy's certificate is verified (its name or IP address, and its chain) against
+the system's CAs, plus those of OUTRIDER_PROXY_CA_FILE (`proxy_tls`: one context per process);
+a proxy whose certificate fails is benched like one that cannot be reached.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import socket
 import ssl
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from shared.proxies import ProxyAddress
 
@@ -33,14 +42,19 @@ MAX_HEAD_BYTES = 16 * 1024
 
 class ProxyFailed(Exception):
     """The upstream proxy failed (could not be reached, refused our credentials, answered
-    5xx or nonsense to CONNECT): the proxy is benched and the attempt moves on to the next.
-    The message names the proxy without credentials."""
+    5xx or nonsense to CONNECT): the attempt moves on to the next proxy. With `target` (the
+    `host:port` it was asked for), the proxy said it could not reach that target: its fault or
+    the target's (worker/proxies.py); without, its own (it is benched). The message names the
+    proxy without credentials."""
 
-    def __init__(self, proxy_url: str, reason: str, status: int | None = None) -> None:
+    def __init__(
+        self, proxy_url: str, reason: str, status: int | None = None, target: str | None = None
+    ) -> None:
         super().__init__(f"The proxy {proxy_url} failed: {reason}")
         self.proxy_url = proxy_url
         self.reason = reason
         self.status = status
+        self.target = target
 
 
 class TunnelRefused(Exception):
@@ -52,14 +66,25 @@ class TunnelRefused(Exception):
         self.status = status
 
 
+@lru_cache(maxsize=8)
+def proxy_tls(ca_file: str | None = None) -> ssl.SSLContext:
+    """The TLS context for `https://` proxies: the system's CAs, plus `ca_file`'s (PEM).
+    OSError or ssl.SSLError when `ca_file` cannot be read."""
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
 @dataclass(frozen=True)
 class ProxyRoute:
     """One upstream proxy as one attempt uses it. `credentials` (`user:password`) live here
-    in memory only."""
+    in memory only; `tls` is what an `https://` proxy's certificate is checked with."""
 
     address: ProxyAddress
     id: str  # shared/proxies.py proxy_id: the Redis keys' name for it
     credentials: str | None = field(default=None, repr=False)
+    tls: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
 
     @property
     def url(self) -> str:
@@ -131,13 +156,15 @@ def _basic(credentials: str) -> str:
     return "Basic " + base64.b64encode(credentials.encode()).decode("ascii")
 
 
-def _authority(host: str, port: int) -> str:
+def authority(host: str, port: int) -> str:
+    """`host:port` as CONNECT names it (an IPv6 address in brackets), lower case."""
+    host = host.lower()
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def _http_connect(route: ProxyRoute, shake: _Handshake, host: str, port: int) -> None:
     assert shake.transport is not None
-    target = _authority(host, port)
+    target = authority(host, port)
     lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
     if route.credentials:
         lines.append(f"Proxy-Authorization: {_basic(route.credentials)}")
@@ -152,7 +179,9 @@ async def _http_connect(route: ProxyRoute, shake: _Handshake, host: str, port: i
         return
     if status in (401, 407):  # 407, or 401 from some (tinyproxy): the target saw nothing
         raise ProxyFailed(route.url, f"it refused our credentials ({status})", status)
-    if status >= 500 or status < 200:
+    if status >= 500:  # "cannot reach it": the target may be down, or the proxy broken
+        raise ProxyFailed(route.url, f"it answered CONNECT {target} with {status}", status, target)
+    if status < 200:
         raise ProxyFailed(route.url, f"it answered CONNECT with {status}", status)
     raise TunnelRefused(route.url, status)
 
@@ -167,9 +196,13 @@ _SOCKS_ERRORS = {
     7: "command not supported",
     8: "address type not supported",
 }
+# Replies that may be about the target rather than the proxy (see ProxyFailed.target).
+_SOCKS_TARGET_ERRORS = frozenset({1, 3, 4, 5, 6})
 
 
-async def _socks5_connect(route: ProxyRoute, shake: _Handshake, address: str, port: int) -> None:
+async def _socks5_connect(
+    route: ProxyRoute, shake: _Handshake, address: str, port: int, target: str
+) -> None:
     assert shake.transport is not None
     write = shake.transport.write
     methods = b"\x02" if route.credentials else b"\x00"
@@ -194,7 +227,10 @@ async def _socks5_connect(route: ProxyRoute, shake: _Handshake, address: str, po
         reason = _SOCKS_ERRORS.get(reply[1], f"error {reply[1]}")
         if reply[1] == 2:
             raise TunnelRefused(route.url, 403)
-        raise ProxyFailed(route.url, f"SOCKS5 CONNECT failed: {reason}")
+        maybe_target = target if reply[1] in _SOCKS_TARGET_ERRORS else None
+        raise ProxyFailed(
+            route.url, f"SOCKS5 CONNECT {target} failed: {reason}", None, maybe_target
+        )
     length = {1: 4, 4: 16}.get(reply[3])
     if length is None:  # a domain name: its length first
         length = (await shake.read_exactly(1))[0]
@@ -225,12 +261,13 @@ async def open_tunnel(
                 created, _ = await loop.create_connection(
                     lambda shaker=shaker: shaker,
                     sock=sock,
-                    ssl=ssl.create_default_context() if tls else None,
+                    ssl=(route.tls or proxy_tls()) if tls else None,
                     server_hostname=route.address.host if tls else None,
                 )
                 transport = created
                 if route.address.scheme == "socks5":
-                    await _socks5_connect(route, shaker, target_addresses[0], port)
+                    target = authority(host, port)
+                    await _socks5_connect(route, shaker, target_addresses[0], port, target)
                 else:
                     await _http_connect(route, shaker, host, port)
                 return transport, bytes(shaker.buffer)
@@ -238,7 +275,14 @@ async def open_tunnel(
             if transport is not None:
                 transport.close()
             raise
-        except (OSError, TimeoutError, ValueError, ssl.SSLError) as exc:
+        except TimeoutError as exc:
+            if transport is not None:  # it took our CONNECT: it may be waiting for the target
+                transport.close()
+                target = authority(host, port)
+                reason = f"no answer to CONNECT {target} within {timeout_s:g} s"
+                raise ProxyFailed(route.url, reason, None, target) from None
+            last = exc
+        except (OSError, ValueError, ssl.SSLError) as exc:
             if transport is not None:
                 transport.close()
             last = exc

@@ -34,8 +34,8 @@ from worker.engines.map import run_map
 from worker.engines.scrape import run_scrape
 from worker.job_events import job_cancelled, job_ended, job_progress, job_started
 from worker.politeness import polite, user_agent
-from worker.proxies import ProxyPicker, agent_routes, target_host
-from worker.proxy_tunnel import ProxyFailed, ProxyRoute
+from worker.proxies import ProxyPicker, agent_routes, target_authority, target_host
+from worker.proxy_tunnel import ProxyRoute
 from worker.result_cache import from_cache, mark_fresh, remember
 from worker.retry import Deferred, JobError, backoff_s, classify
 from worker.robots import CachedRobots
@@ -192,27 +192,23 @@ async def _execute_proxied(
 ) -> dict[str, Any]:
     """Through the agent's proxies, in rotation order: a proxy that fails is benched and the
     attempt goes on with the next (the same deadline); none left: `proxy_unavailable`."""
-    routes = agent_routes(claim.agent, secrets)
-    host = target_host(claim.job.input)
-    picker = ProxyPicker(state.redis, claim.agent, routes, host, state.settings.proxy_bench_s)
-    for route in await picker.order():
+    routes = agent_routes(claim.agent, secrets, state.settings.proxy_ca_file)
+    host, target = target_host(claim.job.input), target_authority(claim.job.input)
+    bench_s = state.settings.proxy_bench_s
+    picker = ProxyPicker(state.redis, claim.agent, routes, host, bench_s, target)
+
+    async def through(route: ProxyRoute) -> dict[str, Any]:
         # The owner's pool for this proxy alone: never shared with direct requests or another
         # proxy's tunnels.
         async with state.sessions.lease(claim.job.owner_id, route) as http:
-            try:
-                result = await _execute_with(
-                    state, claim, http, secrets, deadline, route, session, meter
-                )
-            except ProxyFailed as failure:
-                await picker.bench(route, failure)
-                continue
-        await picker.worked(route)
-        if isinstance(result.get("metadata"), dict):
-            result["metadata"]["proxy"] = route.url
-        else:
-            result["metadata"] = {"proxy": route.url}
-        return result
-    raise await picker.unavailable()
+            return await _execute_with(state, claim, http, secrets, deadline, route, session, meter)
+
+    route, result = await picker.through(through)
+    if isinstance(result.get("metadata"), dict):
+        result["metadata"]["proxy"] = route.url
+    else:
+        result["metadata"] = {"proxy": route.url}
+    return result
 
 
 async def _execute_with(

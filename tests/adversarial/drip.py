@@ -11,7 +11,7 @@ import zlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 import brotli  # type: ignore[import-untyped]  # no stubs; used here to send `br`
@@ -163,12 +163,12 @@ class DripServer:
             self.connections.pop(writer, None)
 
 
+D = TypeVar("D", bound=DripServer)
+
+
 @contextlib.asynccontextmanager
-async def start_drip_server(
-    seed: int, max_piece: int = 16 * 1024, max_pause_s: float = 0.004
-) -> AsyncIterator[DripServer]:
-    """A DripServer on a free loopback port, for the duration of the block."""
-    server = DripServer(seed=seed, max_piece=max_piece, max_pause_s=max_pause_s)
+async def serve_drip(server: D) -> AsyncIterator[D]:
+    """`server` (a DripServer, or a subclass) on a free loopback port, for the block."""
     tcp = await asyncio.start_server(server.serve, "127.0.0.1", 0)
     port = tcp.sockets[0].getsockname()[1]
     server.base_url = f"http://127.0.0.1:{port}"
@@ -181,3 +181,10 @@ async def start_drip_server(
         if server.connections:
             await asyncio.wait(list(server.connections.values()), timeout=10)
         await tcp.wait_closed()
+
+
+def start_drip_server(
+    seed: int, max_piece: int = 16 * 1024, max_pause_s: float = 0.004
+) -> contextlib.AbstractAsyncContextManager[DripServer]:
+    """A DripServer on a free loopback port, for the duration of the block."""
+    return serve_drip(DripServer(seed=seed, max_piece=max_piece, max_pause_s=max_pause_s))

@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from shared.settings import Settings
 from tests.helpers import TargetServer, start_target_server
+from tests.worker.proxy_support import forget_proxies
 
 
 @pytest.fixture
@@ -18,3 +20,10 @@ async def hangup_target() -> AsyncIterator[TargetServer]:
     """
     async with start_target_server(handler_cancellation=True) as server:
         yield server
+
+
+@pytest.fixture
+async def proxy_redis(settings: Settings) -> str:
+    """The workers' Redis URL, with no proxy benched, counted or stuck from an earlier test."""
+    await forget_proxies(settings.resolved_redis_url)
+    return settings.resolved_redis_url

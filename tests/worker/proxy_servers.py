@@ -10,15 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import ipaddress
 import shutil
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from outrider.dev import free_port
+from tests.adversarial.drip import DripServer, serve_drip
+from tests.helpers import serve_aiohttp
 
 TINYPROXY = shutil.which("tinyproxy")
 MICROSOCKS = shutil.which("microsocks")
@@ -166,14 +175,133 @@ def _site_app(site: RecordingSite) -> web.Application:
 
 @contextlib.asynccontextmanager
 async def recording_site(host: str = "127.0.0.1") -> AsyncIterator[RecordingSite]:
+    """A RecordingSite on a free port of `host`."""
     site = RecordingSite()
-    runner = web.AppRunner(_site_app(site), access_log=None)
-    await runner.setup()
-    tcp = web.TCPSite(runner, host, 0)
-    await tcp.start()
-    port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    site.base_url = f"http://{host}:{port}"
-    try:
+    async with serve_aiohttp(_site_app(site), host) as site.base_url:
         yield site
+
+
+@dataclass
+class PeerDripServer(DripServer):
+    """tests/adversarial/drip.py's raw-socket server (bodies in pieces, every framing and
+    coding) that also records the address of every client that connected."""
+
+    peers: set[str] = field(default_factory=set)
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.peers.add(writer.get_extra_info("peername")[0])
+        await super().serve(reader, writer)
+
+
+def start_peer_drip_server(
+    seed: int, max_piece: int = 16 * 1024, max_pause_s: float = 0.004
+) -> contextlib.AbstractAsyncContextManager[PeerDripServer]:
+    """A PeerDripServer on a free port of 127.0.0.1, for the duration of the block."""
+    return serve_drip(PeerDripServer(seed=seed, max_piece=max_piece, max_pause_s=max_pause_s))
+
+
+@dataclass(frozen=True)
+class PrivateCA:
+    """A private CA's certificate (PEM: what OUTRIDER_PROXY_CA_FILE names) and a server
+    certificate it signed for one IP address, with that server's key."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def private_ca(workdir: Path, ip: str) -> PrivateCA:
+    """A CA and a certificate for `ip` signed by it (both valid for a day, strict-X.509 clean)."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("Outrider test CA"))
+        .issuer_name(_name("Outrider test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(ca_ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(_name(ip))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = PrivateCA(workdir / "ca.pem", workdir / "proxy.pem", workdir / "proxy-key.pem")
+    files.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.cert_file.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    files.key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return files
+
+
+async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError, RuntimeError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    writer.close()
+
+
+@contextlib.asynccontextmanager
+async def tls_front(upstream: RunningProxy, ca: PrivateCA) -> AsyncIterator[str]:
+    """An `https://` proxy: TLS on a free port of 127.0.0.1 (`ca`'s certificate), every
+    connection relayed in the clear to `upstream` (a tinyproxy). Yields the proxy's URL."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(ca.cert_file, ca.key_file)
+    relays: set[asyncio.Task[None]] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream.port)
+        except OSError:
+            writer.close()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        relays.add(task)
+        try:
+            await asyncio.gather(_relay(reader, up_writer), _relay(up_reader, writer))
+        finally:
+            relays.discard(task)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=context)
+    try:
+        yield f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     finally:
-        await runner.cleanup()
+        server.close()
+        for task in list(relays):
+            task.cancel()
+        if relays:
+            await asyncio.wait(list(relays), timeout=10)
