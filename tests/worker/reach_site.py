@@ -150,7 +150,7 @@ def _app(site: ReachSite) -> web.Application:
             return _page("<h1>Wrong password</h1>", "login")
         token = secrets.token_hex(8)
         site.tokens.add(token)
-        response = web.HTTPSeeOther("/members")
+        response = web.Response(status=303, headers={"Location": "/members"})
         response.set_cookie("sid", token, path="/", httponly=True, samesite="Lax")
         return response
 
