@@ -57,18 +57,33 @@ class Ledger:
 # Columns computed once per generated row (g), then used by the three inserts.
 _ROWS = """
 SELECT i,
-       md5('job' || i)::uuid AS id,
+       {id_of_i} AS id,
        ((i - 1) / {block}) % 2 = 0 AS mine,
        CASE WHEN ((i - 1) / {block}) % 2 = 0 THEN 1 ELSE 2 + ((i - 1) / {block} / 2) % 3 END AS o,
        (i - 1) % {block} AS slot,
        (i * 2654435761) % 1000 AS k,
        ((i * 40503) / 7) % 100 AS s,
-       $3::timestamptz - make_interval(secs => ($4 - i) * {span}::float8 / $4) AS at
+       {at_of_i} AS at,
+       {parent_id} AS parent_id
 FROM generate_series($1::bigint, $2::bigint) AS i
 """
 
+# When row n was created ($3: the end of the history, $4: the number of rows).
+_AT = "($3::timestamptz - make_interval(secs => ($4 - ({n})) * {span}::float8 / $4))"
+# Row n's id: a UUIDv7 of its creation millisecond, as shared/ids.py makes ids (the random
+# part from md5), so the ledger's primary-key order is its time order, as it is in a ledger
+# the product wrote. (Random ids, as before migration 0014, age out with retention.)
+_V7 = (
+    "(lpad(to_hex((extract(epoch FROM {at}) * 1000)::bigint), 12, '0') || '7'"
+    " || substr(md5('job' || ({n})), 1, 3) || '8' || substr(md5('job' || ({n})), 4, 15))::uuid"
+)
+
+
+def _id_of(n: str, span: int) -> str:
+    return _V7.format(at=_AT.format(n=n, span=span), n=n)
+
 _JOBS = """
-SELECT g.id, $5::uuid[] AS owners, g.o, g.mine, g.i, g.slot, g.at,
+SELECT g.id, $5::uuid[] AS owners, g.o, g.mine, g.i, g.slot, g.at, g.parent_id,
        CASE WHEN g.slot = 0 THEN 'crawl' WHEN g.slot <= {pages} THEN 'fetch'
             WHEN g.k < 700 THEN 'http' WHEN g.k < 970 THEN 'fetch'
             WHEN g.k < 990 THEN 'render' ELSE 'scrape' END AS kind,
@@ -132,7 +147,7 @@ inserted AS (
          CASE WHEN j.attempts > 0 THEN j.at + interval '50 ms' END,
          j.at + interval '1200 ms',
          NULL, NULL, NULL,
-         CASE WHEN j.slot BETWEEN 1 AND {pages} THEN md5('job' || j.i - j.slot)::uuid END
+         CASE WHEN j.slot BETWEEN 1 AND {pages} THEN j.parent_id END
   FROM j
   RETURNING id, owner_id, agent_id, status, attempts, worker_id, created_at, finished_at
 ),
@@ -159,7 +174,12 @@ WHERE x.owner_id = ($5::uuid[])[2]
 
 
 def insert_sql() -> str:
-    rows = _ROWS.format(block=BLOCK, span=SPAN_S)
+    rows = _ROWS.format(
+        block=BLOCK,
+        id_of_i=_id_of("i", SPAN_S),
+        at_of_i=_AT.format(n="i", span=SPAN_S),
+        parent_id=_id_of(f"i - (i - 1) % {BLOCK}", SPAN_S),  # the block's crawl (slot 0)
+    )
     jobs = _JOBS.format(rows=rows, pages=CRAWL_PAGES)
     return _INSERT.format(jobs=jobs, pages=CRAWL_PAGES)
 
