@@ -211,7 +211,8 @@ async def save_session(state: WorkerState, claim: Claim, session: JobSession) ->
     if written:
         log.info("session.saved", session=session.name, version=session.version + 1)
     elif written is not None:
-        log.warning("session.write_dropped", session=session.name, read_version=session.version)
+        # Expected on a crawl of a site that sets a cookie on every page: info, not a warning.
+        log.info("session.write_dropped", session=session.name, read_version=session.version)
 
 
 async def _write(state: WorkerState, claim: Claim, session: JobSession, sealed: bytes) -> bool:
@@ -233,7 +234,7 @@ async def _write_unheld(
         log.warning("session.write_dropped", session=session.name, error=describe(exc))
         return None
     if not taken:
-        log.warning("session.write_dropped", session=session.name, reason="session_busy")
+        log.info("session.write_dropped", session=session.name, reason="session_busy")
         return None
     try:
         return await _write(state, claim, session, sealed)
