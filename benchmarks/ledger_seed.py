@@ -82,6 +82,7 @@ _V7 = (
 def _id_of(n: str, span: int) -> str:
     return _V7.format(at=_AT.format(n=n, span=span), n=n)
 
+
 _JOBS = """
 SELECT g.id, $5::uuid[] AS owners, g.o, g.mine, g.i, g.slot, g.at, g.parent_id,
        CASE WHEN g.slot = 0 THEN 'crawl' WHEN g.slot <= {pages} THEN 'fetch'

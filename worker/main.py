@@ -140,7 +140,7 @@ async def serve(
             exc = main.exception()
             log.warning(
                 "worker.poll_loop_restarting",
-                error=describe(exc),
+                error=describe(exc) if exc is not None else "ended",
                 failed_tasks=_reap_failed_tasks(worker),
             )
             await asyncio.sleep(RESTART_DELAY_S)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
-import brotli  # type: ignore[import-untyped]  # no stubs; used here to send `br`
+import brotli  # no stubs (pyproject: ignore_missing_imports); used here to send `br`
 
 Framing = Literal["length", "chunked", "close"]
 Coding = Literal["identity", "gzip", "deflate", "br"]

@@ -302,7 +302,7 @@ async def test_gzip_members_in_a_row_raw_deflate_and_trailing_bytes_read_whole(
     first, second = b"first member " * 3000, b"second member " * 3000
     raw = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
     raw_deflate = raw.compress(first) + raw.flush()
-    sent = {
+    sent: dict[str, tuple[bytes, Coding, bytes]] = {
         "/members": (gzip.compress(first) + gzip.compress(second), "gzip", first + second),
         "/trailing": (gzip.compress(first) + b"\r\n\r\n", "gzip", first),
         "/raw-deflate": (raw_deflate, "deflate", first),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any, cast
 
 from shared.ids import new_id
 from shared.models import Job
@@ -34,10 +35,10 @@ def test_ids_sort_by_the_millisecond_they_were_made_in_and_never_repeat() -> Non
 
 def test_every_table_takes_its_ids_from_new_id() -> None:
     defaults = {
-        table.name: column.default.arg.__name__
+        table.name: default.arg.__name__
         for table in Job.metadata.sorted_tables
         for column in table.primary_key.columns
-        if column.default is not None and callable(column.default.arg)
+        if (default := cast(Any, column.default)) is not None and callable(default.arg)
     }
     assert defaults, "no table has a Python-side id default"
     assert set(defaults.values()) == {"new_id"}, defaults
