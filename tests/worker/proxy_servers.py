@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -31,6 +32,11 @@ from tests.helpers import serve_aiohttp
 
 TINYPROXY = shutil.which("tinyproxy")
 MICROSOCKS = shutil.which("microsocks")
+# Every proxy test module's `pytestmark`: skipped (a failure in CI) without the proxy tools.
+NEEDS_PROXY_TOOLS = pytest.mark.skipif(
+    TINYPROXY is None or MICROSOCKS is None,
+    reason="needs tinyproxy and microsocks (make install, as root)",
+)
 PAGE_TEXT = " ".join(["Proxies carry this page to the worker and the browser."] * 12)
 
 

@@ -22,8 +22,7 @@ from shared.egress import EgressPolicy
 from shared.proxies import parse_proxy_url
 from tests.conftest import RunWorker
 from tests.worker.proxy_servers import (
-    MICROSOCKS,
-    TINYPROXY,
+    NEEDS_PROXY_TOOLS,
     RecordingSite,
     RunningProxy,
     microsocks,
@@ -51,10 +50,7 @@ from tests.worker.test_secrets import redis_dump
 from worker.http_client import OwnerSessions, ProxiedConnector, create_session
 from worker.proxy_tunnel import ProxyRoute
 
-pytestmark = pytest.mark.skipif(
-    TINYPROXY is None or MICROSOCKS is None,
-    reason="needs tinyproxy and microsocks (make install, as root)",
-)
+pytestmark = NEEDS_PROXY_TOOLS
 
 
 @pytest.fixture

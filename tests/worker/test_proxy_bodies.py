@@ -27,8 +27,7 @@ import pytest
 from tests.adversarial.drip import CODINGS, FRAMINGS, Coding, Framing, Reply
 from tests.conftest import RunWorker
 from tests.worker.proxy_servers import (
-    MICROSOCKS,
-    TINYPROXY,
+    NEEDS_PROXY_TOOLS,
     PeerDripServer,
     microsocks,
     start_peer_drip_server,
@@ -45,10 +44,7 @@ from tests.worker.proxy_support import (
 )
 from tests.worker.test_bodies import random_text
 
-pytestmark = pytest.mark.skipif(
-    TINYPROXY is None or MICROSOCKS is None,
-    reason="needs tinyproxy and microsocks (make install, as root)",
-)
+pytestmark = NEEDS_PROXY_TOOLS
 
 SEED = int(os.environ.get("OUTRIDER_TEST_SEED") or random.randrange(2**32))
 CAP = 64 * 1024

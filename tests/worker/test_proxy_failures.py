@@ -16,8 +16,7 @@ import pytest
 from tests.conftest import RunWorker
 from tests.helpers import TargetServer
 from tests.worker.proxy_servers import (
-    MICROSOCKS,
-    TINYPROXY,
+    NEEDS_PROXY_TOOLS,
     RecordingSite,
     microsocks,
     recording_site,
@@ -38,10 +37,7 @@ from tests.worker.proxy_support import (
 )
 from tests.worker.support import closed_port
 
-pytestmark = pytest.mark.skipif(
-    TINYPROXY is None or MICROSOCKS is None,
-    reason="needs tinyproxy and microsocks (make install, as root)",
-)
+pytestmark = NEEDS_PROXY_TOOLS
 
 
 @pytest.fixture
