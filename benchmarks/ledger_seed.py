@@ -4,9 +4,10 @@ the wire), the way a long-lived installation's tables look.
 
 What a ledger holds (row i of N, deterministic):
 
-- owners: blocks of 5,000 jobs alternate between the benchmark's owner (half the rows) and
-  three other owners; the benchmark owner's jobs go 90 % to its default agent and 10 % to a
-  second agent;
+- owners: blocks of 5,000 jobs alternate between three other owners and the benchmark's
+  owner (half the rows; the oldest block is another owner's, so the retention passes, which
+  delete the oldest jobs, do not eat the 10k baseline's only crawl of the benchmark's owner);
+  the benchmark owner's jobs go 90 % to its default agent and 10 % to a second agent;
 - kinds: 70 % `http`, 27 % `fetch`, 2 % `render`, 1 % `scrape`, and in every block one
   `crawl` whose 100 page jobs (`fetch`) name it as `parent_id`;
 - statuses: 90 % succeeded (9 % of them after a retry), 7 % failed after 3 attempts, 3 %
@@ -58,8 +59,8 @@ class Ledger:
 _ROWS = """
 SELECT i,
        {id_of_i} AS id,
-       ((i - 1) / {block}) % 2 = 0 AS mine,
-       CASE WHEN ((i - 1) / {block}) % 2 = 0 THEN 1 ELSE 2 + ((i - 1) / {block} / 2) % 3 END AS o,
+       ((i - 1) / {block}) % 2 = 1 AS mine,
+       CASE WHEN ((i - 1) / {block}) % 2 = 1 THEN 1 ELSE 2 + ((i - 1) / {block} / 2) % 3 END AS o,
        (i - 1) % {block} AS slot,
        (i * 2654435761) % 1000 AS k,
        ((i * 40503) / 7) % 100 AS s,
