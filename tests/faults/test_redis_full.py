@@ -84,10 +84,13 @@ class Filler:
         self.count = 0
 
     async def fill(self) -> int:
-        with contextlib.suppress(OutOfMemoryError):
-            while True:
-                await self.redis.set(f"filler:{self.count}", FILLER)
-                self.count += 1
+        # Big values first, then ever smaller ones: room of a few KB (a finished job's keys
+        # deleted) is taken too, or a submission (under 1 KB) would still fit in it.
+        for size in (len(FILLER), 1024, 64):
+            with contextlib.suppress(OutOfMemoryError):
+                while True:
+                    await self.redis.set(f"filler:{self.count}", FILLER[:size])
+                    self.count += 1
         return self.count
 
     async def keep_full(self) -> None:
